@@ -1,0 +1,72 @@
+"""Bearer tokens: HS256 JWTs naming an account (``user``) or a trusted backend (``service``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import jwt
+
+Role = Literal["user", "service"]
+ALGORITHM = "HS256"
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, forged or expired; the reason is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    role: Role
+    account_id: str | None = None
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
+
+    def may_act_for(self, account_id: str) -> bool:
+        """A user token acts on its own account only; a service token on any."""
+        return self.is_service or self.account_id == account_id
+
+
+def issue_token(
+    secret: str, *, role: Role, account_id: str | None, now: datetime, ttl: timedelta
+) -> str:
+    if role == "user" and not account_id:
+        raise ValueError("a user token names its account")
+    claims: dict[str, object] = {"role": role, "iat": now, "exp": now + ttl}
+    claims["sub"] = account_id if role == "user" else "service"
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, secret: str, now: datetime) -> Principal:
+    """Verify signature and claims; expiry is judged by the injected clock's ``now``."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "role"], "verify_exp": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("The token is invalid.") from exc
+    expires = claims.get("exp")
+    if not isinstance(expires, int | float) or expires <= now.timestamp():
+        raise InvalidToken("The token has expired.")
+    role, subject = claims.get("role"), claims.get("sub")
+    if role == "service":
+        return Principal("service")
+    if role == "user" and isinstance(subject, str) and subject:
+        return Principal("user", subject)
+    raise InvalidToken("The token is invalid.")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token in an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Use 'Authorization: Bearer <token>'.")
+    return token.strip()

@@ -1,0 +1,1 @@
+"""The credit rules: pure Python, standard library plus dateutil, no I/O."""

@@ -1,0 +1,91 @@
+"""Errors in the business's words. Each carries the data a client needs to act on it.
+
+CreditError                 base of every expected failure
+├── InvalidInput            an argument is malformed (empty key, date in the future, ...)
+├── AccountNotFound         no account with that id
+├── EmailTaken              an account with that email exists
+├── PackNotFound            no credit pack with that id
+├── SubscriptionRequired    a pack needs an active subscription
+├── SubscriptionAlreadyActive  a second subscription while one is active
+├── NoActiveSubscription    nothing to cancel
+├── InsufficientCredits     creditsTotal below the cost; nothing was charged
+├── IdempotencyConflict     a key reused with other arguments
+├── GenerationNotFound      no generation with that id
+└── InvalidTransition       a generation is not in a state that allows the change
+"""
+
+from __future__ import annotations
+
+
+class CreditError(Exception):
+    """Base of expected, typed failures; the message is safe to show to clients."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(CreditError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AccountNotFound(CreditError):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"Account {account_id} does not exist.")
+        self.account_id = account_id
+
+
+class EmailTaken(CreditError):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"An account with email {email} already exists.")
+        self.email = email
+
+
+class PackNotFound(CreditError):
+    def __init__(self, pack_id: str) -> None:
+        super().__init__(f"Credit pack {pack_id} does not exist.")
+        self.pack_id = pack_id
+
+
+class SubscriptionRequired(CreditError):
+    def __init__(self) -> None:
+        super().__init__("Credit packs can be bought only with an active STARTER or PRO plan.")
+
+
+class SubscriptionAlreadyActive(CreditError):
+    def __init__(self) -> None:
+        super().__init__("The account already has an active subscription; cancel it first.")
+
+
+class NoActiveSubscription(CreditError):
+    def __init__(self) -> None:
+        super().__init__("The account has no active subscription to cancel.")
+
+
+class InsufficientCredits(CreditError):
+    def __init__(self, required: int, available: int) -> None:
+        super().__init__(f"This run costs {required} credits; {available} are available.")
+        self.required = required
+        self.available = available
+
+
+class IdempotencyConflict(CreditError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency key {key!r} was already used with different arguments.")
+        self.key = key
+
+
+class GenerationNotFound(CreditError):
+    def __init__(self, generation_id: str) -> None:
+        super().__init__(f"Generation {generation_id} does not exist.")
+        self.generation_id = generation_id
+
+
+class InvalidTransition(CreditError):
+    def __init__(self, generation_id: str, status: str, action: str) -> None:
+        super().__init__(f"Generation {generation_id} is {status}; it cannot be {action}.")
+        self.generation_id = generation_id
+        self.status = status
+        self.action = action

@@ -1,0 +1,61 @@
+"""Read models of what the services write: purchases, generations, ledger entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    tool: Tool
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPack:
+    id: str
+    credits: int
+    price_cents: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackPurchase:
+    id: str
+    pack_id: str
+    credits: int
+    price_cents: int
+    currency: str
+    purchased_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: str
+    account_id: str
+    tool: Tool
+    cost: int
+    status: GenerationStatus
+    prompt: str | None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result_url: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    account_id: str
+    kind: LedgerKind
+    bucket: Bucket
+    amount: int
+    balance_after: int
+    reference_type: str
+    reference_id: str | None
+    occurred_at: datetime

@@ -1,0 +1,84 @@
+"""An account's two credit buckets and how time changes them.
+
+The stored wallet is right as of its last write. Renewals that fell due since are computed
+here, from the subscription's anchor, so reads are right at every instant without a cron job
+and writes record each renewal in the ledger when they materialise it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from app.domain.cycles import cycle_end, cycle_index_at
+from app.domain.subscriptions import SubscriptionTerms
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    subscription_balance: int
+    pack_balance: int
+    # The cycle the subscription balance belongs to, and when it (and every pack) expires.
+    cycle_index: int | None
+    cycle_ends_at: datetime | None
+
+    @property
+    def total(self) -> int:
+        return self.subscription_balance + self.pack_balance
+
+    @classmethod
+    def empty(cls) -> Wallet:
+        return cls(0, 0, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """One monthly renewal: what expired and what the new cycle granted."""
+
+    at: datetime
+    cycle_index: int | None
+    expired_subscription: int
+    expired_packs: int
+    granted: int
+
+
+def renewals_due(
+    wallet: Wallet, terms: SubscriptionTerms | None, now: datetime
+) -> tuple[list[Renewal], Wallet]:
+    """Every renewal at or before ``now`` that the wallet has not seen, and the wallet after."""
+    renewals: list[Renewal] = []
+    while wallet.cycle_ends_at is not None and wallet.cycle_ends_at <= now:
+        at = wallet.cycle_ends_at
+        if terms is not None and wallet.cycle_index is not None and terms.renews_at(at):
+            k = wallet.cycle_index + 1
+            grant = terms.monthly_credits
+            nxt = Wallet(grant, 0, k, cycle_end(terms.started_at, k))
+        else:
+            k, grant, nxt = None, 0, Wallet.empty()
+        renewals.append(Renewal(at, k, wallet.subscription_balance, wallet.pack_balance, grant))
+        wallet = nxt
+    return renewals, wallet
+
+
+def wallet_at(wallet: Wallet, terms: SubscriptionTerms | None, now: datetime) -> Wallet:
+    """The balances as they stand at ``now``: the read side of :func:`renewals_due`."""
+    return renewals_due(wallet, terms, now)[1]
+
+
+def start_cycle(wallet: Wallet, terms: SubscriptionTerms, now: datetime) -> tuple[Renewal, Wallet]:
+    """A new subscription opens the cycle containing ``now`` with a fresh allowance.
+
+    Starting a subscription is a renewal: whatever the previous one left (subscription or
+    pack credits) expires, as packs do at every renewal.
+    """
+    k = cycle_index_at(terms.started_at, now)
+    renewal = Renewal(
+        now, k, wallet.subscription_balance, wallet.pack_balance, terms.monthly_credits
+    )
+    return renewal, Wallet(terms.monthly_credits, 0, k, cycle_end(terms.started_at, k))
+
+
+def with_balances(wallet: Wallet, *, subscription: int, packs: int) -> Wallet:
+    if subscription < 0 or packs < 0:
+        raise ValueError("a bucket cannot go below zero")
+    return replace(wallet, subscription_balance=subscription, pack_balance=packs)

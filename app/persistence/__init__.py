@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, the engine, repositories and the unit of work."""

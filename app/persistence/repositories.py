@@ -1,0 +1,158 @@
+"""Thin repositories over one session. They never commit: the unit of work does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.persistence.tables import (
+    AccountRow,
+    CreditPackRow,
+    GenerationRow,
+    HoldRow,
+    IdempotencyRow,
+    LedgerEntryRow,
+    PackPurchaseRow,
+    SubscriptionRow,
+    TariffRow,
+)
+
+
+class AccountRepository:
+    def __init__(self, session: AsyncSession, *, row_locks: bool) -> None:
+        self._session = session
+        self._row_locks = row_locks
+
+    async def lock(self, account_id: str) -> AccountRow | None:
+        """The account row, locked for this transaction.
+
+        Every balance change locks exactly one account row first, so concurrent writers to
+        one account queue here and no two ever interleave. On SQLite the transaction already
+        holds the database's write lock (BEGIN IMMEDIATE).
+        """
+        query = select(AccountRow).where(AccountRow.id == account_id)
+        if self._row_locks:
+            query = query.with_for_update()
+        return (await self._session.exec(query)).first()
+
+    async def with_subscriptions(
+        self, account_ids: Sequence[str]
+    ) -> list[tuple[AccountRow, SubscriptionRow | None]]:
+        """Accounts and their current subscriptions in one statement, for any number of ids."""
+        query = (
+            select(AccountRow, SubscriptionRow)
+            .outerjoin(SubscriptionRow, col(SubscriptionRow.id) == col(AccountRow.subscription_id))
+            .where(col(AccountRow.id).in_(list(account_ids)))
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def email_exists(self, email: str) -> bool:
+        query = select(AccountRow.id).where(AccountRow.email == email)
+        return (await self._session.exec(query)).first() is not None
+
+    def add(self, account: AccountRow) -> None:
+        self._session.add(account)
+
+
+class SubscriptionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, subscription_id: str) -> SubscriptionRow | None:
+        return await self._session.get(SubscriptionRow, subscription_id)
+
+    def add(self, subscription: SubscriptionRow) -> None:
+        self._session.add(subscription)
+
+
+class CatalogRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def tariffs(self) -> list[TariffRow]:
+        return list((await self._session.exec(select(TariffRow))).all())
+
+    async def tariff(self, tool: str) -> TariffRow | None:
+        return await self._session.get(TariffRow, tool)
+
+    async def packs(self) -> list[CreditPackRow]:
+        query = select(CreditPackRow).order_by(col(CreditPackRow.position), col(CreditPackRow.id))
+        return list((await self._session.exec(query)).all())
+
+    async def pack(self, pack_id: str) -> CreditPackRow | None:
+        return await self._session.get(CreditPackRow, pack_id)
+
+
+class PackPurchaseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def with_credits_left(self, account_id: str) -> list[PackPurchaseRow]:
+        query = select(PackPurchaseRow).where(
+            PackPurchaseRow.account_id == account_id, col(PackPurchaseRow.remaining) > 0
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def get(self, purchase_id: str) -> PackPurchaseRow | None:
+        return await self._session.get(PackPurchaseRow, purchase_id)
+
+    def add(self, purchase: PackPurchaseRow) -> None:
+        self._session.add(purchase)
+
+
+class GenerationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, generation_id: str) -> GenerationRow | None:
+        return await self._session.get(GenerationRow, generation_id)
+
+    def add(self, generation: GenerationRow) -> None:
+        self._session.add(generation)
+
+
+class HoldRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def open_for(self, generation_id: str) -> list[HoldRow]:
+        query = (
+            select(HoldRow)
+            .where(HoldRow.generation_id == generation_id, HoldRow.status == "OPEN")
+            .order_by(col(HoldRow.id))
+        )
+        return list((await self._session.exec(query)).all())
+
+    def add(self, hold: HoldRow) -> None:
+        self._session.add(hold)
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def add(self, entry: LedgerEntryRow) -> None:
+        self._session.add(entry)
+
+    async def page(
+        self, account_id: str, *, before_id: int | None, limit: int
+    ) -> list[LedgerEntryRow]:
+        """Newest first, keyset-paginated on the entry id."""
+        query = select(LedgerEntryRow).where(LedgerEntryRow.account_id == account_id)
+        if before_id is not None:
+            query = query.where(col(LedgerEntryRow.id) < before_id)
+        query = query.order_by(col(LedgerEntryRow.id).desc()).limit(limit)
+        return list((await self._session.exec(query)).all())
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, account_id: str, key: str) -> IdempotencyRow | None:
+        return await self._session.get(IdempotencyRow, (account_id, key))
+
+    def add(self, record: IdempotencyRow) -> None:
+        self._session.add(record)

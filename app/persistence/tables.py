@@ -1,0 +1,146 @@
+"""SQLModel tables. Balances live on the account row; every change has a ledger row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.persistence.types import BigIntId, UTCDateTime
+
+
+def _utc(**kw: object) -> object:
+    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
+
+
+class TariffRow(SQLModel, table=True):
+    __tablename__ = "tariffs"
+    tool: str = Field(primary_key=True, max_length=32)
+    credits: int
+
+
+class CreditPackRow(SQLModel, table=True):
+    __tablename__ = "credit_packs"
+    id: str = Field(primary_key=True, max_length=64)
+    credits: int
+    price_cents: int
+    currency: str = Field(max_length=3)
+    position: int = 0
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+    id: str = Field(primary_key=True, max_length=36)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    created_at: datetime = _utc()
+    subscription_balance: int = 0
+    pack_balance: int = 0
+    cycle_index: int | None = None
+    cycle_ends_at: datetime | None = _utc(default=None, nullable=True)
+    subscription_id: str | None = Field(default=None, max_length=36)
+
+    __table_args__ = (
+        sa.CheckConstraint("subscription_balance >= 0", name="ck_accounts_subscription_nonneg"),
+        sa.CheckConstraint("pack_balance >= 0", name="ck_accounts_pack_nonneg"),
+    )
+
+
+class SubscriptionRow(SQLModel, table=True):
+    __tablename__ = "subscriptions"
+    id: str = Field(primary_key=True, max_length=36)
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=36)
+    plan: str = Field(max_length=16)
+    interval: str = Field(max_length=16)
+    monthly_credits: int
+    started_at: datetime = _utc()
+    canceled_at: datetime | None = _utc(default=None, nullable=True)
+    created_at: datetime = _utc()
+
+
+class PackPurchaseRow(SQLModel, table=True):
+    """A bought pack, and the lot of its credits not yet spent or expired."""
+
+    __tablename__ = "pack_purchases"
+    id: str = Field(primary_key=True, max_length=36)
+    account_id: str = Field(foreign_key="accounts.id", max_length=36)
+    pack_id: str = Field(foreign_key="credit_packs.id", max_length=64)
+    credits: int
+    remaining: int
+    price_cents: int
+    currency: str = Field(max_length=3)
+    purchased_at: datetime = _utc()
+    expires_at: datetime = _utc()
+
+    __table_args__ = (
+        sa.CheckConstraint("remaining >= 0", name="ck_pack_purchases_remaining_nonneg"),
+        sa.Index("ix_pack_purchases_live", "account_id", "expires_at"),
+    )
+
+
+class GenerationRow(SQLModel, table=True):
+    __tablename__ = "generations"
+    id: str = Field(primary_key=True, max_length=36)
+    account_id: str = Field(foreign_key="accounts.id", max_length=36)
+    tool: str = Field(max_length=32)
+    cost: int
+    status: str = Field(max_length=16)
+    prompt: str | None = Field(default=None, max_length=4000)
+    created_at: datetime = _utc()
+    started_at: datetime | None = _utc(default=None, nullable=True)
+    finished_at: datetime | None = _utc(default=None, nullable=True)
+    result_url: str | None = Field(default=None, max_length=2048)
+    failure_reason: str | None = Field(default=None, max_length=2000)
+
+    __table_args__ = (
+        sa.Index("ix_generations_account", "account_id", "created_at", "id"),
+        sa.Index("ix_generations_queue", "status", "tool", "created_at"),
+    )
+
+
+class HoldRow(SQLModel, table=True):
+    """Credits a generation took from one bucket, until it is settled or released."""
+
+    __tablename__ = "holds"
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    generation_id: str = Field(foreign_key="generations.id", index=True, max_length=36)
+    account_id: str = Field(foreign_key="accounts.id", max_length=36)
+    bucket: str = Field(max_length=16)
+    lot_id: str | None = Field(default=None, max_length=36)
+    cycle_index: int | None = None
+    amount: int
+    status: str = Field(max_length=16)
+
+    __table_args__ = (sa.CheckConstraint("amount > 0", name="ck_holds_amount_positive"),)
+
+
+class LedgerEntryRow(SQLModel, table=True):
+    """Immutable: triggers on both backends refuse UPDATE and DELETE."""
+
+    __tablename__ = "ledger_entries"
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    account_id: str = Field(foreign_key="accounts.id", max_length=36)
+    kind: str = Field(max_length=16)
+    bucket: str = Field(max_length=16)
+    amount: int
+    balance_after: int
+    reference_type: str = Field(max_length=16)
+    reference_id: str | None = Field(default=None, max_length=64)
+    lot_id: str | None = Field(default=None, max_length=36)
+    occurred_at: datetime = _utc()
+    recorded_at: datetime = _utc()
+
+    __table_args__ = (
+        sa.Index("ix_ledger_account", "account_id", "id"),
+        sa.CheckConstraint("balance_after >= 0", name="ck_ledger_balance_nonneg"),
+    )
+
+
+class IdempotencyRow(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    account_id: str = Field(foreign_key="accounts.id", primary_key=True, max_length=36)
+    key: str = Field(primary_key=True, max_length=255)
+    operation: str = Field(max_length=32)
+    fingerprint: str = Field(max_length=64)
+    result_id: str = Field(max_length=36)
+    created_at: datetime = _utc()

@@ -1,0 +1,89 @@
+"""The unit of work: one transaction, rolled back unless ``commit()`` is called."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.persistence.engine import WRITE, session_factory
+from app.persistence.repositories import (
+    AccountRepository,
+    CatalogRepository,
+    GenerationRepository,
+    HoldRepository,
+    IdempotencyRepository,
+    LedgerRepository,
+    PackPurchaseRepository,
+    SubscriptionRepository,
+)
+
+
+class UnitOfWork:
+    accounts: AccountRepository
+    subscriptions: SubscriptionRepository
+    catalog: CatalogRepository
+    purchases: PackPurchaseRepository
+    generations: GenerationRepository
+    holds: HoldRepository
+    ledger: LedgerRepository
+    idempotency: IdempotencyRepository
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, write: bool, dialect: str
+    ) -> None:
+        self._sessions = sessions
+        self._write = write
+        self.dialect = dialect
+        self._committed = False
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._sessions()
+        if self._write:
+            # Procure the connection with the write flag so SQLite begins IMMEDIATE.
+            await self.session.connection(execution_options=WRITE)
+        s = self.session
+        self.accounts = AccountRepository(s, row_locks=self.dialect == "postgresql")
+        self.subscriptions = SubscriptionRepository(s)
+        self.catalog = CatalogRepository(s)
+        self.purchases = PackPurchaseRepository(s)
+        self.generations = GenerationRepository(s)
+        self.holds = HoldRepository(s)
+        self.ledger = LedgerRepository(s)
+        self.idempotency = IdempotencyRepository(s)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() rolls back whatever was not committed and keeps loaded rows readable.
+        await self.session.close()
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self._committed = True
+
+
+class Database:
+    """The engine and how to open units of work on it; one per process."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sessions = session_factory(engine)
+
+    def writing(self) -> UnitOfWork:
+        return UnitOfWork(self._sessions, write=True, dialect=self.dialect)
+
+    def reading(self) -> UnitOfWork:
+        return UnitOfWork(self._sessions, write=False, dialect=self.dialect)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

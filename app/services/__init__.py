@@ -1,0 +1,1 @@
+"""Use cases: each opens one unit of work, applies a domain rule, writes the ledger, commits."""

@@ -1,0 +1,16 @@
+"""What every use case needs, built once per process by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.clock import Clock
+from app.domain.plans import PlanCatalog
+from app.persistence.unit_of_work import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    db: Database
+    clock: Clock
+    plans: PlanCatalog

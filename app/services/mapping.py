@@ -1,0 +1,94 @@
+"""Rows to domain values. Kept in one place so services and readers agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.domain.accounts import AccountView, account_view
+from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
+from app.domain.records import Generation, LedgerEntry, PackPurchase
+from app.domain.spending import PackLot
+from app.domain.subscriptions import SubscriptionTerms
+from app.domain.wallet import Wallet
+from app.persistence.tables import (
+    AccountRow,
+    GenerationRow,
+    LedgerEntryRow,
+    PackPurchaseRow,
+    SubscriptionRow,
+)
+
+
+def terms_of(row: SubscriptionRow | None) -> SubscriptionTerms | None:
+    if row is None:
+        return None
+    return SubscriptionTerms(
+        plan=Plan(row.plan),
+        interval=BillingInterval(row.interval),
+        started_at=row.started_at,
+        monthly_credits=row.monthly_credits,
+        canceled_at=row.canceled_at,
+    )
+
+
+def wallet_of(row: AccountRow) -> Wallet:
+    return Wallet(row.subscription_balance, row.pack_balance, row.cycle_index, row.cycle_ends_at)
+
+
+def view_of(row: AccountRow, subscription: SubscriptionRow | None, now: datetime) -> AccountView:
+    return account_view(
+        account_id=row.id,
+        email=row.email,
+        created_at=row.created_at,
+        wallet=wallet_of(row),
+        subscription_id=subscription.id if subscription else None,
+        terms=terms_of(subscription),
+        now=now,
+    )
+
+
+def lot_of(row: PackPurchaseRow) -> PackLot:
+    return PackLot(row.id, row.remaining, row.expires_at, row.purchased_at)
+
+
+def purchase_of(row: PackPurchaseRow) -> PackPurchase:
+    return PackPurchase(
+        id=row.id,
+        pack_id=row.pack_id,
+        credits=row.credits,
+        price_cents=row.price_cents,
+        currency=row.currency,
+        purchased_at=row.purchased_at,
+        expires_at=row.expires_at,
+    )
+
+
+def generation_of(row: GenerationRow) -> Generation:
+    return Generation(
+        id=row.id,
+        account_id=row.account_id,
+        tool=Tool(row.tool),
+        cost=row.cost,
+        status=GenerationStatus(row.status),
+        prompt=row.prompt,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result_url=row.result_url,
+        failure_reason=row.failure_reason,
+    )
+
+
+def ledger_entry_of(row: LedgerEntryRow) -> LedgerEntry:
+    assert row.id is not None
+    return LedgerEntry(
+        id=row.id,
+        account_id=row.account_id,
+        kind=LedgerKind(row.kind),
+        bucket=Bucket(row.bucket),
+        amount=row.amount,
+        balance_after=row.balance_after,
+        reference_type=row.reference_type,
+        reference_id=row.reference_id,
+        occurred_at=row.occurred_at,
+    )

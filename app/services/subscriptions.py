@@ -1,0 +1,105 @@
+"""Starting and cancelling subscriptions (service token only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from app.domain.accounts import AccountView
+from app.domain.errors import InvalidInput, NoActiveSubscription, SubscriptionAlreadyActive
+from app.domain.model import BillingInterval, Bucket, LedgerKind, Plan, SubscriptionStatus
+from app.domain.subscriptions import SubscriptionTerms
+from app.domain.wallet import start_cycle
+from app.persistence.tables import SubscriptionRow
+from app.services.deps import Services
+from app.services.mapping import terms_of, view_of, wallet_of
+from app.services.wallets import (
+    Postings,
+    bring_up_to_date,
+    current_subscription,
+    expire_packs,
+    lock_account,
+)
+
+
+async def start_subscription(
+    account_id: str,
+    plan: Plan,
+    interval: BillingInterval,
+    started_at: datetime | None,
+    services: Services,
+) -> AccountView:
+    now = services.clock.now()
+    started_at = started_at or now
+    if started_at.tzinfo is None:
+        raise InvalidInput("startedAt", "startedAt needs a UTC offset.")
+    if started_at > now:
+        raise InvalidInput("startedAt", "startedAt cannot be in the future.")
+    async with services.db.writing() as uow:
+        account = await lock_account(uow, account_id)
+        previous = await current_subscription(uow, account)
+        postings = Postings(uow, account, now)
+        await bring_up_to_date(uow, account, previous, postings, now)
+        if previous is not None:
+            old = terms_of(previous)
+            assert old is not None
+            if old.status_at(now) is SubscriptionStatus.ACTIVE:
+                raise SubscriptionAlreadyActive()
+            if previous.canceled_at and started_at < previous.canceled_at:
+                raise InvalidInput(
+                    "startedAt", "startedAt cannot precede the cancellation of the last plan."
+                )
+        terms = SubscriptionTerms(plan, interval, started_at, services.plans.allowance(plan))
+        row = SubscriptionRow(
+            id=str(uuid.uuid4()),
+            account_id=account.id,
+            plan=plan.value,
+            interval=interval.value,
+            monthly_credits=terms.monthly_credits,
+            started_at=started_at,
+            created_at=now,
+        )
+        uow.subscriptions.add(row)
+        renewal, wallet = start_cycle(wallet_of(account), terms, now)
+        if renewal.expired_subscription:
+            postings.post(
+                LedgerKind.EXPIRY,
+                Bucket.SUBSCRIPTION,
+                -renewal.expired_subscription,
+                reference_type="SUBSCRIPTION",
+                reference_id=row.id,
+            )
+        if renewal.expired_packs:
+            await expire_packs(uow, account, postings, now, all_lots=True)
+        if renewal.granted:
+            postings.post(
+                LedgerKind.GRANT,
+                Bucket.SUBSCRIPTION,
+                renewal.granted,
+                reference_type="SUBSCRIPTION",
+                reference_id=row.id,
+            )
+        account.subscription_id = row.id
+        account.cycle_index = wallet.cycle_index
+        account.cycle_ends_at = wallet.cycle_ends_at
+        await uow.commit()
+    return view_of(account, row, now)
+
+
+async def cancel_subscription(account_id: str, services: Services) -> AccountView:
+    """No new cycles after this one; what the account holds stays spendable until it ends."""
+    now = services.clock.now()
+    async with services.db.writing() as uow:
+        account = await lock_account(uow, account_id)
+        subscription = await current_subscription(uow, account)
+        await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
+        terms = terms_of(subscription)
+        if (
+            subscription is None
+            or terms is None
+            or terms.status_at(now) is not (SubscriptionStatus.ACTIVE)
+        ):
+            raise NoActiveSubscription()
+        subscription.canceled_at = now
+        await uow.commit()
+    return view_of(account, subscription, now)

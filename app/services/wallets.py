@@ -1,0 +1,131 @@
+"""The only code that changes a balance: every change goes through :class:`Postings`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.domain.errors import AccountNotFound
+from app.domain.model import Bucket, LedgerKind
+from app.domain.wallet import renewals_due
+from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
+from app.persistence.unit_of_work import UnitOfWork
+from app.services.mapping import terms_of, wallet_of
+
+
+class Postings:
+    """Applies signed amounts to an account's buckets, one immutable ledger row each."""
+
+    def __init__(self, uow: UnitOfWork, account: AccountRow, now: datetime) -> None:
+        self._uow = uow
+        self._account = account
+        self._now = now
+
+    def post(
+        self,
+        kind: LedgerKind,
+        bucket: Bucket,
+        amount: int,
+        *,
+        reference_type: str,
+        reference_id: str | None,
+        lot: PackPurchaseRow | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        account = self._account
+        if bucket is Bucket.SUBSCRIPTION:
+            account.subscription_balance += amount
+            after = account.subscription_balance
+        else:
+            if lot is None:
+                raise ValueError("a pack posting names its lot")
+            lot.remaining += amount
+            account.pack_balance += amount
+            after = account.pack_balance
+            if lot.remaining < 0:
+                raise ValueError("a pack lot cannot go below zero")
+        if after < 0:
+            raise ValueError("a bucket cannot go below zero")
+        self._uow.ledger.add(
+            LedgerEntryRow(
+                account_id=account.id,
+                kind=kind.value,
+                bucket=bucket.value,
+                amount=amount,
+                balance_after=after,
+                reference_type=reference_type,
+                reference_id=reference_id,
+                lot_id=lot.id if lot else None,
+                occurred_at=occurred_at or self._now,
+                recorded_at=self._now,
+            )
+        )
+
+
+async def lock_account(uow: UnitOfWork, account_id: str) -> AccountRow:
+    account = await uow.accounts.lock(account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account
+
+
+async def current_subscription(uow: UnitOfWork, account: AccountRow) -> SubscriptionRow | None:
+    if account.subscription_id is None:
+        return None
+    return await uow.subscriptions.get(account.subscription_id)
+
+
+async def bring_up_to_date(
+    uow: UnitOfWork,
+    account: AccountRow,
+    subscription: SubscriptionRow | None,
+    postings: Postings,
+    now: datetime,
+) -> None:
+    """Write down every renewal that fell due since the account was last written."""
+    renewals, wallet = renewals_due(wallet_of(account), terms_of(subscription), now)
+    reference = subscription.id if subscription else None
+    for renewal in renewals:
+        if renewal.expired_subscription:
+            postings.post(
+                LedgerKind.EXPIRY,
+                Bucket.SUBSCRIPTION,
+                -renewal.expired_subscription,
+                reference_type="RENEWAL",
+                reference_id=reference,
+                occurred_at=renewal.at,
+            )
+        if renewal.expired_packs:
+            await expire_packs(uow, account, postings, renewal.at)
+        if renewal.granted:
+            postings.post(
+                LedgerKind.GRANT,
+                Bucket.SUBSCRIPTION,
+                renewal.granted,
+                reference_type="RENEWAL",
+                reference_id=reference,
+                occurred_at=renewal.at,
+            )
+    account.cycle_index = wallet.cycle_index
+    account.cycle_ends_at = wallet.cycle_ends_at
+
+
+async def expire_packs(
+    uow: UnitOfWork,
+    account: AccountRow,
+    postings: Postings,
+    at: datetime,
+    *,
+    all_lots: bool = False,
+) -> None:
+    """Expire the lots due at ``at``; ``all_lots`` when a new subscription replaces the cycle."""
+    for lot in await uow.purchases.with_credits_left(account.id):
+        if all_lots or lot.expires_at <= at:
+            postings.post(
+                LedgerKind.EXPIRY,
+                Bucket.PACK,
+                -lot.remaining,
+                reference_type="PURCHASE",
+                reference_id=lot.id,
+                lot=lot,
+                occurred_at=at,
+            )

@@ -1,0 +1,1 @@
+"""The GraphQL transport: types, thin resolvers, per-request loaders."""

@@ -1,0 +1,69 @@
+"""The per-request context: who is calling, the services, and fresh loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from strawberry.types import Info as StrawberryInfo
+
+from app.auth import InvalidToken, Principal, bearer_token, decode_token
+from app.services.deps import Services
+from graphql_schema.errors import forbidden, to_api_error, unauthenticated
+from graphql_schema.loaders import AccountLoader
+
+_UNSET = object()
+
+
+@dataclass
+class Context:
+    services: Services
+    jwt_secret: str
+    authorization: str | None
+    request: Request | None = None
+    accounts: AccountLoader = field(init=False)
+    _principal: object = field(default=_UNSET, init=False)
+
+    def __post_init__(self) -> None:
+        # Loaders bind the running event loop: built here, inside the async get_context.
+        self.accounts = AccountLoader(self.services)
+
+    @property
+    def principal(self) -> Principal | None:
+        """The caller, decoded on first use so public fields never pay for a token."""
+        if self._principal is _UNSET:
+            try:
+                token = bearer_token(self.authorization)
+                now = self.services.clock.now()
+                self._principal = decode_token(token, self.jwt_secret, now) if token else None
+            except InvalidToken as exc:
+                raise to_api_error(exc) from None
+        return self._principal  # type: ignore[return-value]
+
+    def require_principal(self) -> Principal:
+        principal = self.principal
+        if principal is None:
+            raise unauthenticated()
+        return principal
+
+    def require_service(self) -> Principal:
+        principal = self.require_principal()
+        if not principal.is_service:
+            raise forbidden("This field needs a service token.")
+        return principal
+
+    def require_user(self) -> str:
+        """The caller's own account id: for fields that act as the signed-in user."""
+        principal = self.require_principal()
+        if principal.account_id is None:
+            raise forbidden("This field needs a user token.")
+        return principal.account_id
+
+    def require_access(self, account_id: str) -> Principal:
+        principal = self.require_principal()
+        if not principal.may_act_for(account_id):
+            raise forbidden("A user token acts on its own account only.")
+        return principal
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,47 @@
+"""Mutation inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graphql_schema.enums import BillingInterval, Plan, Tool
+
+
+@strawberry.input
+class PurchasePackInput:
+    pack_id: strawberry.ID
+    idempotency_key: str = strawberry.field(
+        description="Unique per purchase; a retry with the same key returns the first result."
+    )
+    account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Service tokens only: the account to act for."
+    )
+
+
+@strawberry.input
+class RunGeneratorInput:
+    tool: Tool
+    idempotency_key: str = strawberry.field(
+        description="Unique per run; a retry with the same key returns the first result."
+    )
+    prompt: str | None = None
+    account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Service tokens only: the account to act for."
+    )
+
+
+@strawberry.input
+class CreateAccountInput:
+    email: str
+
+
+@strawberry.input
+class StartSubscriptionInput:
+    account_id: strawberry.ID
+    plan: Plan
+    interval: BillingInterval
+    started_at: datetime | None = strawberry.field(
+        default=None, description="Anchor of the monthly cycles; now when omitted, never future."
+    )

@@ -1,0 +1,75 @@
+"""Mutation resolvers: check who may act, call one service, map the result."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.services import accounts, generations, packs, subscriptions
+from graphql_schema.context import Info
+from graphql_schema.inputs import (
+    CreateAccountInput,
+    PurchasePackInput,
+    RunGeneratorInput,
+    StartSubscriptionInput,
+)
+from graphql_schema.resolving import acting_account, as_result, or_error
+from graphql_schema.results import (
+    GeneratorRun,
+    IdempotencyConflict,
+    InsufficientCredits,
+    PackNotFound,
+    PackPurchased,
+    PurchasePackResult,
+    RunGeneratorResult,
+    SubscriptionRequired,
+)
+from graphql_schema.types import Account
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Buy a credit pack; needs an active subscription.")
+    async def purchase_pack(self, info: Info, input: PurchasePackInput) -> PurchasePackResult:
+        account_id = acting_account(info.context, input.account_id)
+        call = packs.purchase_pack(
+            account_id, str(input.pack_id), input.idempotency_key, info.context.services
+        )
+        return await as_result(
+            call,
+            PackPurchased.from_domain,
+            (SubscriptionRequired, PackNotFound, IdempotencyConflict),
+        )
+
+    @strawberry.mutation(description="Run a tool; its cost is held until the run settles.")
+    async def run_generator(self, info: Info, input: RunGeneratorInput) -> RunGeneratorResult:
+        account_id = acting_account(info.context, input.account_id)
+        call = generations.run_generator(
+            account_id, input.tool, input.idempotency_key, input.prompt, info.context.services
+        )
+        return await as_result(
+            call, GeneratorRun.from_domain, (InsufficientCredits, IdempotencyConflict)
+        )
+
+    @strawberry.mutation(description="Service token.")
+    async def create_account(self, info: Info, input: CreateAccountInput) -> Account:
+        info.context.require_service()
+        view = await or_error(accounts.create_account(input.email, info.context.services))
+        return Account.from_domain(view)
+
+    @strawberry.mutation(description="Service token. startedAt may not be in the future.")
+    async def start_subscription(self, info: Info, input: StartSubscriptionInput) -> Account:
+        info.context.require_service()
+        call = subscriptions.start_subscription(
+            str(input.account_id),
+            input.plan,
+            input.interval,
+            input.started_at,
+            info.context.services,
+        )
+        return Account.from_domain(await or_error(call))
+
+    @strawberry.mutation(description="Service token. No new cycles; credits last the cycle.")
+    async def cancel_subscription(self, info: Info, account_id: strawberry.ID) -> Account:
+        info.context.require_service()
+        call = subscriptions.cancel_subscription(str(account_id), info.context.services)
+        return Account.from_domain(await or_error(call))

@@ -1,0 +1,52 @@
+"""Query resolvers: read input, call one service or loader, map with ``from_domain``."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.services import catalog
+from graphql_schema.context import Info
+from graphql_schema.errors import ApiError, bad_input
+from graphql_schema.types import Account, CreditPack, PlanInfo, Tariff
+
+MAX_ACCOUNT_IDS = 100
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller's account (user token).")
+    async def me(self, info: Info) -> Account:
+        account_id = info.context.require_user()
+        view = await info.context.accounts.load(account_id)
+        if view is None:
+            raise ApiError("The token's account does not exist.", "NOT_FOUND")
+        return Account.from_domain(view)
+
+    @strawberry.field(description="Own account for a user token; any for a service token.")
+    async def account(self, info: Info, id: strawberry.ID) -> Account | None:
+        info.context.require_access(str(id))
+        view = await info.context.accounts.load(str(id))
+        return Account.from_domain(view) if view else None
+
+    @strawberry.field(description=f"Service token; at most {MAX_ACCOUNT_IDS} ids, null if absent.")
+    async def accounts(self, info: Info, ids: list[strawberry.ID]) -> list[Account | None]:
+        info.context.require_service()
+        if len(ids) > MAX_ACCOUNT_IDS:
+            raise bad_input(f"ids takes at most {MAX_ACCOUNT_IDS} ids.", "ids")
+        views = await info.context.accounts.load_many([str(i) for i in ids])
+        return [Account.from_domain(v) if v else None for v in views]
+
+    @strawberry.field(description="Credits each tool costs per run. Public.")
+    async def tariffs(self, info: Info) -> list[Tariff]:
+        return [Tariff.from_domain(t) for t in await catalog.list_tariffs(info.context.services)]
+
+    @strawberry.field(description="Plans and their monthly credits. Public.")
+    def plans(self, info: Info) -> list[PlanInfo]:
+        return [
+            PlanInfo(plan=plan, monthly_credits=credits)
+            for plan, credits in catalog.list_plans(info.context.services)
+        ]
+
+    @strawberry.field(description="Credit packs on sale. Public.")
+    async def credit_packs(self, info: Info) -> list[CreditPack]:
+        return [CreditPack.from_domain(p) for p in await catalog.list_packs(info.context.services)]

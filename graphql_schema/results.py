@@ -1,0 +1,96 @@
+"""Mutation results: success types and the expected errors, as union members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from app.domain import errors
+from app.services.generations import GeneratorRun as GeneratorRunResult
+from app.services.packs import PackPurchased as PackPurchasedResult
+from graphql_schema.types import Account, Generation, PackPurchase
+
+
+@strawberry.interface(description="An expected failure; nothing was changed.")
+class Error:
+    message: str
+
+
+@strawberry.type
+class PackPurchased:
+    purchase: PackPurchase
+    account: Account
+
+    @classmethod
+    def from_domain(cls, result: PackPurchasedResult) -> PackPurchased:
+        return cls(
+            purchase=PackPurchase.from_domain(result.purchase),
+            account=Account.from_domain(result.account),
+        )
+
+
+@strawberry.type
+class GeneratorRun:
+    generation: Generation
+    account: Account
+
+    @classmethod
+    def from_domain(cls, result: GeneratorRunResult) -> GeneratorRun:
+        return cls(
+            generation=Generation.from_domain(result.generation),
+            account=Account.from_domain(result.account),
+        )
+
+
+@strawberry.type
+class SubscriptionRequired(Error):
+    @classmethod
+    def from_domain(cls, exc: errors.SubscriptionRequired) -> SubscriptionRequired:
+        return cls(message=exc.message)
+
+
+@strawberry.type
+class PackNotFound(Error):
+    pack_id: strawberry.ID
+
+    @classmethod
+    def from_domain(cls, exc: errors.PackNotFound) -> PackNotFound:
+        return cls(message=exc.message, pack_id=strawberry.ID(exc.pack_id))
+
+
+@strawberry.type
+class IdempotencyConflict(Error):
+    idempotency_key: str
+
+    @classmethod
+    def from_domain(cls, exc: errors.IdempotencyConflict) -> IdempotencyConflict:
+        return cls(message=exc.message, idempotency_key=exc.key)
+
+
+@strawberry.type
+class InsufficientCredits(Error):
+    required: int
+    available: int
+
+    @classmethod
+    def from_domain(cls, exc: errors.InsufficientCredits) -> InsufficientCredits:
+        return cls(message=exc.message, required=exc.required, available=exc.available)
+
+
+PurchasePackResult = Annotated[
+    PackPurchased | SubscriptionRequired | PackNotFound | IdempotencyConflict,
+    strawberry.union("PurchasePackResult"),
+]
+RunGeneratorResult = Annotated[
+    GeneratorRun | InsufficientCredits | IdempotencyConflict,
+    strawberry.union("RunGeneratorResult"),
+]
+
+# The one table that says which domain error becomes which union member.
+UNION_MEMBERS: dict[type[errors.CreditError], type] = {
+    errors.SubscriptionRequired: SubscriptionRequired,
+    errors.PackNotFound: PackNotFound,
+    errors.IdempotencyConflict: IdempotencyConflict,
+    errors.InsufficientCredits: InsufficientCredits,
+}

@@ -1,0 +1,129 @@
+"""Fixtures: a migrated database per backend, a clock tests can move, and an API client.
+
+Every test that uses ``database_url`` runs on SQLite (a real file) and, when
+``CREDITGATE_TEST_POSTGRES_URL`` is set, on PostgreSQL in a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.clock import FrozenClock
+from app.main import create_app
+from app.persistence.migrate import upgrade
+from app.settings import Settings
+from tests.api_client import Api
+
+POSTGRES_URL = os.environ.get("CREDITGATE_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+JWT_SECRET = "test-secret-0123456789abcdef0123456789"
+# Tables that tests write; the catalog seeded by migrations stays.
+WRITTEN_TABLES = [
+    "ledger_entries",
+    "holds",
+    "idempotency_keys",
+    "generations",
+    "pack_purchases",
+    "subscriptions",
+    "accounts",
+]
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def _admin_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    assert POSTGRES_URL
+    name = f"creditgate_test_{uuid.uuid4().hex[:10]}"
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    _run_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _run_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _run_admin(url: str, statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    parts = make_url(url)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host=parts.host,
+            port=parts.port,
+            user=parts.username,
+            password=parts.password,
+            database=parts.database,
+        )
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "creditgate.sqlite3"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "creditgate.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    _run_admin(url, f"TRUNCATE {', '.join(WRITTEN_TABLES)} RESTART IDENTITY CASCADE")
+    return url
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env="test",
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        starter_monthly_credits=1000,
+        pro_monthly_credits=4000,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
+    application = create_app(settings, clock)
+    yield application
+    await application.state.services.db.dispose()
+
+
+@pytest.fixture
+async def api(app: object, clock: FrozenClock) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Api(client, JWT_SECRET, clock)
