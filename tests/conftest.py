@@ -22,6 +22,7 @@ from app.main import create_app
 from app.persistence.migrate import upgrade
 from app.settings import Settings
 from tests.api_client import Api
+from tests.db import Rows
 
 POSTGRES_URL = os.environ.get("CREDITGATE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -127,3 +128,8 @@ async def api(app: object, clock: FrozenClock) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Api(client, JWT_SECRET, clock)
+
+
+@pytest.fixture
+def rows(app: object) -> Rows:
+    return Rows(app.state.services.db.engine)  # type: ignore[attr-defined]
