@@ -33,10 +33,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def _sqlite_engine(database_url: str) -> AsyncEngine:
+def ensure_sqlite_directory(database_url: str) -> None:
+    """SQLite creates the file but not its folder (``./data/`` on a fresh clone)."""
     url = make_url(database_url)
-    if url.database and url.database != ":memory:":
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_engine(database_url: str) -> AsyncEngine:
+    ensure_sqlite_directory(database_url)
     engine = create_async_engine(
         database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.persistence.engine import ensure_sqlite_directory
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -22,6 +24,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations; runs its own event loop, so call it outside one."""
+    ensure_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 
