@@ -1,4 +1,4 @@
-"""``creditgate serve | migrate | token``: the operator's entry points."""
+"""``creditgate serve | migrate | audit | sweep | token``: the operator's entry points."""
 
 from __future__ import annotations
 
@@ -36,6 +36,49 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.main import build_services
+    from app.services.audit import run_audit
+
+    async def audit() -> int:
+        services = build_services(settings)
+        try:
+            report = await run_audit(services)
+        finally:
+            await services.db.dispose()
+        print(report.summary())
+        for finding in report.findings[: args.limit]:
+            print(f"  - {finding}")
+        if len(report.findings) > args.limit:
+            print(f"  ... and {len(report.findings) - args.limit} more")
+        return 0 if report.ok else 1
+
+    return asyncio.run(audit())
+
+
+def _sweep(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.main import build_services
+    from app.services.maintenance import sweep
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            report = await sweep(services)
+        finally:
+            await services.db.dispose()
+        print(
+            f"renewed {report.renewed_accounts} accounts, "
+            f"released {report.released_generations} timed-out generations"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     if (args.role == "user") != (args.account is not None):
         print("give --account ID for a user token, or --role service", file=sys.stderr)
@@ -63,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(run=_migrate)
+
+    audit = commands.add_parser(
+        "audit", help="reconcile balances, packs, holds and ledger; exit 1 on any mismatch"
+    )
+    audit.add_argument("--limit", type=int, default=50, help="findings to print (default 50)")
+    audit.set_defaults(run=_audit)
+
+    sweep = commands.add_parser(
+        "sweep", help="record due renewals and release timed-out generations now"
+    )
+    sweep.set_defaults(run=_sweep)
 
     token = commands.add_parser("token", help="print a signed token")
     token.add_argument("--account", help="account id, for a user token")

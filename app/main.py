@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.services.deps import Services
 from app.settings import Settings
+from app.sweeper import running_sweeper
 from graphql_schema.context import Context
 from graphql_schema.schema import create_schema
 
@@ -51,7 +53,12 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
             Plan.PRO: settings.pro_monthly_credits,
         }
     )
-    return Services(db=Database(create_engine(settings)), clock=clock or SystemClock(), plans=plans)
+    return Services(
+        db=Database(create_engine(settings)),
+        clock=clock or SystemClock(),
+        plans=plans,
+        generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
+    )
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
@@ -59,7 +66,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with running_sweeper(services, settings.sweep_interval_seconds):
+            yield
         await services.db.dispose()
 
     graphql = CreditGateGraphQL(services, settings)

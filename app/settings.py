@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     starter_monthly_credits: int = Field(default=1000, ge=0, le=1_000_000)
     pro_monthly_credits: int = Field(default=4000, ge=0, le=1_000_000)
+    # A generation no worker finished within this many seconds (queued, or since it was
+    # claimed) is failed and its hold released.
+    generation_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # How often each server process sweeps due renewals and timed-out generations.
+    sweep_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
 

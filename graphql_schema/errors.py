@@ -7,6 +7,9 @@ unexpected error and is masked.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from graphql import GraphQLError
 
 from app.auth import InvalidToken
@@ -57,6 +60,17 @@ def to_api_error(exc: errors.CreditError | InvalidToken) -> ApiError:
             message = exc.message if isinstance(exc, errors.CreditError) else str(exc)
             return ApiError(message, code, **({"field": field} if field else {}))
     raise TypeError(f"no code for {type(exc).__name__}")
+
+
+T = TypeVar("T")
+
+
+async def or_error(call: Awaitable[T]) -> T:
+    """Run ``call``; expected errors become top-level errors with a code."""
+    try:
+        return await call
+    except errors.CreditError as exc:
+        raise to_api_error(exc) from None
 
 
 def is_unexpected(error: GraphQLError) -> bool:

@@ -6,24 +6,32 @@ import strawberry
 
 from app.services import accounts, generations, packs, subscriptions
 from graphql_schema.context import Info
+from graphql_schema.enums import Tool
+from graphql_schema.errors import or_error
 from graphql_schema.inputs import (
     CreateAccountInput,
     PurchasePackInput,
     RunGeneratorInput,
     StartSubscriptionInput,
 )
-from graphql_schema.resolving import acting_account, as_result, or_error
+from graphql_schema.resolving import acting_account, as_result
 from graphql_schema.results import (
+    CompleteGenerationResult,
+    FailGenerationResult,
+    GenerationCompleted,
+    GenerationFailed,
+    GenerationNotFound,
     GeneratorRun,
     IdempotencyConflict,
     InsufficientCredits,
+    InvalidGenerationTransition,
     PackNotFound,
     PackPurchased,
     PurchasePackResult,
     RunGeneratorResult,
     SubscriptionRequired,
 )
-from graphql_schema.types import Account
+from graphql_schema.types import Account, Generation
 
 
 @strawberry.type
@@ -73,3 +81,38 @@ class Mutation:
         info.context.require_service()
         call = subscriptions.cancel_subscription(str(account_id), info.context.services)
         return Account.from_domain(await or_error(call))
+
+    @strawberry.mutation(
+        description="Service token (workers): take up to `limit` queued jobs, oldest first. "
+        "Each job is handed to one worker only."
+    )
+    async def claim_generations(
+        self, info: Info, limit: int, tools: list[Tool] | None = None
+    ) -> list[Generation]:
+        info.context.require_service()
+        claimed = await or_error(generations.claim_generations(tools, limit, info.context.services))
+        return [Generation.from_domain(g) for g in claimed]
+
+    @strawberry.mutation(description="Service token (workers): the run succeeded; settle it.")
+    async def complete_generation(
+        self, info: Info, id: strawberry.ID, result_url: str
+    ) -> CompleteGenerationResult:
+        info.context.require_service()
+        call = generations.complete_generation(str(id), result_url, info.context.services)
+        return await as_result(
+            call,
+            GenerationCompleted.from_domain,
+            (GenerationNotFound, InvalidGenerationTransition),
+        )
+
+    @strawberry.mutation(
+        description="Service token (workers): the run failed; its credits go back, once."
+    )
+    async def fail_generation(
+        self, info: Info, id: strawberry.ID, reason: str
+    ) -> FailGenerationResult:
+        info.context.require_service()
+        call = generations.fail_generation(str(id), reason, info.context.services)
+        return await as_result(
+            call, GenerationFailed.from_domain, (GenerationNotFound, InvalidGenerationTransition)
+        )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
-from app.services import catalog
+from app.domain.errors import GenerationNotFound
+from app.services import catalog, history
 from graphql_schema.context import Info
 from graphql_schema.errors import ApiError, bad_input
-from graphql_schema.types import Account, CreditPack, PlanInfo, Tariff
+from graphql_schema.types import Account, CreditPack, Generation, PlanInfo, Tariff
 
 MAX_ACCOUNT_IDS = 100
 
@@ -35,6 +36,18 @@ class Query:
             raise bad_input(f"ids takes at most {MAX_ACCOUNT_IDS} ids.", "ids")
         views = await info.context.accounts.load_many([str(i) for i in ids])
         return [Account.from_domain(v) if v else None for v in views]
+
+    @strawberry.field(description="One run: the caller's own (user token), or any (service).")
+    async def generation(self, info: Info, id: strawberry.ID) -> Generation | None:
+        principal = info.context.require_principal()
+        try:
+            generation = await history.get_generation(str(id), info.context.services)
+        except GenerationNotFound:
+            return None
+        # Someone else's run reads as absent: ids of other accounts' runs reveal nothing.
+        if not principal.may_act_for(generation.account_id):
+            return None
+        return Generation.from_domain(generation)
 
     @strawberry.field(description="Credits each tool costs per run. Public.")
     async def tariffs(self, info: Info) -> list[Tariff]:

@@ -29,14 +29,6 @@ async def as_result(
         raise to_api_error(exc) from None
 
 
-async def or_error(call: Awaitable[T]) -> T:
-    """Run ``call``; expected errors become top-level errors with a code."""
-    try:
-        return await call
-    except CreditError as exc:
-        raise to_api_error(exc) from None
-
-
 def acting_account(context: Context, account_id: strawberry.ID | None) -> str:
     """Whose credits a mutation moves: the user's own, or the one a service token names."""
     principal = context.require_principal()

@@ -7,6 +7,7 @@ from typing import Annotated
 import strawberry
 
 from app.domain import errors
+from app.services.generations import GenerationFinished
 from app.services.generations import GeneratorRun as GeneratorRunResult
 from app.services.packs import PackPurchased as PackPurchasedResult
 from graphql_schema.types import Account, Generation, PackPurchase
@@ -78,6 +79,53 @@ class InsufficientCredits(Error):
         return cls(message=exc.message, required=exc.required, available=exc.available)
 
 
+@strawberry.type(description="The run succeeded; its held credits are now spent.")
+class GenerationCompleted:
+    generation: Generation
+    account: Account
+
+    @classmethod
+    def from_domain(cls, result: GenerationFinished) -> GenerationCompleted:
+        return cls(
+            generation=Generation.from_domain(result.generation),
+            account=Account.from_domain(result.account),
+        )
+
+
+@strawberry.type(description="The run failed; its held credits went back where they came from.")
+class GenerationFailed:
+    generation: Generation
+    account: Account
+
+    @classmethod
+    def from_domain(cls, result: GenerationFinished) -> GenerationFailed:
+        return cls(
+            generation=Generation.from_domain(result.generation),
+            account=Account.from_domain(result.account),
+        )
+
+
+@strawberry.type
+class GenerationNotFound(Error):
+    generation_id: strawberry.ID
+
+    @classmethod
+    def from_domain(cls, exc: errors.GenerationNotFound) -> GenerationNotFound:
+        return cls(message=exc.message, generation_id=strawberry.ID(exc.generation_id))
+
+
+@strawberry.type(
+    description="The generation is not RUNNING (not claimed, or already finished): nothing "
+    "changed; here is how it stands."
+)
+class InvalidGenerationTransition(Error):
+    generation: Generation
+
+    @classmethod
+    def from_domain(cls, exc: errors.InvalidTransition) -> InvalidGenerationTransition:
+        return cls(message=exc.message, generation=Generation.from_domain(exc.generation))
+
+
 PurchasePackResult = Annotated[
     PackPurchased | SubscriptionRequired | PackNotFound | IdempotencyConflict,
     strawberry.union("PurchasePackResult"),
@@ -87,10 +135,21 @@ RunGeneratorResult = Annotated[
     strawberry.union("RunGeneratorResult"),
 ]
 
+CompleteGenerationResult = Annotated[
+    GenerationCompleted | GenerationNotFound | InvalidGenerationTransition,
+    strawberry.union("CompleteGenerationResult"),
+]
+FailGenerationResult = Annotated[
+    GenerationFailed | GenerationNotFound | InvalidGenerationTransition,
+    strawberry.union("FailGenerationResult"),
+]
+
 # The one table that says which domain error becomes which union member.
 UNION_MEMBERS: dict[type[errors.CreditError], type] = {
     errors.SubscriptionRequired: SubscriptionRequired,
     errors.PackNotFound: PackNotFound,
     errors.IdempotencyConflict: IdempotencyConflict,
     errors.InsufficientCredits: InsufficientCredits,
+    errors.GenerationNotFound: GenerationNotFound,
+    errors.InvalidTransition: InvalidGenerationTransition,
 }

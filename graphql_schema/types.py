@@ -9,9 +9,29 @@ import strawberry
 from app.domain.accounts import AccountView, SubscriptionView
 from app.domain.records import CreditPack as CreditPackRecord
 from app.domain.records import Generation as GenerationRecord
+from app.domain.records import LedgerEntry as LedgerEntryRecord
 from app.domain.records import PackPurchase as PackPurchaseRecord
 from app.domain.records import Tariff as TariffRecord
-from graphql_schema.enums import BillingInterval, GenerationStatus, Plan, SubscriptionStatus, Tool
+from app.services import history
+from graphql_schema.context import Info
+from graphql_schema.enums import (
+    BillingInterval,
+    Bucket,
+    GenerationStatus,
+    LedgerKind,
+    Plan,
+    SubscriptionStatus,
+    Tool,
+)
+from graphql_schema.errors import or_error
+from graphql_schema.pagination import (
+    Connection,
+    connection,
+    decode_generation_cursor,
+    decode_ledger_cursor,
+    generation_cursor,
+    ledger_cursor,
+)
 
 
 @strawberry.type(description="A subscription: its plan, how it is billed and where it stands.")
@@ -57,6 +77,39 @@ class Account:
     )
     next_renewal_at: datetime | None
     subscription: Subscription | None
+
+    @strawberry.field(description="This account's runs, newest first.")
+    async def generations(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        status: GenerationStatus | None = None,
+    ) -> Connection[Generation]:
+        page = await or_error(
+            history.generations_page(
+                str(self.id), first, decode_generation_cursor(after), status, info.context.services
+            )
+        )
+        return connection(
+            page.items,
+            page.has_next_page,
+            Generation.from_domain,
+            lambda g: generation_cursor(g.created_at, g.id),
+        )
+
+    @strawberry.field(description="Every change of this account's balances, newest first.")
+    async def ledger(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[LedgerEntry]:
+        page = await or_error(
+            history.ledger_page(
+                str(self.id), first, decode_ledger_cursor(after), info.context.services
+            )
+        )
+        return connection(
+            page.items, page.has_next_page, LedgerEntry.from_domain, lambda e: ledger_cursor(e.id)
+        )
 
     @classmethod
     def from_domain(cls, view: AccountView) -> Account:
@@ -132,11 +185,13 @@ class PackPurchase:
 @strawberry.type(description="One generator run and where it stands.")
 class Generation:
     id: strawberry.ID
+    account_id: strawberry.ID
     tool: Tool
     cost: int
     status: GenerationStatus
     prompt: str | None
     created_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
     result_url: str | None
     failure_reason: str | None
@@ -145,12 +200,43 @@ class Generation:
     def from_domain(cls, generation: GenerationRecord) -> Generation:
         return cls(
             id=strawberry.ID(generation.id),
+            account_id=strawberry.ID(generation.account_id),
             tool=generation.tool,
             cost=generation.cost,
             status=generation.status,
             prompt=generation.prompt,
             created_at=generation.created_at,
+            started_at=generation.started_at,
             finished_at=generation.finished_at,
             result_url=generation.result_url,
             failure_reason=generation.failure_reason,
+        )
+
+
+@strawberry.type(description="One immutable change of a bucket's balance.")
+class LedgerEntry:
+    id: strawberry.ID
+    kind: LedgerKind
+    bucket: Bucket
+    amount: int = strawberry.field(description="Signed: grants and refunds add, the rest take.")
+    balance_after: int = strawberry.field(description="The bucket's balance after this entry.")
+    reference_type: str = strawberry.field(
+        description="SUBSCRIPTION, RENEWAL, PURCHASE or GENERATION."
+    )
+    reference_id: strawberry.ID | None = strawberry.field(
+        description="The subscription, purchase or generation the entry belongs to."
+    )
+    occurred_at: datetime
+
+    @classmethod
+    def from_domain(cls, entry: LedgerEntryRecord) -> LedgerEntry:
+        return cls(
+            id=strawberry.ID(str(entry.id)),
+            kind=entry.kind,
+            bucket=entry.bucket,
+            amount=entry.amount,
+            balance_after=entry.balance_after,
+            reference_type=entry.reference_type,
+            reference_id=strawberry.ID(entry.reference_id) if entry.reference_id else None,
+            occurred_at=entry.occurred_at,
         )

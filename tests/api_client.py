@@ -136,3 +136,56 @@ class Api:
 
     async def balances(self, account_id: str) -> Any:
         return (await self.as_user(account_id, BALANCES))["me"]
+
+
+CLAIM = """
+mutation Claim($limit: Int!, $tools: [Tool!]) {
+  claimGenerations(limit: $limit, tools: $tools) { id accountId tool cost status prompt startedAt }
+}
+"""
+COMPLETE = """
+mutation Complete($id: ID!, $url: String!) {
+  completeGeneration(id: $id, resultUrl: $url) {
+    __typename
+    ... on GenerationCompleted {
+      generation { id status resultUrl failureReason finishedAt }
+      account { creditsTotal subscriptionBalance packBalance }
+    }
+    ... on InvalidGenerationTransition { message generation { id status } }
+    ... on GenerationNotFound { message generationId }
+  }
+}
+"""
+FAIL = """
+mutation Fail($id: ID!, $reason: String!) {
+  failGeneration(id: $id, reason: $reason) {
+    __typename
+    ... on GenerationFailed {
+      generation { id status resultUrl failureReason finishedAt }
+      account { creditsTotal subscriptionBalance packBalance }
+    }
+    ... on InvalidGenerationTransition { message generation { id status } }
+    ... on GenerationNotFound { message generationId }
+  }
+}
+"""
+
+
+class Worker:
+    """A generation worker: claims, completes and fails jobs with a service token."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def claim(self, limit: int = 10, tools: list[str] | None = None) -> list[Any]:
+        data = await self.api.as_service(CLAIM, {"limit": limit, "tools": tools})
+        claimed: list[Any] = data["claimGenerations"]
+        return claimed
+
+    async def complete(self, generation_id: str, url: str = "https://cdn.example/m.glb") -> Any:
+        data = await self.api.as_service(COMPLETE, {"id": generation_id, "url": url})
+        return data["completeGeneration"]
+
+    async def fail(self, generation_id: str, reason: str = "GPU out of memory") -> Any:
+        data = await self.api.as_service(FAIL, {"id": generation_id, "reason": reason})
+        return data["failGeneration"]

@@ -16,6 +16,11 @@ CreditError                 base of every expected failure
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.domain.records import Generation
+
 
 class CreditError(Exception):
     """Base of expected, typed failures; the message is safe to show to clients."""
@@ -84,8 +89,11 @@ class GenerationNotFound(CreditError):
 
 
 class InvalidTransition(CreditError):
-    def __init__(self, generation_id: str, status: str, action: str) -> None:
-        super().__init__(f"Generation {generation_id} is {status}; it cannot be {action}.")
-        self.generation_id = generation_id
-        self.status = status
+    """Carries the generation as it stands, so a late or repeated call learns its state."""
+
+    def __init__(self, generation: Generation, action: str) -> None:
+        super().__init__(
+            f"Generation {generation.id} is {generation.status.value}; it cannot be {action}."
+        )
+        self.generation = generation
         self.action = action

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -47,6 +49,19 @@ class AccountRepository:
             .where(col(AccountRow.id).in_(list(account_ids)))
         )
         return list((await self._session.exec(query)).all())
+
+    async def due_for_renewal(self, now: datetime, limit: int) -> list[str]:
+        """Accounts whose cycle has ended but whose ledger does not say so yet."""
+        query = (
+            select(AccountRow.id)
+            .where(col(AccountRow.cycle_ends_at) <= now)
+            .order_by(col(AccountRow.cycle_ends_at))
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def get(self, account_id: str) -> AccountRow | None:
+        return await self._session.get(AccountRow, account_id)
 
     async def email_exists(self, email: str) -> bool:
         query = select(AccountRow.id).where(AccountRow.email == email)
@@ -98,16 +113,99 @@ class PackPurchaseRepository:
     async def get(self, purchase_id: str) -> PackPurchaseRow | None:
         return await self._session.get(PackPurchaseRow, purchase_id)
 
+    async def by_ids(self, purchase_ids: Sequence[str]) -> dict[str, PackPurchaseRow]:
+        if not purchase_ids:
+            return {}
+        query = select(PackPurchaseRow).where(col(PackPurchaseRow.id).in_(list(purchase_ids)))
+        return {row.id: row for row in (await self._session.exec(query)).all()}
+
     def add(self, purchase: PackPurchaseRow) -> None:
         self._session.add(purchase)
 
 
 class GenerationRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, row_locks: bool) -> None:
         self._session = session
+        self._row_locks = row_locks
 
     async def get(self, generation_id: str) -> GenerationRow | None:
         return await self._session.get(GenerationRow, generation_id)
+
+    async def lock(self, generation_id: str) -> GenerationRow | None:
+        """Locked after its account's row: every writer takes account, then generation."""
+        query = (
+            select(GenerationRow)
+            .where(GenerationRow.id == generation_id)
+            .execution_options(populate_existing=True)
+        )
+        if self._row_locks:
+            query = query.with_for_update()
+        return (await self._session.exec(query)).first()
+
+    async def claim_queued(self, tools: Sequence[str] | None, limit: int) -> list[GenerationRow]:
+        """The oldest queued jobs that no other worker is claiming right now.
+
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL hands each row to one transaction only;
+        SQLite's single writer (BEGIN IMMEDIATE) gives the same guarantee.
+        """
+        query = select(GenerationRow).where(GenerationRow.status == "QUEUED")
+        if tools is not None:
+            query = query.where(col(GenerationRow.tool).in_(list(tools)))
+        query = query.order_by(col(GenerationRow.created_at), col(GenerationRow.id)).limit(limit)
+        if self._row_locks:
+            query = query.with_for_update(skip_locked=True)
+        return list((await self._session.exec(query)).all())
+
+    async def unfinished_since(
+        self, queued_before: datetime, started_before: datetime, limit: int
+    ) -> list[GenerationRow]:
+        """Candidates for the timeout: queued or running for longer than allowed."""
+        query = (
+            select(GenerationRow)
+            .where(
+                or_(
+                    and_(
+                        GenerationRow.status == "QUEUED",
+                        col(GenerationRow.created_at) <= queued_before,
+                    ),
+                    and_(
+                        GenerationRow.status == "RUNNING",
+                        col(GenerationRow.started_at) <= started_before,
+                    ),
+                )
+            )
+            .order_by(col(GenerationRow.created_at))
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        status: str | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[GenerationRow]:
+        """Newest first, keyset-paginated on (created_at, id)."""
+        query = select(GenerationRow).where(GenerationRow.account_id == account_id)
+        if status is not None:
+            query = query.where(GenerationRow.status == status)
+        if before is not None:
+            created_at, generation_id = before
+            query = query.where(
+                or_(
+                    col(GenerationRow.created_at) < created_at,
+                    and_(
+                        col(GenerationRow.created_at) == created_at,
+                        col(GenerationRow.id) < generation_id,
+                    ),
+                )
+            )
+        query = query.order_by(
+            col(GenerationRow.created_at).desc(), col(GenerationRow.id).desc()
+        ).limit(limit)
+        return list((await self._session.exec(query)).all())
 
     def add(self, generation: GenerationRow) -> None:
         self._session.add(generation)

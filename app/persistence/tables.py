@@ -107,6 +107,8 @@ class HoldRow(SQLModel, table=True):
     account_id: str = Field(foreign_key="accounts.id", max_length=36)
     bucket: str = Field(max_length=16)
     lot_id: str | None = Field(default=None, max_length=36)
+    # The subscription cycle that subscription credits were held from.
+    subscription_id: str | None = Field(default=None, max_length=36)
     cycle_index: int | None = None
     amount: int
     status: str = Field(max_length=16)

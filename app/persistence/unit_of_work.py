@@ -44,11 +44,12 @@ class UnitOfWork:
             # Procure the connection with the write flag so SQLite begins IMMEDIATE.
             await self.session.connection(execution_options=WRITE)
         s = self.session
-        self.accounts = AccountRepository(s, row_locks=self.dialect == "postgresql")
+        row_locks = self.dialect == "postgresql"
+        self.accounts = AccountRepository(s, row_locks=row_locks)
         self.subscriptions = SubscriptionRepository(s)
         self.catalog = CatalogRepository(s)
         self.purchases = PackPurchaseRepository(s)
-        self.generations = GenerationRepository(s)
+        self.generations = GenerationRepository(s, row_locks=row_locks)
         self.holds = HoldRepository(s)
         self.ledger = LedgerRepository(s)
         self.idempotency = IdempotencyRepository(s)

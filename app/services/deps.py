@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from app.clock import Clock
 from app.domain.plans import PlanCatalog
@@ -14,3 +15,5 @@ class Services:
     db: Database
     clock: Clock
     plans: PlanCatalog
+    # A generation no worker finished within this is failed and its hold released.
+    generation_timeout: timedelta = field(default=timedelta(minutes=15))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.domain.accounts import AccountView
-from app.domain.errors import InvalidInput
+from app.domain.errors import GenerationNotFound, InvalidInput
+from app.domain.generations import check_can_finish, is_stale
+from app.domain.holds import HeldPortion, release
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
 from app.domain.records import Generation
 from app.domain.spending import allocate
-from app.persistence.tables import GenerationRow, HoldRow
+from app.persistence.tables import AccountRow, GenerationRow, HoldRow
+from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import generation_of, lot_of, view_of
@@ -70,6 +74,7 @@ async def run_generator(
         lots_by_id = {lot.id: lot for lot in lots}
         for portion in portions:
             lot = lots_by_id[portion.lot_id] if portion.lot_id else None
+            from_subscription = portion.bucket is Bucket.SUBSCRIPTION
             postings.post(
                 LedgerKind.SPEND,
                 portion.bucket,
@@ -84,9 +89,8 @@ async def run_generator(
                     account_id=account_id,
                     bucket=portion.bucket.value,
                     lot_id=portion.lot_id,
-                    cycle_index=account.cycle_index
-                    if portion.bucket is Bucket.SUBSCRIPTION
-                    else None,
+                    subscription_id=account.subscription_id if from_subscription else None,
+                    cycle_index=account.cycle_index if from_subscription else None,
                     amount=portion.amount,
                     status="OPEN",
                 )
@@ -94,3 +98,152 @@ async def run_generator(
         remember(uow, account_id, idempotency_key, OPERATION, request, generation.id, now)
         await uow.commit()
     return GeneratorRun(generation_of(generation), view_of(account, subscription, now))
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationFinished:
+    generation: Generation
+    account: AccountView
+
+
+MAX_CLAIM = 100
+MAX_RESULT_URL_LENGTH = 2048
+MAX_REASON_LENGTH = 2000
+TIMED_OUT = "Timed out: no worker finished it in time."
+
+
+async def claim_generations(
+    tools: list[Tool] | None, limit: int, services: Services
+) -> list[Generation]:
+    """Hand the oldest queued jobs to one worker: each job is claimed exactly once."""
+    if not 1 <= limit <= MAX_CLAIM:
+        raise InvalidInput("limit", f"limit must be between 1 and {MAX_CLAIM}.")
+    now = services.clock.now()
+    async with services.db.writing() as uow:
+        rows = await uow.generations.claim_queued(
+            [t.value for t in tools] if tools is not None else None, limit
+        )
+        for row in rows:
+            row.status = GenerationStatus.RUNNING.value
+            row.started_at = now
+        await uow.commit()
+    return [generation_of(row) for row in rows]
+
+
+async def complete_generation(
+    generation_id: str, result_url: str, services: Services
+) -> GenerationFinished:
+    """Settle the hold as a spend: the credits were already taken, nothing moves now."""
+    if not result_url.startswith(("https://", "http://")) or len(result_url) > (
+        MAX_RESULT_URL_LENGTH
+    ):
+        raise InvalidInput("resultUrl", "resultUrl must be an http(s) URL of at most 2048 chars.")
+    return await _finish(generation_id, services, succeeded=True, detail=result_url)
+
+
+async def fail_generation(
+    generation_id: str, reason: str, services: Services
+) -> GenerationFinished:
+    """Release the hold back to the buckets it came from, exactly once."""
+    if not reason.strip() or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput("reason", f"reason must be 1 to {MAX_REASON_LENGTH} characters.")
+    return await _finish(generation_id, services, succeeded=False, detail=reason)
+
+
+async def lock_generation(uow: UnitOfWork, generation_id: str) -> tuple[AccountRow, GenerationRow]:
+    """Lock order everywhere: the account row, then the generation row (no deadlocks)."""
+    found = await uow.generations.get(generation_id)
+    if found is None:
+        raise GenerationNotFound(generation_id)
+    account = await lock_account(uow, found.account_id)
+    row = await uow.generations.lock(generation_id)
+    assert row is not None
+    return account, row
+
+
+async def _finish(
+    generation_id: str, services: Services, *, succeeded: bool, detail: str
+) -> GenerationFinished:
+    now = services.clock.now()
+    async with services.db.writing() as uow:
+        account, row = await lock_generation(uow, generation_id)
+        check_can_finish(generation_of(row), "completed" if succeeded else "failed")
+        subscription = await current_subscription(uow, account)
+        postings = Postings(uow, account, now)
+        await bring_up_to_date(uow, account, subscription, postings, now)
+        if succeeded:
+            await settle_hold(uow, row)
+            row.status, row.result_url = GenerationStatus.SUCCEEDED.value, detail
+        else:
+            await release_hold(uow, account, row, postings, now)
+            row.status, row.failure_reason = GenerationStatus.FAILED.value, detail
+        row.finished_at = now
+        await uow.commit()
+    return GenerationFinished(generation_of(row), view_of(account, subscription, now))
+
+
+async def settle_hold(uow: UnitOfWork, generation: GenerationRow) -> None:
+    for hold in await uow.holds.open_for(generation.id):
+        hold.status = "SETTLED"
+
+
+async def release_hold(
+    uow: UnitOfWork,
+    account: AccountRow,
+    generation: GenerationRow,
+    postings: Postings,
+    now: datetime,
+) -> None:
+    """Refund each held portion; what comes back to an expired bucket expires at once."""
+    holds = await uow.holds.open_for(generation.id)
+    lots = await uow.purchases.by_ids([h.lot_id for h in holds if h.lot_id])
+    portions = [
+        HeldPortion(
+            Bucket(h.bucket),
+            h.amount,
+            cycle=(h.subscription_id, h.cycle_index),
+            lot_id=h.lot_id,
+            lot_expires_at=lots[h.lot_id].expires_at if h.lot_id else None,
+        )
+        for h in holds
+    ]
+    current_cycle = (account.subscription_id, account.cycle_index)
+    outcomes = release(portions, cycle=current_cycle, now=now)
+    for hold, outcome in zip(holds, outcomes, strict=True):
+        bucket, lot = Bucket(hold.bucket), lots.get(hold.lot_id or "")
+        amounts = [hold.amount, -hold.amount] if outcome.expires else [hold.amount]
+        for kind, amount in zip([LedgerKind.REFUND, LedgerKind.EXPIRY], amounts, strict=False):
+            postings.post(
+                kind,
+                bucket,
+                amount,
+                reference_type="GENERATION",
+                reference_id=generation.id,
+                lot=lot,
+            )
+        hold.status = "RELEASED"
+
+
+async def release_stale_generations(services: Services, *, limit: int = 100) -> int:
+    """Fail the jobs no worker finished within the timeout; returns how many were released."""
+    now = services.clock.now()
+    timeout = services.generation_timeout
+    async with services.db.reading() as uow:
+        stale = await uow.generations.unfinished_since(now - timeout, now - timeout, limit)
+    released = 0
+    for candidate in stale:
+        async with services.db.writing() as uow:
+            account, row = await lock_generation(uow, candidate.id)
+            status = GenerationStatus(row.status)
+            if not is_stale(status, row.created_at, row.started_at, now, timeout):
+                continue  # finished or claimed meanwhile
+            subscription = await current_subscription(uow, account)
+            postings = Postings(uow, account, now)
+            await bring_up_to_date(uow, account, subscription, postings, now)
+            await release_hold(uow, account, row, postings, now)
+            row.status = GenerationStatus.FAILED.value
+            row.failure_reason = TIMED_OUT
+            row.finished_at = now
+            await uow.commit()
+            released += 1
+    return released

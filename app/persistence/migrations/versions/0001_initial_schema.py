@@ -166,6 +166,7 @@ def upgrade() -> None:
         sa.Column("account_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
         sa.Column("bucket", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("lot_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("subscription_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("cycle_index", sa.Integer(), nullable=True),
         sa.Column("amount", sa.Integer(), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),

@@ -1,0 +1,108 @@
+"""Aggregates for the audit: one grouped query per table, whatever the number of accounts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.audit import AccountFacts, GenerationFacts, LotFacts
+from app.persistence.tables import (
+    AccountRow,
+    GenerationRow,
+    HoldRow,
+    LedgerEntryRow,
+    PackPurchaseRow,
+)
+
+
+async def snapshot_isolation(session: AsyncSession) -> None:
+    """One consistent snapshot for every query of the audit, while writers go on."""
+    if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        await session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
+
+
+async def _grouped(session: AsyncSession, query: Any) -> list[Any]:
+    return list((await session.exec(query)).all())
+
+
+async def account_facts(session: AsyncSession) -> list[AccountFacts]:
+    ledger = await _grouped(
+        session,
+        select(
+            LedgerEntryRow.account_id, LedgerEntryRow.bucket, func.sum(LedgerEntryRow.amount)
+        ).group_by(col(LedgerEntryRow.account_id), col(LedgerEntryRow.bucket)),
+    )
+    sums: dict[tuple[str, str], int] = {(a, b): int(t) for a, b, t in ledger}
+    lots = await _grouped(
+        session,
+        select(PackPurchaseRow.account_id, func.sum(PackPurchaseRow.remaining)).group_by(
+            col(PackPurchaseRow.account_id)
+        ),
+    )
+    remaining = {a: int(t) for a, t in lots}
+    accounts = (await session.exec(select(AccountRow))).all()
+    return [
+        AccountFacts(
+            account_id=a.id,
+            subscription_balance=a.subscription_balance,
+            pack_balance=a.pack_balance,
+            ledger_subscription=sums.get((a.id, "SUBSCRIPTION"), 0),
+            ledger_pack=sums.get((a.id, "PACK"), 0),
+            lots_remaining=remaining.get(a.id, 0),
+        )
+        for a in accounts
+    ]
+
+
+async def lot_facts(session: AsyncSession) -> list[LotFacts]:
+    ledger = await _grouped(
+        session,
+        select(LedgerEntryRow.lot_id, func.sum(LedgerEntryRow.amount))
+        .where(col(LedgerEntryRow.lot_id).is_not(None))
+        .group_by(col(LedgerEntryRow.lot_id)),
+    )
+    totals = {lot: int(t) for lot, t in ledger}
+    lots = (await session.exec(select(PackPurchaseRow))).all()
+    return [LotFacts(p.id, p.account_id, p.remaining, totals.get(p.id, 0)) for p in lots]
+
+
+async def generation_facts(session: AsyncSession) -> list[GenerationFacts]:
+    holds = await _grouped(
+        session,
+        select(HoldRow.generation_id, HoldRow.status, func.sum(HoldRow.amount)).group_by(
+            col(HoldRow.generation_id), col(HoldRow.status)
+        ),
+    )
+    by_generation: dict[str, dict[str, int]] = defaultdict(dict)
+    for generation_id, status, total in holds:
+        by_generation[generation_id][status] = int(total)
+    entries = await _grouped(
+        session,
+        select(LedgerEntryRow.reference_id, LedgerEntryRow.kind, func.sum(LedgerEntryRow.amount))
+        .where(LedgerEntryRow.reference_type == "GENERATION")
+        .where(col(LedgerEntryRow.kind).in_(["SPEND", "REFUND"]))
+        .group_by(col(LedgerEntryRow.reference_id), col(LedgerEntryRow.kind)),
+    )
+    moved: dict[tuple[str, str], int] = {(r, k): int(t) for r, k, t in entries}
+    generations = (await session.exec(select(GenerationRow))).all()
+    return [
+        GenerationFacts(
+            generation_id=g.id,
+            account_id=g.account_id,
+            status=g.status,
+            cost=g.cost,
+            holds_by_status=by_generation.get(g.id, {}),
+            spent=moved.get((g.id, "SPEND"), 0),
+            refunded=moved.get((g.id, "REFUND"), 0),
+        )
+        for g in generations
+    ]
+
+
+async def ledger_entry_count(session: AsyncSession) -> int:
+    return int((await session.exec(select(func.count()).select_from(LedgerEntryRow))).one())

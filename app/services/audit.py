@@ -1,0 +1,52 @@
+"""`creditgate audit`: prove that balances, packs, holds and the ledger agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.domain.audit import account_findings, generation_findings, lot_findings
+from app.persistence import audit_queries
+from app.services.deps import Services
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    accounts: int
+    pack_purchases: int
+    generations: int
+    ledger_entries: int
+    open_holds: int
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def summary(self) -> str:
+        verdict = "OK" if self.ok else f"{len(self.findings)} MISMATCHES"
+        return (
+            f"audit {verdict}: {self.accounts} accounts, {self.pack_purchases} pack purchases, "
+            f"{self.generations} generations ({self.open_holds} with open holds), "
+            f"{self.ledger_entries} ledger entries"
+        )
+
+
+async def run_audit(services: Services) -> AuditReport:
+    async with services.db.reading() as uow:
+        session = uow.session
+        await audit_queries.snapshot_isolation(session)
+        accounts = await audit_queries.account_facts(session)
+        lots = await audit_queries.lot_facts(session)
+        generations = await audit_queries.generation_facts(session)
+        entries = await audit_queries.ledger_entry_count(session)
+    findings = [f for a in accounts for f in account_findings(a)]
+    findings += [f for lot in lots for f in lot_findings(lot)]
+    findings += [f for g in generations for f in generation_findings(g)]
+    return AuditReport(
+        accounts=len(accounts),
+        pack_purchases=len(lots),
+        generations=len(generations),
+        ledger_entries=entries,
+        open_holds=sum(1 for g in generations if "OPEN" in g.holds_by_status),
+        findings=findings,
+    )

@@ -1,0 +1,63 @@
+"""Reading an account's history: its ledger and its generations, newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from app.domain.errors import GenerationNotFound, InvalidInput
+from app.domain.model import GenerationStatus
+from app.domain.records import Generation, LedgerEntry
+from app.services.deps import Services
+from app.services.maintenance import catch_up
+from app.services.mapping import generation_of, ledger_entry_of
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_next_page: bool
+
+
+def _check_size(first: int) -> None:
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise InvalidInput("first", f"first must be between 1 and {MAX_PAGE_SIZE}.")
+
+
+async def ledger_page(
+    account_id: str, first: int, after_id: int | None, services: Services
+) -> Page[LedgerEntry]:
+    _check_size(first)
+    if after_id is None:
+        # The first page shows renewals that are due even if no write has recorded them yet.
+        await catch_up(account_id, services)
+    async with services.db.reading() as uow:
+        rows = await uow.ledger.page(account_id, before_id=after_id, limit=first + 1)
+    return Page([ledger_entry_of(r) for r in rows[:first]], len(rows) > first)
+
+
+async def generations_page(
+    account_id: str,
+    first: int,
+    after: tuple[datetime, str] | None,
+    status: GenerationStatus | None,
+    services: Services,
+) -> Page[Generation]:
+    _check_size(first)
+    async with services.db.reading() as uow:
+        rows = await uow.generations.page(
+            account_id, status=status.value if status else None, before=after, limit=first + 1
+        )
+    return Page([generation_of(r) for r in rows[:first]], len(rows) > first)
+
+
+async def get_generation(generation_id: str, services: Services) -> Generation:
+    async with services.db.reading() as uow:
+        row = await uow.generations.get(generation_id)
+    if row is None:
+        raise GenerationNotFound(generation_id)
+    return generation_of(row)

@@ -1,0 +1,79 @@
+"""`creditgate audit` proves balances and ledger agree, and catches tampered rows."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from app.clock import FrozenClock
+from app.services.audit import run_audit
+from tests.api_client import Api, Worker
+from tests.conftest import JWT_SECRET
+from tests.db import Rows
+
+
+async def busy_history(api: Api, clock: FrozenClock) -> str:
+    worker = Worker(api)
+    account_id = await api.subscribed_account()
+    await api.buy(account_id)
+    runs = [
+        (await api.run(account_id, "ULTRA", key=f"r{i}"))["generation"]["id"] for i in range(14)
+    ]
+    await worker.claim(limit=10)
+    await worker.complete(runs[0])
+    await worker.fail(runs[1])
+    clock.advance(timedelta(days=40))
+    await worker.fail(runs[2])
+    return account_id
+
+
+def audit_cli(database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CREDITGATE_DATABASE_URL": database_url,
+        "CREDITGATE_JWT_SECRET": JWT_SECRET,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "audit"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+        check=False,
+    )
+
+
+async def test_audit_passes_on_a_busy_history(
+    api: Api, clock: FrozenClock, app: object, database_url: str
+) -> None:
+    await busy_history(api, clock)
+    report = await run_audit(app.state.services)  # type: ignore[attr-defined]
+    assert report.findings == []
+    assert (report.accounts, report.generations) == (1, 14)
+    result = audit_cli(database_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("audit OK: 1 accounts, 1 pack purchases, 14 generations")
+
+
+@pytest.mark.parametrize(
+    ("corruption", "finding"),
+    [
+        ("UPDATE accounts SET subscription_balance = subscription_balance + 5", "ledger says"),
+        ("UPDATE pack_purchases SET remaining = remaining + 7", "its packs hold"),
+        ("UPDATE holds SET status = 'RELEASED' WHERE status = 'OPEN'", "but its holds are"),
+        ("UPDATE generations SET status = 'SUCCEEDED' WHERE status = 'FAILED'", "refunded"),
+    ],
+)
+async def test_audit_catches_a_corrupted_row_and_exits_non_zero(
+    api: Api, clock: FrozenClock, rows: Rows, database_url: str, corruption: str, finding: str
+) -> None:
+    await busy_history(api, clock)
+    await rows.execute(corruption)
+    result = audit_cli(database_url)
+    assert result.returncode == 1
+    assert "MISMATCHES" in result.stdout
+    assert finding in result.stdout
