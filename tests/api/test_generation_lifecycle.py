@@ -18,7 +18,7 @@ def worker(api: Api) -> Worker:
 async def started_run(api: Api, worker: Worker, account_id: str, tool: str = "ULTRA") -> str:
     run = await api.run(account_id, tool, key=f"run-{tool}-{datetime.now(UTC).timestamp()}")
     generation_id: str = run["generation"]["id"]
-    claimed = await worker.claim(limit=1)
+    claimed = await worker.claim(limit=1, tools=[tool])
     assert [c["id"] for c in claimed] == [generation_id]
     return generation_id
 
