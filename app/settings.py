@@ -52,7 +52,3 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
-
-    def sync_database_url(self) -> str:
-        """The URL with the async driver, as Alembic's async env expects it."""
-        return self.database_url

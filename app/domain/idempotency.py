@@ -25,8 +25,7 @@ def fingerprint(operation: str, **arguments: object) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def is_replay(key: str, stored_fingerprint: str, request_fingerprint: str) -> bool:
-    """True for a retry of the same request; a different request under the key is refused."""
+def check_retry(key: str, stored_fingerprint: str, request_fingerprint: str) -> None:
+    """A retry must ask for what the first request asked; anything else under the key is refused."""
     if stored_fingerprint != request_fingerprint:
         raise IdempotencyConflict(key)
-    return True

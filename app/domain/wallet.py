@@ -7,7 +7,7 @@ and writes record each renewal in the ledger when they materialise it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.cycles import cycle_end, cycle_index_at
@@ -76,9 +76,3 @@ def start_cycle(wallet: Wallet, terms: SubscriptionTerms, now: datetime) -> tupl
         now, k, wallet.subscription_balance, wallet.pack_balance, terms.monthly_credits
     )
     return renewal, Wallet(terms.monthly_credits, 0, k, cycle_end(terms.started_at, k))
-
-
-def with_balances(wallet: Wallet, *, subscription: int, packs: int) -> Wallet:
-    if subscription < 0 or packs < 0:
-        raise ValueError("a bucket cannot go below zero")
-    return replace(wallet, subscription_balance=subscription, pack_balance=packs)

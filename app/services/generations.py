@@ -49,7 +49,7 @@ async def run_generator(
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
         subscription = await current_subscription(uow, account)
-        first = await replayed_result(uow, account_id, idempotency_key, OPERATION, request)
+        first = await replayed_result(uow, account_id, idempotency_key, request)
         if first is not None:
             generation = await uow.generations.get(first)
             assert generation is not None

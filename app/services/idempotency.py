@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.domain.idempotency import is_replay
+from app.domain.idempotency import check_retry
 from app.persistence.tables import IdempotencyRow
 from app.persistence.unit_of_work import UnitOfWork
 
 
 async def replayed_result(
-    uow: UnitOfWork, account_id: str, key: str, operation: str, fingerprint: str
+    uow: UnitOfWork, account_id: str, key: str, fingerprint: str
 ) -> str | None:
     """The id of the first result under ``key``, or None for a new request.
 
@@ -20,7 +20,7 @@ async def replayed_result(
     if record is None:
         return None
     # The operation is part of the fingerprint: one key can't serve two mutations.
-    is_replay(key, record.fingerprint, fingerprint)
+    check_retry(key, record.fingerprint, fingerprint)
     return record.result_id
 
 

@@ -34,7 +34,7 @@ async def purchase_pack(
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
         subscription = await current_subscription(uow, account)
-        first = await replayed_result(uow, account_id, idempotency_key, OPERATION, request)
+        first = await replayed_result(uow, account_id, idempotency_key, request)
         if first is not None:
             purchase = await uow.purchases.get(first)
             assert purchase is not None
