@@ -7,7 +7,7 @@ from datetime import datetime
 
 from app.domain.accounts import AccountView
 from app.domain.errors import InvalidInput, NoActiveSubscription, SubscriptionAlreadyActive
-from app.domain.model import BillingInterval, Bucket, LedgerKind, Plan, SubscriptionStatus
+from app.domain.model import BillingInterval, Plan, SubscriptionStatus
 from app.domain.subscriptions import SubscriptionTerms
 from app.domain.wallet import start_cycle
 from app.persistence.tables import SubscriptionRow
@@ -17,8 +17,8 @@ from app.services.wallets import (
     Postings,
     bring_up_to_date,
     current_subscription,
-    expire_packs,
     lock_account,
+    record_renewal,
 )
 
 
@@ -61,24 +61,16 @@ async def start_subscription(
         )
         uow.subscriptions.add(row)
         renewal, wallet = start_cycle(wallet_of(account), terms, now)
-        if renewal.expired_subscription:
-            postings.post(
-                LedgerKind.EXPIRY,
-                Bucket.SUBSCRIPTION,
-                -renewal.expired_subscription,
-                reference_type="SUBSCRIPTION",
-                reference_id=row.id,
-            )
-        if renewal.expired_packs:
-            await expire_packs(uow, account, postings, now, all_lots=True)
-        if renewal.granted:
-            postings.post(
-                LedgerKind.GRANT,
-                Bucket.SUBSCRIPTION,
-                renewal.granted,
-                reference_type="SUBSCRIPTION",
-                reference_id=row.id,
-            )
+        # Starting a plan is a renewal: whatever the last one left expires, packs included.
+        await record_renewal(
+            uow,
+            account,
+            postings,
+            renewal,
+            reference_type="SUBSCRIPTION",
+            reference_id=row.id,
+            all_lots=True,
+        )
         account.subscription_id = row.id
         account.cycle_index = wallet.cycle_index
         account.cycle_ends_at = wallet.cycle_ends_at

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from app.domain.errors import AccountNotFound
 from app.domain.model import Bucket, LedgerKind
-from app.domain.wallet import renewals_due
+from app.domain.wallet import Renewal, renewals_due
 from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.mapping import terms_of, wallet_of
@@ -83,30 +83,50 @@ async def bring_up_to_date(
 ) -> None:
     """Write down every renewal that fell due since the account was last written."""
     renewals, wallet = renewals_due(wallet_of(account), terms_of(subscription), now)
-    reference = subscription.id if subscription else None
     for renewal in renewals:
-        if renewal.expired_subscription:
-            postings.post(
-                LedgerKind.EXPIRY,
-                Bucket.SUBSCRIPTION,
-                -renewal.expired_subscription,
-                reference_type="RENEWAL",
-                reference_id=reference,
-                occurred_at=renewal.at,
-            )
-        if renewal.expired_packs:
-            await expire_packs(uow, account, postings, renewal.at)
-        if renewal.granted:
-            postings.post(
-                LedgerKind.GRANT,
-                Bucket.SUBSCRIPTION,
-                renewal.granted,
-                reference_type="RENEWAL",
-                reference_id=reference,
-                occurred_at=renewal.at,
-            )
+        await record_renewal(
+            uow,
+            account,
+            postings,
+            renewal,
+            reference_type="RENEWAL",
+            reference_id=subscription.id if subscription else None,
+        )
     account.cycle_index = wallet.cycle_index
     account.cycle_ends_at = wallet.cycle_ends_at
+
+
+async def record_renewal(
+    uow: UnitOfWork,
+    account: AccountRow,
+    postings: Postings,
+    renewal: Renewal,
+    *,
+    reference_type: str,
+    reference_id: str | None,
+    all_lots: bool = False,
+) -> None:
+    """A renewal in the ledger: what expired, then what the new cycle grants."""
+    if renewal.expired_subscription:
+        postings.post(
+            LedgerKind.EXPIRY,
+            Bucket.SUBSCRIPTION,
+            -renewal.expired_subscription,
+            reference_type=reference_type,
+            reference_id=reference_id,
+            occurred_at=renewal.at,
+        )
+    if renewal.expired_packs:
+        await expire_packs(uow, account, postings, renewal.at, all_lots=all_lots)
+    if renewal.granted:
+        postings.post(
+            LedgerKind.GRANT,
+            Bucket.SUBSCRIPTION,
+            renewal.granted,
+            reference_type=reference_type,
+            reference_id=reference_id,
+            occurred_at=renewal.at,
+        )
 
 
 async def expire_packs(
