@@ -19,14 +19,15 @@ async def busy_history(api: Api, clock: FrozenClock) -> str:
     worker = Worker(api)
     account_id = await api.subscribed_account()
     await api.buy(account_id)
-    runs = [
-        (await api.run(account_id, "ULTRA", key=f"r{i}"))["generation"]["id"] for i in range(14)
-    ]
-    await worker.claim(limit=10)
-    await worker.complete(runs[0])
-    await worker.fail(runs[1])
+    runs = []
+    for i in range(14):
+        clock.advance(timedelta(seconds=1))
+        runs.append((await api.run(account_id, "ULTRA", key=f"r{i}"))["generation"]["id"])
+    await worker.claim(limit=3)
+    assert (await worker.complete(runs[0]))["__typename"] == "GenerationCompleted"
+    assert (await worker.fail(runs[1]))["__typename"] == "GenerationFailed"
     clock.advance(timedelta(days=40))
-    await worker.fail(runs[2])
+    assert (await worker.fail(runs[2]))["__typename"] == "GenerationFailed"
     return account_id
 
 
