@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,7 +24,11 @@ from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
-from app.security.http_guards import BodySizeLimitMiddleware, JsonPostsOnlyMiddleware
+from app.security.http_guards import (
+    BodySizeLimitMiddleware,
+    JsonPostsOnlyMiddleware,
+    has_lone_surrogate,
+)
 from app.security.rate_limits import RateLimiter
 from app.security.request_id import RequestIdMiddleware, request_id_of
 from app.services.deps import Services
@@ -33,6 +38,7 @@ from graphql_schema.errors import ApiError
 from graphql_schema.limits import DocumentLimits, ListLimits, document_limit_extensions
 from graphql_schema.rate_limiting import MutationRateLimit
 from graphql_schema.schema import create_schema
+from graphql_schema.text_inputs import text_input_extensions
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
 
 
@@ -56,7 +62,17 @@ class CreditGateGraphQL(GraphQL[Context, None]):
 
     # Trusted documents: ``documentId`` is read at parsing, the manifest applied per caller.
     def decode_json(self, data: str | bytes) -> object:
-        return with_document_id(super().decode_json(data))
+        # Strawberry answers 500 to a body in another encoding or a bare number or string.
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, "The body must be JSON in UTF-8.") from exc
+        payload = super().decode_json(text)
+        if not isinstance(payload, dict | list):
+            raise HTTPException(400, "The body must be a JSON object.")
+        if has_lone_surrogate(text, payload):
+            raise HTTPException(400, "Strings must be valid Unicode: no lone surrogates.")
+        return with_document_id(payload)
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         return with_document_id(super().parse_query_params(params))  # type: ignore[no-any-return]
@@ -99,7 +115,7 @@ def hardening_extensions(settings: Settings, limiter: RateLimiter | None) -> lis
         max_tokens=settings.max_tokens,
         introspection=not settings.is_production,
     )
-    extensions: list[Any] = document_limit_extensions(limits)
+    extensions: list[Any] = [*document_limit_extensions(limits), *text_input_extensions()]
     if limiter is not None:
         extensions.append(lambda: MutationRateLimit(limiter))
     return extensions

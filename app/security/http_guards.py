@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(text: str, payload: object) -> bool:
+    """True if JSON ``text`` held an unpaired ``\\ud800``-style escape, which no database
+    can store; checked only when such an escape appears at all."""
+    if not _ESCAPED_SURROGATE.search(text):
+        return False
+    try:
+        json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _refusal(status: int, code: str, message: str) -> JSONResponse:
