@@ -56,6 +56,11 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    @field_validator("redis_url", "trusted_documents_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("rate_limit_per_account", "rate_limit_per_ip")
     @classmethod
     def _check_rate(cls, value: str) -> str:
