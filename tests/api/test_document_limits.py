@@ -108,3 +108,20 @@ async def test_accounts_default_cap_is_100_ids(api: Api) -> None:
     refused = await api.post(ACCOUNTS, {"ids": [str(n) for n in range(101)]}, token=api.token())
 
     assert only_error(refused)["message"] == "ids takes at most 100 items."
+
+
+async def test_the_limits_leave_the_validation_cache_hitting(api: Api) -> None:
+    # The limiters add validation rules; a new rule class per request would miss the cache.
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    cache = _get_validate_cache(256)  # the app's document_cache_size
+    document = "{ plans { plan monthlyCredits } tariffs { tool credits } }"
+    await api.post(document)
+    before = cache.cache_info()
+
+    for _ in range(3):
+        await api.post(document)
+
+    after = cache.cache_info()
+    assert after.hits - before.hits == 3
+    assert after.misses == before.misses
