@@ -37,11 +37,15 @@ LEAKS = re.compile(
     r"|\b[A-Z]\w+(Error|Exception)\b"
 )
 PACKS = ["pack-500", "pack-1000", "pack-5000", "no-such-pack"]
+# Ids a database may choke on: NUL, oversized, SQL-ish, control and wide characters.
+HOSTILE_IDS = ["\x00", "pack-500\x00", "x" * 5000, "' OR 1=1 --", "\x1b[0m", "🎨" * 40, ""]
 
 
 def _ids(known: list[str]) -> st.SearchStrategy[Any]:
-    """IDs that hit real rows half the time: the caller's own, others', packs, and noise."""
-    return st.one_of(st.sampled_from(known + PACKS), st.text(max_size=40)).map(nodes.String)
+    """IDs that hit real rows most of the time, hostile or random text otherwise."""
+    return st.one_of(
+        st.sampled_from(known + PACKS), st.sampled_from(HOSTILE_IDS), st.text(max_size=40)
+    ).map(nodes.String)
 
 
 _DATETIMES = st.datetimes(
