@@ -113,6 +113,8 @@ def settings(database_url: str) -> Settings:
         jwt_secret=JWT_SECRET,
         starter_monthly_credits=1000,
         pro_monthly_credits=4000,
+        # Off unless a test is about them: a test may make many calls from one account.
+        rate_limits_enabled=False,
     )
 
 

@@ -36,7 +36,9 @@ async def test_the_fourth_mutation_of_an_account_in_a_minute_is_refused_and_not_
     make_api: ApiFactory,
 ) -> None:
     # given an account whose budget is 3 mutations a minute
-    api = await make_api(rate_limit_per_account=TINY, rate_limit_per_ip=PLENTY)
+    api = await make_api(
+        rate_limits_enabled=True, rate_limit_per_account=TINY, rate_limit_per_ip=PLENTY
+    )
     account_id = await api.subscribed_account()
     other_id = await api.subscribed_account()
     for n in range(3):
@@ -60,8 +62,12 @@ async def test_the_fourth_mutation_of_an_account_in_a_minute_is_refused_and_not_
 async def test_the_fourth_mutation_from_one_ip_in_a_minute_is_refused(
     make_api: ApiFactory,
 ) -> None:
-    api = await make_api(rate_limit_per_ip=TINY, client=("203.0.113.7", 4000))
-    elsewhere = await make_api(rate_limit_per_ip=TINY, client=("198.51.100.9", 4000))
+    api = await make_api(
+        rate_limits_enabled=True, rate_limit_per_ip=TINY, client=("203.0.113.7", 4000)
+    )
+    elsewhere = await make_api(
+        rate_limits_enabled=True, rate_limit_per_ip=TINY, client=("198.51.100.9", 4000)
+    )
     accounts = [await api.create_account() for _ in range(4)]  # service token: not counted
 
     for n, account_id in enumerate(accounts[:3]):
@@ -75,7 +81,9 @@ async def test_the_fourth_mutation_from_one_ip_in_a_minute_is_refused(
 
 
 async def test_each_aliased_mutation_counts(make_api: ApiFactory) -> None:
-    api = await make_api(rate_limit_per_account=TINY, rate_limit_per_ip=PLENTY)
+    api = await make_api(
+        rate_limits_enabled=True, rate_limit_per_account=TINY, rate_limit_per_ip=PLENTY
+    )
     account_id = await api.subscribed_account()
     runs = " ".join(
         f'r{n}: runGenerator(input: {{tool: TURBO, idempotencyKey: "a{n}"}}) {{ __typename }}'
@@ -89,7 +97,9 @@ async def test_each_aliased_mutation_counts(make_api: ApiFactory) -> None:
 
 
 async def test_queries_and_service_tokens_are_not_counted(make_api: ApiFactory) -> None:
-    api = await make_api(rate_limit_per_account=TINY, rate_limit_per_ip=TINY)
+    api = await make_api(
+        rate_limits_enabled=True, rate_limit_per_account=TINY, rate_limit_per_ip=TINY
+    )
     account_id = await api.subscribed_account()
 
     for _ in range(5):
@@ -121,6 +131,7 @@ def test_a_rate_that_is_not_a_rate_is_refused_at_startup() -> None:
 async def test_processes_sharing_redis_share_one_budget(make_api: ApiFactory) -> None:
     # given two apps, as two processes would be, counting in one Redis under a fresh prefix
     shared: dict[str, Any] = {
+        "rate_limits_enabled": True,
         "redis_url": REDIS_URL,
         "rate_limit_key_prefix": f"creditgate-test-{uuid.uuid4().hex}",
         "rate_limit_per_account": TINY,

@@ -136,7 +136,7 @@ async def test_generated_documents_never_break_the_gateway(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given an app without rate limits (the fuzzer is one busy client) and a few accounts
-    api = await make_api(rate_limits_enabled=False)
+    api = await make_api()
     user_id = await api.subscribed_account(plan="PRO")
     await api.buy(user_id, "pack-1000", "seed-pack")
     others = [await api.subscribed_account() for _ in range(2)] + [await api.create_account()]
