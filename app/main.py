@@ -30,6 +30,7 @@ from app.security.request_id import request_id_of
 from app.services.deps import Services
 from app.settings import Settings
 from graphql_schema.context import Context
+from graphql_schema.masking import quiet_expected_errors
 from graphql_schema.schema import create_schema
 
 
@@ -77,6 +78,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     services = build_services(settings, clock)
     limiter = rate_limiter(settings)
+    quiet_expected_errors()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -111,3 +111,19 @@ async def test_an_odd_incoming_request_id_is_replaced(api: Api, incoming: str) -
     )
 
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_expected_errors_are_not_logged_as_errors(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        await api.post("{ me { id } }")  # no token
+        await api.post("{ nope }")  # not in the schema
+    quiet = list(caplog.records)
+    monkeypatch.setattr(catalog, "list_tariffs", _explode)
+
+    with caplog.at_level(logging.ERROR):
+        await api.post("{ tariffs { tool } }")
+
+    assert quiet == []
+    assert {r.name for r in caplog.records} == {"strawberry.execution", "creditgate"}
