@@ -39,21 +39,26 @@ class MutationRateLimit(SchemaExtension):
         self._limiter = limiter
 
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
-        execution = self.execution_context
-        if execution.operation_type is OperationType.MUTATION:
-            principal = _principal_of(execution.context)
-            counted = principal is None or not principal.is_service
-            refusal = counted and await self._limiter.hit(
-                account_id=principal.account_id if principal else None,
-                ip=_ip_of(execution.context),
-                cost=self._mutation_count(),
+        refusal = await self._count()
+        if refusal is not None:
+            # A result set before execution is returned instead of running the operation.
+            self.execution_context.result = GraphQLExecutionResult(
+                data=None, errors=[rate_limited(refusal)]
             )
-            if refusal:
-                # A result set here is returned instead of executing the operation.
-                execution.result = GraphQLExecutionResult(data=None, errors=[rate_limited(refusal)])
-                yield
-                return
         yield
+
+    async def _count(self) -> Refusal | None:
+        execution = self.execution_context
+        if execution.operation_type is not OperationType.MUTATION:
+            return None
+        principal = _principal_of(execution.context)
+        if principal is not None and principal.is_service:
+            return None
+        return await self._limiter.hit(
+            account_id=principal.account_id if principal else None,
+            ip=_ip_of(execution.context),
+            cost=self._mutation_count(),
+        )
 
     def _mutation_count(self) -> int:
         document = self.execution_context.graphql_document
