@@ -1,11 +1,13 @@
-"""``creditgate serve | migrate | audit | sweep | token``: the operator's entry points."""
+"""The operator's entry points: serve, migrate, audit, sweep, token, trusted-documents."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from app.auth import issue_token
 from app.settings import Settings
@@ -94,6 +96,26 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _trusted_documents(settings: Settings, args: argparse.Namespace) -> int:
+    from graphql import GraphQLError
+
+    from graphql_schema.schema import create_schema
+    from graphql_schema.trusted_documents import build_manifest
+
+    try:
+        manifest = build_manifest(args.folder, create_schema()._schema)
+    except (ValueError, GraphQLError, OSError) as exc:
+        print(f"creditgate trusted-documents: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(manifest, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {len(manifest['operations'])} operations to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=["user", "service"], default="user")
     token.add_argument("--hours", type=float, default=24.0, help="lifetime (default 24)")
     token.set_defaults(run=_token)
+
+    documents = commands.add_parser(
+        "trusted-documents",
+        help="build a persisted-query manifest from a folder of .graphql operations",
+    )
+    documents.add_argument("folder", type=Path, help="one named operation per .graphql file")
+    documents.add_argument("-o", "--output", type=Path, help="manifest file (default stdout)")
+    documents.set_defaults(run=_trusted_documents)
     return parser
 
 

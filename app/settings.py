@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.security.rate_limits import parse_rate
 
 DEVELOPMENT_SECRET = "dev-secret-change-me-0123456789abcdef"
 
@@ -34,6 +36,42 @@ class Settings(BaseSettings):
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
 
+    # Hardening (docs/security.md): every document is bounded before any work is done.
+    max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_depth: int = Field(default=10, ge=1, le=100)
+    max_aliases: int = Field(default=15, ge=0, le=1000)
+    max_tokens: int = Field(default=2000, ge=100, le=100_000)
+    max_account_ids: int = Field(default=100, ge=1, le=10_000)
+    max_page_size: int = Field(default=100, ge=1, le=10_000)
+    # Comma-separated origins allowed by CORS; none means same-origin only.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    trusted_documents_file: Path | None = None
+    trusted_documents_only: bool = False
+    rate_limits_enabled: bool = True
+    rate_limit_per_account: str = "60/minute"
+    rate_limit_per_ip: str = "300/minute"
+    # Shared rate-limit counters across processes; in-memory per process when unset.
+    redis_url: str | None = None
+    rate_limit_key_prefix: str = Field(default="creditgate", min_length=1, max_length=64)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("redis_url", "trusted_documents_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("rate_limit_per_account", "rate_limit_per_ip")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.env == "production" and (
@@ -42,6 +80,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CREDITGATE_JWT_SECRET must be set to a random secret of 32+ characters "
                 "in production"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trusted_only_needs_a_manifest(self) -> Settings:
+        if self.trusted_documents_only and self.trusted_documents_file is None:
+            raise ValueError(
+                "CREDITGATE_TRUSTED_DOCUMENTS_ONLY needs CREDITGATE_TRUSTED_DOCUMENTS_FILE"
             )
         return self
 

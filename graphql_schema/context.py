@@ -10,6 +10,7 @@ from strawberry.types import Info as StrawberryInfo
 from app.auth import InvalidToken, Principal, bearer_token, decode_token
 from app.services.deps import Services
 from graphql_schema.errors import forbidden, to_api_error, unauthenticated
+from graphql_schema.limits import ListLimits
 from graphql_schema.loaders import AccountLoader
 
 _UNSET = object()
@@ -21,6 +22,8 @@ class Context:
     jwt_secret: str
     authorization: str | None
     request: Request | None = None
+    request_id: str | None = None
+    lists: ListLimits = field(default_factory=ListLimits)
     accounts: AccountLoader = field(init=False)
     _principal: object = field(default=_UNSET, init=False)
 

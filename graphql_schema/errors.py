@@ -32,7 +32,15 @@ TOP_LEVEL_CODES: dict[type[Exception], str] = {
 
 # Codes clients may see; errors carrying one are never masked.
 PUBLIC_CODES = frozenset(
-    {*TOP_LEVEL_CODES.values(), "UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT"}
+    {
+        *TOP_LEVEL_CODES.values(),
+        "UNAUTHENTICATED",
+        "FORBIDDEN",
+        "BAD_USER_INPUT",
+        "RATE_LIMITED",
+        "PERSISTED_QUERY_NOT_FOUND",
+        "PERSISTED_QUERY_NOT_IN_LIST",
+    }
 )
 
 

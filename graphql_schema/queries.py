@@ -7,10 +7,9 @@ import strawberry
 from app.domain.errors import GenerationNotFound
 from app.services import catalog, history
 from graphql_schema.context import Info
-from graphql_schema.errors import ApiError, bad_input
+from graphql_schema.errors import ApiError
+from graphql_schema.limits import checked_list
 from graphql_schema.types import Account, CreditPack, Generation, PlanInfo, Tariff
-
-MAX_ACCOUNT_IDS = 100
 
 
 @strawberry.type
@@ -29,11 +28,10 @@ class Query:
         view = await info.context.accounts.load(str(id))
         return Account.from_domain(view) if view else None
 
-    @strawberry.field(description=f"Service token; at most {MAX_ACCOUNT_IDS} ids, null if absent.")
+    @strawberry.field(description="Service token; at most 100 ids (a setting), null if absent.")
     async def accounts(self, info: Info, ids: list[strawberry.ID]) -> list[Account | None]:
         info.context.require_service()
-        if len(ids) > MAX_ACCOUNT_IDS:
-            raise bad_input(f"ids takes at most {MAX_ACCOUNT_IDS} ids.", "ids")
+        checked_list(ids, info.context.lists.max_ids, "ids")
         views = await info.context.accounts.load_many([str(i) for i in ids])
         return [Account.from_domain(v) if v else None for v in views]
 

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from graphql_schema.errors import is_unexpected
+from graphql_schema.masking import MASKED_MESSAGE, MaskUnexpectedErrors
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
-MASKED_MESSAGE = "Unexpected error."
+__all__ = ["MASKED_MESSAGE", "create_schema"]
 
 
-def create_schema(*, document_cache_size: int = 256) -> strawberry.Schema:
+def create_schema(
+    *,
+    document_cache_size: int = 256,
+    extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    field_suggestions: bool = True,
+) -> strawberry.Schema:
+    """``extensions``: more factories (limits, rate limits) from the app factory."""
     # Extensions are factories: one instance per operation, nothing shared across requests.
-    extensions = [
-        lambda: MaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
-    ]
+    factories: list[Callable[[], SchemaExtension]] = [MaskUnexpectedErrors, *extensions]
     if document_cache_size:
-        extensions += [
+        factories += [
             lambda: ParserCache(maxsize=document_cache_size),
             lambda: ValidationCache(maxsize=document_cache_size),
         ]
@@ -31,8 +36,10 @@ def create_schema(*, document_cache_size: int = 256) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         types=[Error],
-        extensions=extensions,
-        config=StrawberryConfig(auto_camel_case=True),
+        extensions=factories,
+        config=StrawberryConfig(
+            auto_camel_case=True, disable_field_suggestions=not field_suggestions
+        ),
     )
 
 

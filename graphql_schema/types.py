@@ -24,6 +24,7 @@ from graphql_schema.enums import (
     Tool,
 )
 from graphql_schema.errors import or_error
+from graphql_schema.limits import page_size
 from graphql_schema.pagination import (
     Connection,
     connection,
@@ -82,13 +83,14 @@ class Account:
     async def generations(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         status: GenerationStatus | None = None,
     ) -> Connection[Generation]:
+        size = page_size(first, info.context.lists)
         page = await or_error(
             history.generations_page(
-                str(self.id), first, decode_generation_cursor(after), status, info.context.services
+                str(self.id), size, decode_generation_cursor(after), status, info.context.services
             )
         )
         return connection(
@@ -100,11 +102,12 @@ class Account:
 
     @strawberry.field(description="Every change of this account's balances, newest first.")
     async def ledger(
-        self, info: Info, first: int = 20, after: str | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[LedgerEntry]:
+        size = page_size(first, info.context.lists)
         page = await or_error(
             history.ledger_page(
-                str(self.id), first, decode_ledger_cursor(after), info.context.services
+                str(self.id), size, decode_ledger_cursor(after), info.context.services
             )
         )
         return connection(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -113,6 +114,8 @@ def settings(database_url: str) -> Settings:
         jwt_secret=JWT_SECRET,
         starter_monthly_credits=1000,
         pro_monthly_credits=4000,
+        # Off unless a test is about them: a test may make many calls from one account.
+        rate_limits_enabled=False,
     )
 
 
@@ -133,3 +136,30 @@ async def api(app: object, clock: FrozenClock) -> AsyncIterator[Api]:
 @pytest.fixture
 def rows(app: object) -> Rows:
     return Rows(app.state.services.db.engine)  # type: ignore[attr-defined]
+
+
+ApiFactory = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiFactory]:
+    """Build an app on the same database with some settings changed, and a client for it.
+
+    ``client`` is the (host, port) the app sees as the caller, for per-IP rules.
+    """
+    opened: list[tuple[Any, httpx.AsyncClient]] = []
+
+    async def build(*, client: tuple[str, int] = ("127.0.0.1", 50000), **changes: Any) -> Api:
+        changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+        application = create_app(changed, clock)
+        transport = httpx.ASGITransport(app=application, client=client)  # type: ignore[arg-type]
+        http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        opened.append((application, http))
+        return Api(http, JWT_SECRET, clock)
+
+    yield build
+    for application, http in opened:
+        await http.aclose()
+        await application.state.services.db.dispose()
+        if application.state.rate_limiter is not None:
+            await application.state.rate_limiter.aclose()

@@ -1,0 +1,134 @@
+"""What the app factory adds to harden the gateway (docs/security.md), kept out of main.py.
+
+``HardenedRequests`` is mixed into the GraphQL view: it checks the JSON body and applies
+trusted documents. The functions build the schema extensions, the rate limiter and the
+HTTP middleware from the settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from strawberry.extensions import SchemaExtension
+from strawberry.http import GraphQLRequestData
+from strawberry.http.types import QueryParams
+from strawberry.types import ExecutionResult
+
+from app.security.http_guards import (
+    BodySizeLimitMiddleware,
+    JsonPostsOnlyMiddleware,
+    has_lone_surrogate,
+)
+from app.security.rate_limits import RateLimiter
+from app.security.request_id import RequestIdMiddleware
+from app.settings import Settings
+from graphql_schema.context import Context
+from graphql_schema.errors import ApiError
+from graphql_schema.limits import DocumentLimits, ListLimits, document_limit_extensions
+from graphql_schema.rate_limiting import MutationRateLimit
+from graphql_schema.text_inputs import text_input_extensions
+from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
+
+
+class HardenedRequests:
+    """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``."""
+
+    trusted_documents = TrustedDocuments({})
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Strawberry answers 500 to a body in another encoding or a bare number or string.
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, "The body must be JSON in UTF-8.") from exc
+        payload = super().decode_json(text)  # type: ignore[misc]
+        if not isinstance(payload, dict | list):
+            raise HTTPException(400, "The body must be a JSON object.")
+        if has_lone_surrogate(text, payload):
+            raise HTTPException(400, "Strings must be valid Unicode: no lone surrogates.")
+        # ``documentId`` is not kept by Strawberry's parser: carried as an extension.
+        return with_document_id(payload)
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        return with_document_id(super().parse_query_params(params))  # type: ignore[misc,no-any-return]
+
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        # The first hook with both the request and the caller: the manifest applies per token.
+        try:
+            if isinstance(request_data, GraphQLRequestData):
+                request_data = self.trusted_documents.admit(request_data, context)
+        except ApiError as error:
+            return ExecutionResult(data=None, errors=[error])
+        return await super().execute_operation(  # type: ignore[misc]
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+
+def list_limits(settings: Settings) -> ListLimits:
+    return ListLimits(max_ids=settings.max_account_ids, max_page_size=settings.max_page_size)
+
+
+def schema_extensions(
+    settings: Settings, limiter: RateLimiter | None
+) -> list[type[SchemaExtension] | Any]:
+    limits = DocumentLimits(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        introspection=not settings.is_production,
+    )
+    extensions: list[Any] = [*document_limit_extensions(limits), *text_input_extensions()]
+    if limiter is not None:
+        extensions.append(lambda: MutationRateLimit(limiter))
+    return extensions
+
+
+def trusted_documents(settings: Settings) -> TrustedDocuments:
+    if settings.trusted_documents_file is None:
+        return TrustedDocuments({})
+    return TrustedDocuments.load(
+        settings.trusted_documents_file, only=settings.trusted_documents_only
+    )
+
+
+def rate_limiter(settings: Settings) -> RateLimiter | None:
+    if not settings.rate_limits_enabled:
+        return None
+    return RateLimiter(
+        settings.rate_limit_per_account,
+        settings.rate_limit_per_ip,
+        redis_url=settings.redis_url,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+
+
+def http_middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: every answer, refusals included, carries a request id."""
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+                max_age=600,
+            )
+        )
+    middleware += [
+        Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(JsonPostsOnlyMiddleware, paths=("/graphql",)),
+    ]
+    return middleware
