@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     pro_monthly_credits: int = Field(default=4000, ge=0, le=1_000_000)
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
+    # Logs: JSON lines by default in production, readable lines elsewhere.
+    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # On SIGTERM, how long requests in flight may take before they are cancelled.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    # LISTEN needs a session of its own: a direct URL when database_url goes through PgBouncer.
+    events_database_url: str | None = None
+    # Longest sleep of the renewal alarm between checks of the clock.
+    renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from app.domain.accounts import AccountView
 from app.domain.errors import InvalidInput
+from app.domain.events import GenerationUpdated
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
 from app.domain.records import Generation
@@ -67,6 +68,7 @@ async def run_generator(
             created_at=now,
         )
         uow.generations.add(generation)
+        uow.publish(GenerationUpdated(generation.id, account_id))
         lots_by_id = {lot.id: lot for lot in lots}
         for portion in portions:
             lot = lots_by_id[portion.lot_id] if portion.lot_id else None
@@ -77,6 +79,7 @@ async def run_generator(
                 reference_type="GENERATION",
                 reference_id=generation.id,
                 lot=lot,
+                tool=tool,
             )
             uow.holds.add(
                 HoldRow(

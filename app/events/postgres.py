@@ -1,0 +1,141 @@
+"""Live events across processes and hosts through PostgreSQL's LISTEN/NOTIFY.
+
+The unit of work sends ``SELECT pg_notify(...)`` inside its own transaction, so PostgreSQL
+delivers the notification only if that transaction commits, and after it has. Every serving
+process LISTENs on one dedicated connection (the publisher included) and hands what arrives
+to its own hub. No extra infrastructure; at-most-once, so after a reconnect every feed
+re-reads once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.domain.events import AccountChanged, DomainEvent, GenerationUpdated, LiveEvent, live_events
+from app.events.bus import InProcessEventBus, Observer
+from app.events.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "creditgate_events"
+NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def encode(event: LiveEvent) -> str:
+    if isinstance(event, GenerationUpdated):
+        return json.dumps({"a": event.account_id, "g": event.generation_id})
+    return json.dumps({"a": event.account_id})
+
+
+def decode(payload: str) -> LiveEvent | None:
+    try:
+        fields = json.loads(payload)
+        account_id, generation_id = fields["a"], fields.get("g")
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(account_id, str):
+        return None
+    if isinstance(generation_id, str):
+        return GenerationUpdated(generation_id, account_id)
+    return AccountChanged(account_id)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+class PostgresEventBus(InProcessEventBus):
+    def __init__(
+        self,
+        hub: Hub,
+        database_url: str,
+        observers: Sequence[Observer] = (),
+        *,
+        check_every: float = 10.0,
+        retry_every: float = 1.0,
+    ) -> None:
+        super().__init__(hub, observers)
+        self._dsn = asyncpg_dsn(database_url)
+        self._check_every = check_every
+        self._retry_every = retry_every
+        self._connection: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def stage(self, session: AsyncSession, events: list[DomainEvent]) -> None:
+        connection = await session.connection()
+        for event in live_events(events):
+            await connection.execute(NOTIFY, {"channel": CHANNEL, "payload": encode(event)})
+
+    def committed(self, events: list[DomainEvent]) -> None:
+        # Live events come back through LISTEN, to this process as to every other.
+        self._observe(events)
+
+    @property
+    def ready(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def start(self) -> None:
+        await self._connect()
+        self._supervisor = asyncio.create_task(self._keep_listening())
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self._connection is not None:
+            await self._connection.close(timeout=2)
+            self._connection = None
+
+    async def _connect(self) -> None:
+        self._lost = asyncio.Event()
+        connection = await asyncpg.connect(self._dsn)
+        lost = self._lost
+        connection.add_termination_listener(lambda _c: lost.set())
+        await connection.add_listener(CHANNEL, self._on_notification)
+        self._connection = connection
+
+    def _on_notification(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
+        event = decode(payload)
+        if event is not None:
+            self.hub.deliver(event)
+
+    async def _keep_listening(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self._check_every)
+            if not self._lost.is_set() and await self._alive():
+                continue
+            logger.warning("event listener lost its connection; reconnecting")
+            await self._reconnect()
+            # Whatever was notified while we were away is lost: every feed reads again.
+            self.hub.resync()
+
+    async def _alive(self) -> bool:
+        assert self._connection is not None
+        try:
+            await self._connection.fetchval("SELECT 1", timeout=self._check_every)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def _reconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.terminate()
+            self._connection = None
+        while True:
+            try:
+                await self._connect()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(self._retry_every)
