@@ -6,32 +6,52 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.clock import Clock, SystemClock
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
+from app.events.live import LiveEvents, build_live_events
+from app.observability.logging import configure_logging
+from app.observability.metrics import Metrics
+from app.observability.probes import Probes
+from app.observability.requests import RequestLogMiddleware
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.services.deps import Services
 from app.settings import Settings
 from graphql_schema.context import Context
+from graphql_schema.errors import ApiError
+from graphql_schema.observability import OperationObserver
 from graphql_schema.schema import create_schema
 
 
 class CreditGateGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, settings: Settings) -> None:
+    def __init__(
+        self,
+        services: Services,
+        settings: Settings,
+        live: LiveEvents | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        observers = [lambda: OperationObserver(metrics)] if metrics else []
         super().__init__(
-            create_schema(document_cache_size=settings.document_cache_size),
+            create_schema(document_cache_size=settings.document_cache_size, observers=observers),
             graphql_ide=None if settings.is_production else "graphiql",
             allow_queries_via_get=not settings.is_production,
+            # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self._services = services
         self._jwt_secret = settings.jwt_secret
+        self._feeds = live.hub if live else None
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -41,32 +61,71 @@ class CreditGateGraphQL(GraphQL[Context, None]):
             jwt_secret=self._jwt_secret,
             authorization=request.headers.get("authorization"),
             request=request if isinstance(request, Request) else None,
+            feeds=self._feeds,
         )
 
+    async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
+        """Refuse the connection (4403) unless connection_init carries a valid token."""
+        try:
+            principal = context.authorize_connection()
+        except ApiError:
+            principal = None
+        if principal is None:
+            raise ConnectionRejectionError({"message": "Send a valid Authorization token."})
 
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+
+def build_services(
+    settings: Settings, clock: Clock | None = None, live: LiveEvents | None = None
+) -> Services:
     plans = PlanCatalog(
         {
             Plan.STARTER: settings.starter_monthly_credits,
             Plan.PRO: settings.pro_monthly_credits,
         }
     )
-    return Services(db=Database(create_engine(settings)), clock=clock or SystemClock(), plans=plans)
+    db = Database(create_engine(settings), events=live.bus if live else None)
+    return Services(db=db, clock=clock or SystemClock(), plans=plans)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    services = build_services(settings, clock)
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    live = build_live_events(settings, clock, observers=[metrics.observe_events])
+    services = build_services(settings, clock, live)
+    probes = Probes(services, live, metrics, settings)
+    for field in ("creditsChanged", "generationUpdated"):
+        metrics.count_subscriptions(field, lambda f=field: live.hub.count(f))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.db.dispose()
+        await live.start()
+        try:
+            yield
+        finally:
+            await live.stop()
+            await services.db.dispose()
 
-    graphql = CreditGateGraphQL(services, settings)
+    graphql = CreditGateGraphQL(services, settings, live, metrics)
     app = Starlette(
-        routes=[Route("/graphql", graphql, methods=["GET", "POST"])],
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", probes.healthz),
+            Route("/readyz", probes.readyz),
+            Route("/metrics", probes.metrics),
+        ],
+        middleware=[Middleware(RequestLogMiddleware)],
         lifespan=lifespan,
     )
     app.state.services = services
     app.state.settings = settings
+    app.state.live = live
+    app.state.metrics = metrics
     return app
+
+
+def create_app_from_environment() -> Starlette:
+    """For ``uvicorn --factory`` and worker processes: settings read once, here."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from app.auth import InvalidToken, Principal, bearer_token, decode_token
+from app.events.hub import Hub
 from app.services.deps import Services
 from graphql_schema.errors import forbidden, to_api_error, unauthenticated
 from graphql_schema.loaders import AccountLoader
@@ -21,6 +23,10 @@ class Context:
     jwt_secret: str
     authorization: str | None
     request: Request | None = None
+    # This process's live subscribers; set where the app serves subscriptions.
+    feeds: Hub | None = None
+    # The websocket's connection_init payload (Strawberry sets it).
+    connection_params: dict[str, Any] | None = None
     accounts: AccountLoader = field(init=False)
     _principal: object = field(default=_UNSET, init=False)
 
@@ -39,6 +45,19 @@ class Context:
             except InvalidToken as exc:
                 raise to_api_error(exc) from None
         return self._principal  # type: ignore[return-value]
+
+    @property
+    def known_principal(self) -> Principal | None:
+        """The caller if already decoded; never decodes and never raises (for logs)."""
+        return self._principal if isinstance(self._principal, Principal) else None
+
+    def authorize_connection(self) -> Principal | None:
+        """Take the token from connection_init ({"Authorization": "Bearer ..."}, any case)."""
+        for key, value in (self.connection_params or {}).items():
+            if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
+                self.authorization = value
+                self._principal = _UNSET
+        return self.principal
 
     def require_principal(self) -> Principal:
         principal = self.principal
@@ -64,6 +83,11 @@ class Context:
         if not principal.may_act_for(account_id):
             raise forbidden("A user token acts on its own account only.")
         return principal
+
+    def require_feeds(self) -> Hub:
+        if self.feeds is None:
+            raise RuntimeError("this app serves no subscriptions")
+        return self.feeds
 
 
 Info = StrawberryInfo[Context, None]

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from graphql_schema.errors import is_unexpected
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
+from graphql_schema.subscriptions import LiveUpdates
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 MASKED_MESSAGE = "Unexpected error."
 
 
-def create_schema(*, document_cache_size: int = 256) -> strawberry.Schema:
+def create_schema(
+    *,
+    document_cache_size: int = 256,
+    observers: Sequence[Callable[[], SchemaExtension]] = (),
+) -> strawberry.Schema:
     # Extensions are factories: one instance per operation, nothing shared across requests.
-    extensions = [
+    # Observers come after MaskErrors, so they see errors before they are masked.
+    extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
+        *observers,
     ]
     if document_cache_size:
         extensions += [
@@ -30,6 +38,7 @@ def create_schema(*, document_cache_size: int = 256) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=LiveUpdates,
         types=[Error],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,7 +97,8 @@ class Api:
     # factories -----------------------------------------------------------------------------
 
     async def create_account(self, email: str | None = None) -> str:
-        email = email or f"user{id(object())}@example.com"
+        # A uuid, not id(object()): ids of freed objects repeat and the emails collided.
+        email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
         data = await self.as_service(CREATE_ACCOUNT, {"email": email})
         return str(data["createAccount"]["id"])
 

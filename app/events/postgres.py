@@ -28,25 +28,39 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "creditgate_events"
 NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+MAX_PAYLOAD_BYTES = 7000
 
 
-def encode(event: LiveEvent) -> str:
-    if isinstance(event, GenerationUpdated):
-        return json.dumps({"a": event.account_id, "g": event.generation_id})
-    return json.dumps({"a": event.account_id})
+def encode(events: list[LiveEvent]) -> list[str]:
+    """One payload per transaction (split only past PostgreSQL's 8000-byte limit)."""
+    payloads: list[str] = []
+    batch: list[str] = []
+    size = 2  # the brackets
+    for event in events:
+        item = json.dumps([event.account_id, getattr(event, "generation_id", None)])
+        if batch and size + len(item) + 1 > MAX_PAYLOAD_BYTES:
+            payloads.append(f"[{','.join(batch)}]")
+            batch, size = [], 2
+        batch.append(item)
+        size += len(item) + 1
+    if batch:
+        payloads.append(f"[{','.join(batch)}]")
+    return payloads
 
 
-def decode(payload: str) -> LiveEvent | None:
+def decode(payload: str) -> list[LiveEvent]:
     try:
-        fields = json.loads(payload)
-        account_id, generation_id = fields["a"], fields.get("g")
-    except (ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(account_id, str):
-        return None
-    if isinstance(generation_id, str):
-        return GenerationUpdated(generation_id, account_id)
-    return AccountChanged(account_id)
+        items = json.loads(payload)
+    except ValueError:
+        return []
+    events: list[LiveEvent] = []
+    for item in items if isinstance(items, list) else ():
+        match item:
+            case [str(account_id), str(generation_id)]:
+                events.append(GenerationUpdated(generation_id, account_id))
+            case [str(account_id), None]:
+                events.append(AccountChanged(account_id))
+    return events
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -73,8 +87,8 @@ class PostgresEventBus(InProcessEventBus):
 
     async def stage(self, session: AsyncSession, events: list[DomainEvent]) -> None:
         connection = await session.connection()
-        for event in live_events(events):
-            await connection.execute(NOTIFY, {"channel": CHANNEL, "payload": encode(event)})
+        for payload in encode(live_events(events)):
+            await connection.execute(NOTIFY, {"channel": CHANNEL, "payload": payload})
 
     def committed(self, events: list[DomainEvent]) -> None:
         # Live events come back through LISTEN, to this process as to every other.
@@ -106,8 +120,7 @@ class PostgresEventBus(InProcessEventBus):
         self._connection = connection
 
     def _on_notification(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
-        event = decode(payload)
-        if event is not None:
+        for event in decode(payload):
             self.hub.deliver(event)
 
     async def _keep_listening(self) -> None:

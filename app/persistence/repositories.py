@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.persistence.tables import (
@@ -127,6 +127,11 @@ class HoldRepository:
 
     def add(self, hold: HoldRow) -> None:
         self._session.add(hold)
+
+    async def count_open(self) -> int:
+        """Open holds of every account, for metrics."""
+        query = select(func.count()).select_from(HoldRow).where(HoldRow.status == "OPEN")
+        return int((await self._session.exec(query)).one())
 
 
 class LedgerRepository:

@@ -1,0 +1,91 @@
+"""A request id per HTTP request or websocket, and one log line when it ends.
+
+The GraphQL layer adds what only it knows (operation, result, account) to the current
+:class:`RequestRecord`; the middleware logs the record with the status and duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("creditgate.requests")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is kept only if it is short and plain, so it is safe to log and echo.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass
+class RequestRecord:
+    request_id: str
+    operation: str | None = None
+    result: str | None = None
+    account_id: str | None = None
+
+
+current_request: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
+
+
+def request_id_of(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER:
+            candidate = value.decode("latin-1")
+            if SAFE_REQUEST_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        record = RequestRecord(request_id_of(scope))
+        token = current_request.set(record)
+        started = time.perf_counter()
+        status = 500 if scope["type"] == "http" else None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    *message.get("headers", ()),
+                    (REQUEST_ID_HEADER, record.request_id.encode()),
+                ]
+                message = {**message, "headers": headers}
+            elif message["type"] == "websocket.close":
+                status = message.get("code", 1000)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request.reset(token)
+            path = scope.get("path", "")
+            level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+            logger.log(
+                level,
+                "%s %s %s",
+                scope.get("method", "WEBSOCKET"),
+                path,
+                status,
+                extra={
+                    **asdict(record),
+                    "method": scope.get("method", "WEBSOCKET"),
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )

@@ -1,0 +1,94 @@
+"""Events reach subscribers only once their transaction has committed, on each backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.domain.errors import InsufficientCredits
+from app.domain.events import AccountChanged
+from app.domain.model import Tool
+from app.events.live import LiveEvents
+from app.main import create_app
+from app.services.generations import run_generator
+from app.settings import Settings
+from tests.api_client import Api
+
+SECONDS = 5.0
+
+
+@pytest.fixture
+async def live(app: object) -> AsyncIterator[LiveEvents]:
+    events: LiveEvents = app.state.live  # type: ignore[attr-defined]
+    await events.start()
+    try:
+        yield events
+    finally:
+        await events.stop()
+
+
+async def settled(app: object, live: LiveEvents) -> None:
+    """Return once every earlier commit's notification has arrived (they come in order)."""
+    services = app.state.services  # type: ignore[attr-defined]
+    with live.hub.open("barrier", "test") as barrier:
+        async with services.db.writing() as uow:
+            uow.publish(AccountChanged("barrier"))
+            await uow.commit()
+        async with _within(SECONDS):
+            await barrier.changes()
+
+
+async def test_a_rolled_back_write_notifies_nobody(api: Api, app: object, live: LiveEvents) -> None:
+    # given: a feed on an account without credits, and one on an account with credits
+    broke = await api.create_account()
+    rich = await api.subscribed_account()
+    services = app.state.services  # type: ignore[attr-defined]
+    await settled(app, live)
+    with live.hub.open(broke, "test") as broke_feed, live.hub.open(rich, "test") as rich_feed:
+        # when: a run on the broke account rolls back, then one on the other commits
+        with pytest.raises(InsufficientCredits):
+            await run_generator(broke, Tool.TURBO, "k1", None, services)
+        await run_generator(rich, Tool.TURBO, "k2", None, services)
+
+        # then: the committed one arrives; notifications arrive in commit order, so the
+        # rolled-back one, had it been sent, would already be here
+        async with _within(SECONDS):
+            changes = await rich_feed.changes()
+        assert changes.account
+        assert len(changes.generations) == 1  # one notification per transaction
+        assert not broke_feed._signal.is_set()
+
+
+async def test_an_idempotent_replay_notifies_nobody(
+    api: Api, app: object, live: LiveEvents
+) -> None:
+    account_id = await api.subscribed_account()
+    other = await api.subscribed_account()
+    services = app.state.services  # type: ignore[attr-defined]
+    await run_generator(account_id, Tool.TURBO, "same", None, services)
+    await settled(app, live)
+    with live.hub.open(account_id, "test") as feed, live.hub.open(other, "test") as marker:
+        await run_generator(account_id, Tool.TURBO, "same", None, services)
+        await run_generator(other, Tool.TURBO, "k", None, services)
+        async with _within(SECONDS):
+            await marker.changes()
+        assert not feed._signal.is_set()
+
+
+async def test_the_listener_is_ready_only_on_postgres_after_start(settings: Settings) -> None:
+    app = create_app(settings)
+    live: LiveEvents = app.state.live
+    assert live.bus.ready is settings.is_sqlite
+    await live.start()
+    try:
+        assert live.bus.ready
+    finally:
+        await live.stop()
+        await app.state.services.db.dispose()
+
+
+def _within(seconds: float):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    return asyncio.timeout(seconds)
