@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,7 @@ from app.events.live import LiveEvents, build_live_events
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.probes import Probes
-from app.observability.requests import RequestLogMiddleware
+from app.observability.requests import RequestLogMiddleware, current_request
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.services.deps import Services
@@ -31,6 +32,8 @@ from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
 from graphql_schema.observability import OperationObserver
 from graphql_schema.schema import create_schema
+
+logger = logging.getLogger("creditgate")
 
 
 class CreditGateGraphQL(GraphQL[Context, None]):
@@ -72,6 +75,9 @@ class CreditGateGraphQL(GraphQL[Context, None]):
             principal = None
         if principal is None:
             raise ConnectionRejectionError({"message": "Send a valid Authorization token."})
+        record = current_request.get()
+        if record is not None:
+            record.account_id = principal.account_id or "service"
 
 
 def build_services(
@@ -99,11 +105,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await live.start()
+        logger.info("started: serving /graphql, live events %s", type(live.bus).__name__)
         try:
             yield
         finally:
+            # Requests in flight have finished and websockets are closed by now (uvicorn).
             await live.stop()
             await services.db.dispose()
+            logger.info("stopped: event listener closed, connection pool disposed")
 
     graphql = CreditGateGraphQL(services, settings, live, metrics)
     app = Starlette(
@@ -114,7 +123,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             Route("/readyz", probes.readyz),
             Route("/metrics", probes.metrics),
         ],
-        middleware=[Middleware(RequestLogMiddleware)],
+        middleware=[Middleware(RequestLogMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.services = services

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # On SIGTERM, how long requests in flight may take before they are cancelled.
-    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
     # LISTEN needs a session of its own: a direct URL when database_url goes through PgBouncer.
     events_database_url: str | None = None
     # Longest sleep of the renewal alarm between checks of the clock.

@@ -85,6 +85,19 @@ class TextFormatter(_Formatter):
         return redact(f"{line}  {extras}" if extras else line, self._secrets)
 
 
+class _DropProbeChatter(logging.Filter):
+    """Alembic says this on every readiness probe (it reads the revision); it says nothing."""
+
+    CHATTER = ("Context impl ", "Will assume ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "alembic.runtime.migration"
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self.CHATTER)
+        )
+
+
 def secrets_of(settings: Settings) -> list[str]:
     password = make_url(settings.database_url).password
     return [settings.jwt_secret, *([str(password)] if password else [])]
@@ -98,6 +111,7 @@ def configure_logging(settings: Settings) -> None:
     formatter = (JsonFormatter if json_lines else TextFormatter)(secrets_of(settings))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_DropProbeChatter())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())

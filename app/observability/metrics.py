@@ -59,6 +59,11 @@ class Metrics:
             ["field"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "creditgate_http_requests_in_flight",
+            "HTTP requests being served by this process (probes and metrics excluded).",
+            registry=r,
+        )
         self._operation_names: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:

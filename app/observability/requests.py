@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.observability.metrics import Metrics
+
 logger = logging.getLogger("creditgate.requests")
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -44,8 +46,9 @@ def request_id_of(scope: Scope) -> str:
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -54,7 +57,11 @@ class RequestLogMiddleware:
         record = RequestRecord(request_id_of(scope))
         token = current_request.set(record)
         started = time.perf_counter()
-        status = 500 if scope["type"] == "http" else None
+        status: int | str = 500 if scope["type"] == "http" else "closed by client"
+        path = scope.get("path", "")
+        counted = scope["type"] == "http" and path not in QUIET_PATHS
+        if counted:
+            self._metrics.in_flight.inc()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -72,8 +79,9 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if counted:
+                self._metrics.in_flight.dec()
             current_request.reset(token)
-            path = scope.get("path", "")
             level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
             logger.log(
                 level,
