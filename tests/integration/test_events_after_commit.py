@@ -92,3 +92,34 @@ def _within(seconds: float):  # type: ignore[no-untyped-def]
     import asyncio
 
     return asyncio.timeout(seconds)
+
+
+async def test_the_listener_reconnects_and_every_feed_reads_again(
+    api: Api, app: object, live: LiveEvents, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite delivers in-process; there is no listener connection to lose")
+    import asyncpg
+
+    from app.events.postgres import PostgresEventBus, asyncpg_dsn
+
+    bus = live.bus
+    assert isinstance(bus, PostgresEventBus)
+    account_id = await api.subscribed_account()
+    await settled(app, live)
+    with live.hub.open(account_id, "test") as feed:
+        # when: PostgreSQL drops the listener's session
+        admin = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            pid = bus._connection.get_server_pid()  # type: ignore[union-attr]
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
+        # then: it reconnects, tells every feed to read again, and delivers again
+        async with _within(SECONDS):
+            assert (await feed.changes()).resync
+        assert bus.ready
+        await api.run(account_id)
+        async with _within(SECONDS):
+            assert (await feed.changes()).account
