@@ -11,7 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 from app.auth import InvalidToken, Principal, bearer_token, decode_token
 from app.events.hub import Hub
 from app.services.deps import Services
-from graphql_schema.errors import forbidden, to_api_error, unauthenticated
+from graphql_schema.errors import ApiError, forbidden, to_api_error, unauthenticated
 from graphql_schema.loaders import AccountLoader
 
 _UNSET = object()
@@ -33,6 +33,19 @@ class Context:
     def __post_init__(self) -> None:
         # Loaders bind the running event loop: built here, inside the async get_context.
         self.accounts = AccountLoader(self.services)
+
+    def renew_loaders(self) -> None:
+        """Fresh loaders for the next event: a websocket keeps one context for its lifetime,
+        and a loader's cache would otherwise serve the previous event's rows."""
+        self.accounts = AccountLoader(self.services)
+
+    def still_authorized(self) -> bool:
+        """Whether the token still holds now: a subscription outlives the moment it was checked."""
+        self._principal = _UNSET
+        try:
+            return self.principal is not None
+        except ApiError:
+            return False
 
     @property
     def principal(self) -> Principal | None:

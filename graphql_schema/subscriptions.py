@@ -25,15 +25,18 @@ class LiveUpdates:
     @strawberry.subscription(
         description=(
             "The caller's account now, then again after every committed change to it and "
-            "when a renewal or expiry takes effect. User token in connection_init."
+            "when a renewal or expiry takes effect. User token in connection_init; ends "
+            "when the token expires."
         )
     )
     async def credits_changed(self, info: Info) -> AsyncGenerator[Account, None]:
-        account_id = info.context.require_user()
-        services = info.context.services
-        with info.context.require_feeds().open(account_id, "creditsChanged") as feed:
+        context = info.context
+        account_id = context.require_user()
+        services = context.services
+        with context.require_feeds().open(account_id, "creditsChanged") as feed:
             last = None
-            while True:
+            while context.still_authorized():
+                context.renew_loaders()
                 view = await or_error(accounts.get_account(account_id, services))
                 feed.wake(next_change_at(view, services.clock.now()))
                 if view != last:
@@ -44,18 +47,24 @@ class LiveUpdates:
     @strawberry.subscription(
         description=(
             "With an id: that generation now, then at each change until it succeeds or "
-            "fails. Without: every change to the caller's generations. User token."
+            "fails. Without: every change to the caller's generations. User token; ends "
+            "when it expires."
         )
     )
     async def generation_updated(
         self, info: Info, id: strawberry.ID | None = None
     ) -> AsyncGenerator[Generation, None]:
-        account_id = info.context.require_user()
-        services = info.context.services
-        with info.context.require_feeds().open(account_id, "generationUpdated") as feed:
+        context = info.context
+        account_id = context.require_user()
+        services = context.services
+        with context.require_feeds().open(account_id, "generationUpdated") as feed:
             if id is None:
                 while True:
-                    for generation_id in (await feed.changes()).generations:
+                    changes = await feed.changes()
+                    if not context.still_authorized():
+                        return
+                    context.renew_loaders()
+                    for generation_id in changes.generations:
                         generation = await or_error(
                             live.own_generation(account_id, generation_id, services)
                         )
@@ -64,8 +73,11 @@ class LiveUpdates:
             yield Generation.from_domain(generation)
             while generation.status not in FINAL_STATUSES:
                 changes = await feed.changes()
+                if not context.still_authorized():
+                    return
                 if str(id) not in changes.generations and not changes.resync:
                     continue
+                context.renew_loaders()
                 latest = await or_error(live.own_generation(account_id, str(id), services))
                 if latest != generation:
                     yield Generation.from_domain(latest)

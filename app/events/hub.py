@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain.events import AccountChanged, GenerationUpdated, LiveEvent
+from app.domain.events import GenerationUpdated, LiveEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,11 @@ class Feed:
         self._time_passed = self._account = True
         self._signal.set()
 
+    @property
+    def has_news(self) -> bool:
+        """Something happened that :meth:`changes` has not returned yet."""
+        return self._signal.is_set()
+
     def wake(self, at: datetime | None) -> None:
         """Be woken at ``at`` (a renewal or expiry) even if nothing is written then."""
         self.wake_at = at
@@ -83,7 +88,7 @@ class Hub:
             if not feeds:
                 self._feeds.pop(account_id, None)
 
-    def deliver(self, event: LiveEvent | AccountChanged) -> None:
+    def deliver(self, event: LiveEvent) -> None:
         for feed in self._feeds.get(event.account_id, ()):
             feed.notify(event)
 

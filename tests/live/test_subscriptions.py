@@ -85,7 +85,8 @@ async def test_renewal_with_no_request_is_pushed_when_it_takes_effect(
     # given: 20 credits spent this cycle
     account_id = await api.subscribed_account()
     await api.run(account_id)
-    async with ws_session(address, api.token(account_id)) as session:
+    token = api.token(account_id, ttl=timedelta(days=60))
+    async with ws_session(address, token) as session:
         stream = session.subscribe(CREDITS_CHANGED)
         now = (await stream.next())["creditsChanged"]
         assert now["creditsTotal"] == 980
@@ -104,7 +105,8 @@ async def test_the_alarm_wakes_nobody_before_the_renewal(
     api: Api, app: Any, address: str, clock: FrozenClock
 ) -> None:
     account_id = await api.subscribed_account()
-    async with ws_session(address, api.token(account_id)) as session:
+    token = api.token(account_id, ttl=timedelta(days=60))
+    async with ws_session(address, token) as session:
         stream = session.subscribe(CREDITS_CHANGED)
         await stream.next()
         clock.advance(timedelta(days=30))
@@ -170,3 +172,16 @@ async def test_the_legacy_graphql_ws_protocol_is_not_served(address: str) -> Non
             await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4406
+
+
+async def test_a_subscription_ends_when_its_token_expires(
+    api: Api, address: str, clock: FrozenClock
+) -> None:
+    account_id = await api.subscribed_account()
+    async with ws_session(address, api.token(account_id, ttl=timedelta(hours=1))) as session:
+        stream = session.subscribe(CREDITS_CHANGED)
+        await stream.next()
+        clock.advance(timedelta(hours=2))
+        await api.as_service(CANCEL, {"id": account_id})  # a committed change wakes the feed
+        with pytest.raises(StopAsyncIteration):
+            await stream.next()

@@ -65,7 +65,7 @@ async def test_a_feed_coalesces_what_happened_while_nobody_looked() -> None:
         hub.deliver(GenerationUpdated("g2", "a"))
         changes = await feed.changes()
         assert changes.account and changes.generations == ("g1", "g2")
-        assert not other._signal.is_set()
+        assert not other.has_news
     assert hub.all_feeds() == []
 
 
