@@ -89,8 +89,11 @@ def build_services(
             Plan.PRO: settings.pro_monthly_credits,
         }
     )
-    db = Database(create_engine(settings), events=live.bus if live else None)
-    return Services(db=db, clock=clock or SystemClock(), plans=plans)
+    clock = clock or SystemClock()
+    # Without a serving process's live events (scripts, workers), still publish: on
+    # PostgreSQL the NOTIFY reaches the gateways' subscribers all the same.
+    bus = live.bus if live else build_live_events(settings, clock).bus
+    return Services(db=Database(create_engine(settings), events=bus), clock=clock, plans=plans)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:

@@ -118,3 +118,22 @@ async def test_the_listener_reconnects_and_every_feed_reads_again(
         await api.run(account_id)
         async with asyncio.timeout(SECONDS):
             assert (await feed.changes()).account
+
+
+async def test_services_built_outside_a_gateway_still_notify_the_gateways(
+    api: Api, live: LiveEvents, settings: Settings, clock: object, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("on SQLite events stay in the process that commits them")
+    from app.main import build_services
+
+    account_id = await api.subscribed_account()
+    worker = build_services(settings, clock)  # type: ignore[arg-type]
+    try:
+        with live.hub.open(account_id, "test") as feed:
+            await run_generator(account_id, Tool.TURBO, "from-worker", None, worker)
+            async with asyncio.timeout(SECONDS):
+                while not (await feed.changes()).generations:
+                    pass
+    finally:
+        await worker.db.dispose()
