@@ -30,7 +30,7 @@ from app.services.deps import Services
 from app.settings import Settings
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
-from graphql_schema.observability import OperationObserver
+from graphql_schema.observability import OperationObserver, log_errors_without_documents
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -98,6 +98,7 @@ def build_services(
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
+    log_errors_without_documents()
     metrics = Metrics()
     live = build_live_events(settings, clock, observers=[metrics.observe_events])
     services = build_services(settings, clock, live)

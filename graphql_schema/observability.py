@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TypeVar
 
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -71,3 +73,30 @@ class OperationObserver(SchemaExtension):
             # Parse and validation errors come from the document, not from an exception.
             return "INTERNAL_ERROR" if errors[0].original_error else "INVALID_DOCUMENT"
         return noted[0] if len(set(noted)) == 1 else "ok"
+
+
+class ExecutionErrorLog(logging.Filter):
+    """Log GraphQL errors by their message, never with the document around them.
+
+    Strawberry logs each error as ``str(error)``, which prints the request's source lines,
+    wrapped: a token pasted into a document would reach the log in pieces no pattern can
+    recognise. Expected errors (a public code) and invalid documents are the client's
+    business, so they are logged at INFO without a traceback; the rest stay errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.msg
+        if isinstance(error, GraphQLError):
+            path = ".".join(str(p) for p in error.path or ())
+            record.msg, record.args = "%s (path %s)", (error.message, path or "-")
+            code = (error.extensions or {}).get("code")
+            if code in PUBLIC_CODES or error.original_error is None:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = None
+        return True
+
+
+def log_errors_without_documents() -> None:
+    logger = logging.getLogger("strawberry.execution")
+    if not any(isinstance(f, ExecutionErrorLog) for f in logger.filters):
+        logger.addFilter(ExecutionErrorLog())

@@ -63,8 +63,14 @@ def decode(payload: str) -> list[LiveEvent]:
     return events
 
 
+# Query options SQLAlchemy's asyncpg dialect understands and asyncpg.connect does not
+# (it would send them to the server as settings, which PostgreSQL refuses).
+DIALECT_ONLY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
 def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.difference_update_query(DIALECT_ONLY_OPTIONS).render_as_string(False)
 
 
 class PostgresEventBus(InProcessEventBus):

@@ -21,7 +21,8 @@ from app.settings import Settings
 
 REDACTED = "[REDACTED]"
 TOKEN_PATTERNS = [
-    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    # A JWT, or any piece of one that starts with its header ("eyJ" is '{"' in base64url).
+    re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*)*"),
     re.compile(r"(?i)\bbearer\s+[^\s\"',}]+"),
 ]
 # Fields a log call may pass in ``extra`` and that are worth a key in the JSON line.

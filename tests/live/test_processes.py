@@ -172,6 +172,12 @@ async def test_log_lines_are_json_with_request_fields_and_carry_no_secret(
             content=f"{{broken json {token}",
             headers={"Content-Type": "application/json"},
         )
+        # A document that fails validation is logged with its source: the token is in it.
+        await http.client.post(
+            f"http://{server.address}/graphql",
+            json={"query": f'{{ me(token: "{token}") {{ id }} }}'},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         async with ws_session(server.address, token) as session:
             await session.subscribe(CREDITS_CHANGED).next()
     server.terminate()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import connect
@@ -41,6 +42,9 @@ async def test_subscriber_sees_its_account_then_each_committed_change(
         stream = session.subscribe(CREDITS_CHANGED)
         first = (await stream.next())["creditsChanged"]
         assert (first["id"], first["creditsTotal"]) == (account_id, 1000)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://{address}/metrics")).text
+        assert 'creditgate_websocket_subscriptions{field="creditsChanged"} 1.0' in metrics
 
         # when
         run = await api.run(account_id)

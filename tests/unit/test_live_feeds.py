@@ -14,7 +14,7 @@ from app.domain.subscriptions import SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.events.alarm import RenewalAlarm
 from app.events.hub import Hub
-from app.events.postgres import MAX_PAYLOAD_BYTES, decode, encode
+from app.events.postgres import MAX_PAYLOAD_BYTES, asyncpg_dsn, decode, encode
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 CYCLE_END = datetime(2026, 2, 15, 12, 0, tzinfo=UTC)
@@ -105,3 +105,8 @@ def test_many_events_are_split_below_the_notify_limit() -> None:
 def test_malformed_notifications_are_ignored() -> None:
     for payload in ["", "{}", "[1, 2]", json.dumps([["a", 3]]), json.dumps({"a": "x"})]:
         assert decode(payload) == []
+
+
+def test_the_listener_url_drops_options_only_sqlalchemy_understands() -> None:
+    url = "postgresql+asyncpg://u:p@db:6432/app?prepared_statement_cache_size=0&ssl=require"
+    assert asyncpg_dsn(url) == "postgresql://u:p@db:6432/app?ssl=require"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from graphql import GraphQLError
+
 from app.observability.logging import JsonFormatter, TextFormatter, redact
 from app.observability.metrics import MAX_OPERATION_NAMES, Metrics
 
@@ -48,3 +50,30 @@ def test_operation_names_are_bounded_label_values() -> None:
         metrics.operation_label(f"Op{i}")
     assert metrics.operation_label("OneTooMany") == "other"
     assert metrics.operation_label("Run") == "Run"
+
+
+def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
+    from graphql import Source
+
+    from graphql_schema.errors import ApiError
+    from graphql_schema.observability import ExecutionErrorLog
+
+    source = Source('{ me(token: "' + "x" * 200 + '") { id } }')
+    unknown = GraphQLError("Unknown argument 'token'.", source=source, positions=[5])
+    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, unknown, None, None)
+    assert ExecutionErrorLog().filter(record)
+    assert record.getMessage() == "Unknown argument 'token'. (path -)"
+    assert record.levelno == logging.INFO
+
+    expected = ApiError("The token is invalid.", "UNAUTHENTICATED")
+    expected.original_error = ValueError("bad")
+    record = logging.LogRecord(
+        "strawberry.execution", logging.ERROR, "", 1, expected, None, (ValueError, None, None)
+    )
+    ExecutionErrorLog().filter(record)
+    assert (record.levelno, record.exc_info) == (logging.INFO, None)
+
+    crash = GraphQLError("boom", path=["me"], original_error=RuntimeError("boom"))
+    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, crash, None, None)
+    ExecutionErrorLog().filter(record)
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "boom (path me)")
