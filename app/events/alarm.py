@@ -45,6 +45,7 @@ class RenewalAlarm:
             self.check()
             changed.clear()
             earliest = self._hub.earliest_deadline()
+            self._hub.alarm_target = earliest
             delay = self._max_sleep
             if earliest is not None:
                 seconds = (earliest - self._clock.now()).total_seconds()

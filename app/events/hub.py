@@ -75,6 +75,8 @@ class Hub:
     def __init__(self) -> None:
         self._feeds: dict[str, set[Feed]] = {}
         self.deadlines_changed = asyncio.Event()
+        # The moment the alarm sleeps until; only an earlier deadline needs to wake it.
+        self.alarm_target: datetime | None = None
 
     @contextmanager
     def open(self, account_id: str, kind: str) -> Iterator[Feed]:
@@ -102,8 +104,9 @@ class Hub:
     def count(self, kind: str) -> int:
         return sum(1 for feed in self.all_feeds() if feed.kind == kind)
 
-    def deadline_set(self, _at: datetime) -> None:
-        self.deadlines_changed.set()
+    def deadline_set(self, at: datetime) -> None:
+        if self.alarm_target is None or at < self.alarm_target:
+            self.deadlines_changed.set()
 
     def earliest_deadline(self) -> datetime | None:
         return min((f.wake_at for f in self.all_feeds() if f.wake_at), default=None)

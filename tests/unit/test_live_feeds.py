@@ -110,3 +110,13 @@ def test_malformed_notifications_are_ignored() -> None:
 def test_the_listener_url_drops_options_only_sqlalchemy_understands() -> None:
     url = "postgresql+asyncpg://u:p@db:6432/app?prepared_statement_cache_size=0&ssl=require"
     assert asyncpg_dsn(url) == "postgresql://u:p@db:6432/app?ssl=require"
+
+
+def test_only_a_deadline_earlier_than_the_alarms_wakes_it() -> None:
+    hub = Hub()
+    hub.alarm_target = CYCLE_END
+    with hub.open("a", "creditsChanged") as later, hub.open("b", "creditsChanged") as sooner:
+        later.wake(CYCLE_END + timedelta(days=1))
+        assert not hub.deadlines_changed.is_set()
+        sooner.wake(CYCLE_END - timedelta(days=1))
+        assert hub.deadlines_changed.is_set()
