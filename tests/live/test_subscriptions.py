@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,7 +15,10 @@ import websockets
 from websockets.asyncio.client import connect
 
 from app.clock import FrozenClock
+from app.main import create_app
+from app.settings import Settings
 from tests.api_client import Api
+from tests.conftest import JWT_SECRET, T0
 from tests.servers import serving, until, ws_session
 
 CREDITS_CHANGED = """
@@ -189,3 +193,44 @@ async def test_a_subscription_ends_when_its_token_expires(
         await api.as_service(CANCEL, {"id": account_id})  # a committed change wakes the feed
         with pytest.raises(StopAsyncIteration):
             await stream.next()
+
+
+class RunningClock:
+    """A clock that runs in real time from wherever it was last set."""
+
+    def __init__(self, start: datetime) -> None:
+        self.set(start)
+
+    def set(self, moment: datetime) -> None:
+        self._start, self._at = moment, time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._at)
+
+
+async def test_the_renewal_is_pushed_in_real_time_without_a_nudge(settings: Settings) -> None:
+    # given: a running clock half a second before the account's renewal
+    clock = RunningClock(T0)
+    app = create_app(settings, clock)
+    try:
+        async with serving(app) as address:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                api = Api(client, JWT_SECRET, FrozenClock(T0))
+                account_id = await api.subscribed_account()
+                await api.run(account_id)
+                renewal = datetime.fromisoformat((await api.balances(account_id))["nextRenewalAt"])
+                token = api.token(account_id, ttl=timedelta(days=60))
+            clock.set(renewal - timedelta(seconds=0.5))
+            async with ws_session(address, token) as session:
+                stream = session.subscribe(CREDITS_CHANGED)
+                assert (await stream.next())["creditsChanged"]["creditsTotal"] == 980
+
+                # when: time passes; nobody writes and nobody pokes the alarm
+                renewed = (await stream.next(seconds=3))["creditsChanged"]
+
+                # then: pushed once the renewal took effect, not before
+                assert clock.now() >= renewal
+                assert renewed["creditsTotal"] == 1000
+    finally:
+        await app.state.services.db.dispose()
