@@ -16,16 +16,25 @@ from app.settings import Settings
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
+    from app.observability.logging import configure_logging
     from app.persistence.migrate import upgrade
 
+    configure_logging(settings)
+    if args.workers > 1 and settings.is_sqlite:
+        print("SQLite is served by one process: live events stay in it.", file=sys.stderr)
+        return 2
     upgrade(settings.database_url)
+    # Each worker process builds its own app from the environment (settings read once there);
+    # on SIGTERM uvicorn stops accepting, lets requests finish, closes websockets with 1012.
     uvicorn.run(
-        create_app(settings),
+        "app.main:create_app_from_environment",
+        factory=True,
+        workers=args.workers,
         host=args.host or settings.host,
         port=args.port or settings.port,
-        access_log=not settings.is_production,
-        log_level="info",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 
@@ -123,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply migrations, then serve /graphql")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="processes on this port")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.clock import Clock, SystemClock
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
+from app.events.live import LiveEvents, build_live_events
 from app.hardening import (
     HardenedRequests,
     http_middleware,
@@ -24,6 +29,10 @@ from app.hardening import (
     schema_extensions,
     trusted_documents,
 )
+from app.observability.logging import configure_logging
+from app.observability.metrics import Metrics
+from app.observability.probes import Probes
+from app.observability.requests import RequestLogMiddleware, current_request
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.security.rate_limits import RateLimiter
@@ -32,27 +41,42 @@ from app.services.deps import Services
 from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
+from graphql_schema.errors import ApiError
 from graphql_schema.masking import quiet_expected_errors
+from graphql_schema.observability import OperationObserver, log_errors_without_documents
 from graphql_schema.schema import create_schema
+
+logger = logging.getLogger("creditgate")
 
 
 class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
     def __init__(
-        self, services: Services, settings: Settings, limiter: RateLimiter | None = None
+        self,
+        services: Services,
+        settings: Settings,
+        *,
+        limiter: RateLimiter | None = None,
+        live: LiveEvents | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        observers = [lambda: OperationObserver(metrics)] if metrics else []
         super().__init__(
             create_schema(
                 document_cache_size=settings.document_cache_size,
                 extensions=schema_extensions(settings, limiter),
+                observers=observers,
                 field_suggestions=not settings.is_production,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
             allow_queries_via_get=not settings.is_production,
+            # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self._services = services
         self._jwt_secret = settings.jwt_secret
         self._lists = list_limits(settings)
         self.trusted_documents = trusted_documents(settings)
+        self._feeds = live.hub if live else None
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -64,44 +88,95 @@ class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
             request=request if isinstance(request, Request) else None,
             request_id=request_id_of(request.scope),
             lists=self._lists,
+            feeds=self._feeds,
         )
 
+    async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
+        """Refuse the connection (4403) unless connection_init carries a valid token."""
+        try:
+            principal = context.authorize_connection()
+        except ApiError:
+            principal = None
+        if principal is None:
+            raise ConnectionRejectionError({"message": "Send a valid Authorization token."})
+        record = current_request.get()
+        if record is not None:
+            record.account_id = principal.account_id or "service"
 
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+
+def build_services(
+    settings: Settings, clock: Clock | None = None, live: LiveEvents | None = None
+) -> Services:
     plans = PlanCatalog(
         {
             Plan.STARTER: settings.starter_monthly_credits,
             Plan.PRO: settings.pro_monthly_credits,
         }
     )
+    clock = clock or SystemClock()
+    # Without a serving process's live events (scripts, workers), still publish: on
+    # PostgreSQL the NOTIFY reaches the gateways' subscribers all the same.
+    bus = live.bus if live else build_live_events(settings, clock).bus
     return Services(
-        db=Database(create_engine(settings)),
-        clock=clock or SystemClock(),
+        db=Database(create_engine(settings), events=bus),
+        clock=clock,
         plans=plans,
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
     )
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    services = build_services(settings, clock)
-    limiter = rate_limiter(settings)
+    clock = clock or SystemClock()
     quiet_expected_errors()
+    log_errors_without_documents()
+    metrics = Metrics()
+    live = build_live_events(settings, clock, observers=[metrics.observe_events])
+    services = build_services(settings, clock, live)
+    limiter = rate_limiter(settings)
+    probes = Probes(services, live, metrics, settings)
+    for field in ("creditsChanged", "generationUpdated"):
+        metrics.count_subscriptions(field, lambda f=field: live.hub.count(f))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with running_sweeper(services, settings.sweep_interval_seconds):
-            yield
-        await services.db.dispose()
-        if limiter is not None:
-            await limiter.aclose()
+        await live.start()
+        logger.info("started: serving /graphql, live events %s", type(live.bus).__name__)
+        try:
+            async with running_sweeper(services, settings.sweep_interval_seconds):
+                yield
+        finally:
+            # Requests in flight have finished and websockets are closed by now (uvicorn).
+            await live.stop()
+            await services.db.dispose()
+            if limiter is not None:
+                await limiter.aclose()
+            logger.info("stopped: event listener closed, connection pool disposed")
 
-    graphql = CreditGateGraphQL(services, settings, limiter)
+    graphql = CreditGateGraphQL(services, settings, limiter=limiter, live=live, metrics=metrics)
+    # Outermost first: the request id, then the request log, so refusals are logged too.
+    middleware = http_middleware(settings)
+    middleware.insert(1, Middleware(RequestLogMiddleware, metrics=metrics))
     app = Starlette(
-        routes=[Route("/graphql", graphql, methods=["GET", "POST"])],
-        middleware=http_middleware(settings),
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", probes.healthz),
+            Route("/readyz", probes.readyz),
+            Route("/metrics", probes.metrics),
+        ],
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.services = services
     app.state.settings = settings
     app.state.rate_limiter = limiter
+    app.state.live = live
+    app.state.metrics = metrics
     return app
+
+
+def create_app_from_environment() -> Starlette:
+    """For ``uvicorn --factory`` and worker processes: settings read once, here."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)

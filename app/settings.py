@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
+    # Logs: JSON lines by default in production, readable lines elsewhere.
+    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # On SIGTERM, how long requests in flight may take before they are cancelled.
+    shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
+    # LISTEN needs a session of its own: a direct URL when database_url goes through PgBouncer.
+    events_database_url: str | None = None
+    # Longest sleep of the renewal alarm between checks of the clock.
+    renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Hardening (docs/security.md): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -61,7 +70,9 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
-    @field_validator("redis_url", "trusted_documents_file", mode="before")
+    @field_validator(
+        "redis_url", "trusted_documents_file", "log_format", "events_database_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

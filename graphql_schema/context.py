@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from app.auth import InvalidToken, Principal, bearer_token, decode_token
+from app.events.hub import Hub
 from app.services.deps import Services
-from graphql_schema.errors import forbidden, to_api_error, unauthenticated
+from graphql_schema.errors import ApiError, forbidden, to_api_error, unauthenticated
 from graphql_schema.limits import ListLimits
 from graphql_schema.loaders import AccountLoader
 
@@ -24,12 +26,29 @@ class Context:
     request: Request | None = None
     request_id: str | None = None
     lists: ListLimits = field(default_factory=ListLimits)
+    # This process's live subscribers; set where the app serves subscriptions.
+    feeds: Hub | None = None
+    # The websocket's connection_init payload (Strawberry sets it).
+    connection_params: dict[str, Any] | None = None
     accounts: AccountLoader = field(init=False)
     _principal: object = field(default=_UNSET, init=False)
 
     def __post_init__(self) -> None:
         # Loaders bind the running event loop: built here, inside the async get_context.
         self.accounts = AccountLoader(self.services)
+
+    def renew_loaders(self) -> None:
+        """Fresh loaders for the next event: a websocket keeps one context for its lifetime,
+        and a loader's cache would otherwise serve the previous event's rows."""
+        self.accounts = AccountLoader(self.services)
+
+    def still_authorized(self) -> bool:
+        """Whether the token still holds now: a subscription outlives the moment it was checked."""
+        self._principal = _UNSET
+        try:
+            return self.principal is not None
+        except ApiError:
+            return False
 
     @property
     def principal(self) -> Principal | None:
@@ -42,6 +61,19 @@ class Context:
             except InvalidToken as exc:
                 raise to_api_error(exc) from None
         return self._principal  # type: ignore[return-value]
+
+    @property
+    def known_principal(self) -> Principal | None:
+        """The caller if already decoded; never decodes and never raises (for logs)."""
+        return self._principal if isinstance(self._principal, Principal) else None
+
+    def authorize_connection(self) -> Principal | None:
+        """Take the token from connection_init ({"Authorization": "Bearer ..."}, any case)."""
+        for key, value in (self.connection_params or {}).items():
+            if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
+                self.authorization = value
+                self._principal = _UNSET
+        return self.principal
 
     def require_principal(self) -> Principal:
         principal = self.principal
@@ -67,6 +99,11 @@ class Context:
         if not principal.may_act_for(account_id):
             raise forbidden("A user token acts on its own account only.")
         return principal
+
+    def require_feeds(self) -> Hub:
+        if self.feeds is None:
+            raise RuntimeError("this app serves no subscriptions")
+        return self.feeds
 
 
 Info = StrawberryInfo[Context, None]

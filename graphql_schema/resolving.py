@@ -10,6 +10,7 @@ import strawberry
 from app.domain.errors import CreditError
 from graphql_schema.context import Context
 from graphql_schema.errors import forbidden, to_api_error
+from graphql_schema.observability import noted_result
 from graphql_schema.results import UNION_MEMBERS
 
 T = TypeVar("T")
@@ -21,11 +22,11 @@ async def as_result(
 ) -> R | Any:
     """Run ``call``; map an expected error to its union member if the field has it."""
     try:
-        return success(await call)
+        return noted_result(success(await call))
     except CreditError as exc:
         member = UNION_MEMBERS.get(type(exc))
         if member is not None and member in members:
-            return member.from_domain(exc)  # type: ignore[attr-defined]
+            return noted_result(member.from_domain(exc))  # type: ignore[attr-defined]
         raise to_api_error(exc) from None
 
 

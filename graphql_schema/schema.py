@@ -13,6 +13,7 @@ from graphql_schema.masking import MASKED_MESSAGE, MaskUnexpectedErrors
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
+from graphql_schema.subscriptions import LiveUpdates
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 __all__ = ["MASKED_MESSAGE", "create_schema"]
@@ -22,11 +23,17 @@ def create_schema(
     *,
     document_cache_size: int = 256,
     extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    observers: Sequence[Callable[[], SchemaExtension]] = (),
     field_suggestions: bool = True,
 ) -> strawberry.Schema:
-    """``extensions``: more factories (limits, rate limits) from the app factory."""
+    """``extensions``: limits and rate limits; ``observers``: metrics (from the app factory)."""
     # Extensions are factories: one instance per operation, nothing shared across requests.
-    factories: list[Callable[[], SchemaExtension]] = [MaskUnexpectedErrors, *extensions]
+    # Observers come after the masking, so they see errors before they are masked.
+    factories: list[Callable[[], SchemaExtension]] = [
+        MaskUnexpectedErrors,
+        *observers,
+        *extensions,
+    ]
     if document_cache_size:
         factories += [
             lambda: ParserCache(maxsize=document_cache_size),
@@ -35,6 +42,7 @@ def create_schema(
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=LiveUpdates,
         types=[Error],
         extensions=factories,
         config=StrawberryConfig(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, or_
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.persistence.tables import (
@@ -225,6 +225,11 @@ class HoldRepository:
 
     def add(self, hold: HoldRow) -> None:
         self._session.add(hold)
+
+    async def count_open(self) -> int:
+        """Open holds of every account, for metrics."""
+        query = select(func.count()).select_from(HoldRow).where(HoldRow.status == "OPEN")
+        return int((await self._session.exec(query)).one())
 
 
 class LedgerRepository:

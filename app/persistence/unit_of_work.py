@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.domain.events import DomainEvent
 from app.persistence.engine import WRITE, session_factory
 from app.persistence.repositories import (
     AccountRepository,
@@ -18,6 +20,9 @@ from app.persistence.repositories import (
     PackPurchaseRepository,
     SubscriptionRepository,
 )
+
+if TYPE_CHECKING:
+    from app.events.bus import EventBus
 
 
 class UnitOfWork:
@@ -31,12 +36,19 @@ class UnitOfWork:
     idempotency: IdempotencyRepository
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, write: bool, dialect: str
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        write: bool,
+        dialect: str,
+        events: EventBus | None = None,
     ) -> None:
         self._sessions = sessions
         self._write = write
         self.dialect = dialect
         self._committed = False
+        self._bus = events
+        self._events: list[DomainEvent] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -67,24 +79,34 @@ class UnitOfWork:
     async def flush(self) -> None:
         await self.session.flush()
 
+    def publish(self, event: DomainEvent) -> None:
+        """Queue an event; it goes out only if and after this transaction commits."""
+        self._events.append(event)
+
     async def commit(self) -> None:
+        events, self._events = self._events, []
+        if events and self._bus is not None:
+            await self._bus.stage(self.session, events)
         await self.session.commit()
         self._committed = True
+        if events and self._bus is not None:
+            self._bus.committed(events)
 
 
 class Database:
     """The engine and how to open units of work on it; one per process."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, events: EventBus | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.events = events
         self._sessions = session_factory(engine)
 
     def writing(self) -> UnitOfWork:
-        return UnitOfWork(self._sessions, write=True, dialect=self.dialect)
+        return UnitOfWork(self._sessions, write=True, dialect=self.dialect, events=self.events)
 
     def reading(self) -> UnitOfWork:
-        return UnitOfWork(self._sessions, write=False, dialect=self.dialect)
+        return UnitOfWork(self._sessions, write=False, dialect=self.dialect, events=self.events)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from app.domain.accounts import AccountView
 from app.domain.errors import GenerationNotFound, InvalidInput
+from app.domain.events import GenerationUpdated
 from app.domain.generations import check_can_finish, is_stale
 from app.domain.holds import HeldPortion, release
 from app.domain.idempotency import fingerprint, validate_key
@@ -71,6 +72,7 @@ async def run_generator(
             created_at=now,
         )
         uow.generations.add(generation)
+        uow.publish(GenerationUpdated(generation.id, account_id))
         lots_by_id = {lot.id: lot for lot in lots}
         for portion in portions:
             lot = lots_by_id[portion.lot_id] if portion.lot_id else None
@@ -82,6 +84,7 @@ async def run_generator(
                 reference_type="GENERATION",
                 reference_id=generation.id,
                 lot=lot,
+                tool=tool,
             )
             uow.holds.add(
                 HoldRow(
@@ -126,6 +129,7 @@ async def claim_generations(
         for row in rows:
             row.status = GenerationStatus.RUNNING.value
             row.started_at = now
+            uow.publish(GenerationUpdated(row.id, row.account_id))
         await uow.commit()
     return [generation_of(row) for row in rows]
 
@@ -178,6 +182,7 @@ async def _finish(
             await release_hold(uow, account, row, postings, now)
             row.status, row.failure_reason = GenerationStatus.FAILED.value, detail
         row.finished_at = now
+        uow.publish(GenerationUpdated(row.id, row.account_id))
         await uow.commit()
     return GenerationFinished(generation_of(row), view_of(account, subscription, now))
 
@@ -220,6 +225,7 @@ async def release_hold(
                 reference_type="GENERATION",
                 reference_id=generation.id,
                 lot=lot,
+                tool=Tool(generation.tool),
             )
         hold.status = "RELEASED"
 
@@ -244,6 +250,7 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
             row.status = GenerationStatus.FAILED.value
             row.failure_reason = TIMED_OUT
             row.finished_at = now
+            uow.publish(GenerationUpdated(row.id, row.account_id))
             await uow.commit()
             released += 1
     return released

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.errors import AccountNotFound
-from app.domain.model import Bucket, LedgerKind
+from app.domain.events import AccountChanged, CreditsPosted
+from app.domain.model import Bucket, LedgerKind, Tool
 from app.domain.wallet import Renewal, renewals_due
 from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
 from app.persistence.unit_of_work import UnitOfWork
@@ -30,7 +31,9 @@ class Postings:
         reference_id: str | None,
         lot: PackPurchaseRow | None = None,
         occurred_at: datetime | None = None,
+        tool: Tool | None = None,
     ) -> None:
+        """``tool`` labels the credits counters for spends and refunds of a generation."""
         account = self._account
         if bucket is Bucket.SUBSCRIPTION:
             account.subscription_balance += amount
@@ -59,12 +62,15 @@ class Postings:
                 recorded_at=self._now,
             )
         )
+        self._uow.publish(CreditsPosted(kind, bucket, amount, tool))
 
 
 async def lock_account(uow: UnitOfWork, account_id: str) -> AccountRow:
     account = await uow.accounts.lock(account_id)
     if account is None:
         raise AccountNotFound(account_id)
+    # Whoever locks an account may change it; subscribers hear of it only if this commits.
+    uow.publish(AccountChanged(account_id))
     return account
 
 

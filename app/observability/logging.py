@@ -1,0 +1,123 @@
+"""Logs: one JSON object a line in production, readable lines in development.
+
+Every line passes through :func:`redact` last, whatever logged it (ours, uvicorn, Strawberry,
+SQLAlchemy): bearer tokens, anything shaped like a JWT and the configured secrets never
+reach the output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import make_url
+
+from app.observability.requests import current_request
+from app.settings import Settings
+
+REDACTED = "[REDACTED]"
+TOKEN_PATTERNS = [
+    # A JWT, or any piece of one that starts with its header ("eyJ" is '{"' in base64url).
+    re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*)*"),
+    re.compile(r"(?i)\bbearer\s+[^\s\"',}]+"),
+]
+# Fields a log call may pass in ``extra`` and that are worth a key in the JSON line.
+FIELDS = (
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "operation",
+    "result",
+    "account_id",
+    "duration_ms",
+    "subscription",
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    for pattern in TOKEN_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
+        fields = {k: getattr(record, k) for k in FIELDS if getattr(record, k, None) is not None}
+        current = current_request.get()
+        if current is not None and "request_id" not in fields:
+            fields["request_id"] = current.request_id
+        return fields
+
+    def message(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        return redact(message, self._secrets)
+
+
+class JsonFormatter(_Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": self.message(record),
+            **self.fields(record),
+        }
+        return redact(json.dumps(line, default=str), self._secrets)
+
+
+class TextFormatter(_Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        extras = " ".join(f"{k}={v}" for k, v in self.fields(record).items())
+        line = f"{moment} {record.levelname:<7} {record.name}: {self.message(record)}"
+        return redact(f"{line}  {extras}" if extras else line, self._secrets)
+
+
+class _DropProbeChatter(logging.Filter):
+    """Alembic says this on every readiness probe (it reads the revision); it says nothing."""
+
+    CHATTER = ("Context impl ", "Will assume ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "alembic.runtime.migration"
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self.CHATTER)
+        )
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    password = make_url(settings.database_url).password
+    return [settings.jwt_secret, *([str(password)] if password else [])]
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route every logger through one redacting handler on stderr; safe to call twice."""
+    json_lines = settings.log_format == "json" or (
+        settings.log_format is None and settings.is_production
+    )
+    formatter = (JsonFormatter if json_lines else TextFormatter)(secrets_of(settings))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.addFilter(_DropProbeChatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    # Our request log replaces uvicorn's access log (which would print query strings).
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,102 @@
+"""Per-operation metrics and log fields: operation name, result type, account, duration."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TypeVar
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from app.observability.metrics import Metrics
+from app.observability.requests import current_request
+from graphql_schema.errors import PUBLIC_CODES
+
+T = TypeVar("T")
+
+_result_types: ContextVar[list[str] | None] = ContextVar("result_types", default=None)
+
+
+def noted_result(value: T) -> T:
+    """Remember a mutation's union member (``GeneratorRun``, ``InsufficientCredits``...)."""
+    noted = _result_types.get()
+    if noted is not None:
+        noted.append(type(value).__name__)
+    return value
+
+
+class OperationObserver(SchemaExtension):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        noted: list[str] = []
+        token = _result_types.set(noted)
+        try:
+            yield
+        finally:
+            _result_types.reset(token)
+        context = self.execution_context
+        try:
+            kind = context.operation_type
+        except RuntimeError:
+            kind = None
+        if kind is OperationType.SUBSCRIPTION:
+            return  # counted as live subscriptions, not as requests
+        result = self._result(noted)
+        self._metrics.observe_operation(
+            context.operation_name,
+            kind.value if kind else "invalid",
+            result,
+            time.perf_counter() - started,
+        )
+        record = current_request.get()
+        if record is not None:
+            record.operation = self._metrics.operation_label(context.operation_name)
+            record.result = result
+            principal = getattr(context.context, "known_principal", None)
+            if principal is not None:
+                record.account_id = principal.account_id or "service"
+
+    def _result(self, noted: list[str]) -> str:
+        context = self.execution_context
+        errors = context.result.errors if context.result else context.pre_execution_errors
+        if errors:
+            code = (errors[0].extensions or {}).get("code")
+            if code in PUBLIC_CODES:
+                return str(code)
+            # Parse and validation errors come from the document, not from an exception.
+            return "INTERNAL_ERROR" if errors[0].original_error else "INVALID_DOCUMENT"
+        return noted[0] if len(set(noted)) == 1 else "ok"
+
+
+class ExecutionErrorLog(logging.Filter):
+    """Log GraphQL errors by their message, never with the document around them.
+
+    Strawberry logs each error as ``str(error)``, which prints the request's source lines,
+    wrapped: a token pasted into a document would reach the log in pieces no pattern can
+    recognise. Expected errors (a public code) and invalid documents are the client's
+    business, so they are logged at INFO without a traceback; the rest stay errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.msg
+        if isinstance(error, GraphQLError):
+            path = ".".join(str(p) for p in error.path or ())
+            record.msg, record.args = "%s (path %s)", (error.message, path or "-")
+            code = (error.extensions or {}).get("code")
+            if code in PUBLIC_CODES or error.original_error is None:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = None
+        return True
+
+
+def log_errors_without_documents() -> None:
+    logger = logging.getLogger("strawberry.execution")
+    if not any(isinstance(f, ExecutionErrorLog) for f in logger.filters):
+        logger.addFilter(ExecutionErrorLog())

@@ -1,0 +1,84 @@
+"""Subscriptions over graphql-transport-ws: the caller's credits and generations, live.
+
+Each event makes a fresh read through a service (no loader or cache survives between
+events), so a subscriber sees what a query would see at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from app.domain.deadlines import next_change_at
+from app.domain.model import GenerationStatus
+from app.services import accounts, live
+from graphql_schema.context import Info
+from graphql_schema.errors import or_error
+from graphql_schema.types import Account, Generation
+
+FINAL_STATUSES = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED})
+
+
+@strawberry.type(description="Live updates over graphql-transport-ws.")
+class LiveUpdates:
+    @strawberry.subscription(
+        description=(
+            "The caller's account now, then again after every committed change to it and "
+            "when a renewal or expiry takes effect. User token in connection_init; ends "
+            "when the token expires."
+        )
+    )
+    async def credits_changed(self, info: Info) -> AsyncGenerator[Account, None]:
+        context = info.context
+        account_id = context.require_user()
+        services = context.services
+        with context.require_feeds().open(account_id, "creditsChanged") as feed:
+            last = None
+            while context.still_authorized():
+                context.renew_loaders()
+                view = await or_error(accounts.get_account(account_id, services))
+                feed.wake(next_change_at(view, services.clock.now()))
+                if view != last:
+                    yield Account.from_domain(view)
+                    last = view
+                await feed.changes()
+
+    @strawberry.subscription(
+        description=(
+            "With an id: that generation now, then at each change until it succeeds or "
+            "fails. Without: every change to the caller's generations. User token; ends "
+            "when it expires."
+        )
+    )
+    async def generation_updated(
+        self, info: Info, id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Generation, None]:
+        context = info.context
+        account_id = context.require_user()
+        services = context.services
+        with context.require_feeds().open(account_id, "generationUpdated") as feed:
+            if id is None:
+                while True:
+                    changes = await feed.changes()
+                    if not context.still_authorized():
+                        return
+                    context.renew_loaders()
+                    for generation_id in changes.generations:
+                        generation = await or_error(
+                            live.own_generation(account_id, generation_id, services)
+                        )
+                        yield Generation.from_domain(generation)
+            generation = await or_error(live.own_generation(account_id, str(id), services))
+            yield Generation.from_domain(generation)
+            while generation.status not in FINAL_STATUSES:
+                changes = await feed.changes()
+                if not context.still_authorized():
+                    return
+                if str(id) not in changes.generations and not changes.resync:
+                    continue
+                context.renew_loaders()
+                latest = await or_error(live.own_generation(account_id, str(id), services))
+                if latest != generation:
+                    yield Generation.from_domain(latest)
+                    generation = latest

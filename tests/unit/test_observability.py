@@ -1,0 +1,79 @@
+"""Log lines and metric labels: redaction, formats, bounded label values."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from graphql import GraphQLError
+
+from app.observability.logging import JsonFormatter, TextFormatter, redact
+from app.observability.metrics import MAX_OPERATION_NAMES, Metrics
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, message, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_tokens_and_secrets_are_redacted_wherever_they_appear() -> None:
+    text = f"auth=Bearer {JWT} raw={JWT} secret=s3cr3t-value"
+    cleaned = redact(text, ["s3cr3t-value"])
+    assert JWT not in cleaned and "s3cr3t-value" not in cleaned
+    assert "bearer" not in cleaned.lower().replace("[redacted]", "")
+
+
+def test_a_json_line_carries_the_request_fields_and_no_token() -> None:
+    record = _record(
+        f"failed with {JWT}", request_id="r1", operation="Run", account_id="a", duration_ms=1.5
+    )
+    line = json.loads(JsonFormatter(["top-secret"]).format(record))
+    assert line["message"] == "failed with [REDACTED]"
+    assert (line["request_id"], line["operation"], line["account_id"]) == ("r1", "Run", "a")
+    assert line["duration_ms"] == 1.5 and line["level"] == "info"
+
+
+def test_a_development_line_is_readable() -> None:
+    line = TextFormatter([]).format(_record("POST /graphql 200", request_id="r1"))
+    assert "POST /graphql 200" in line and "request_id=r1" in line
+
+
+def test_operation_names_are_bounded_label_values() -> None:
+    metrics = Metrics()
+    assert metrics.operation_label(None) == "anonymous"
+    assert metrics.operation_label("Run") == "Run"
+    assert metrics.operation_label("bad name{}") == "other"
+    for i in range(MAX_OPERATION_NAMES):
+        metrics.operation_label(f"Op{i}")
+    assert metrics.operation_label("OneTooMany") == "other"
+    assert metrics.operation_label("Run") == "Run"
+
+
+def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
+    from graphql import Source
+
+    from graphql_schema.errors import ApiError
+    from graphql_schema.observability import ExecutionErrorLog
+
+    source = Source('{ me(token: "' + "x" * 200 + '") { id } }')
+    unknown = GraphQLError("Unknown argument 'token'.", source=source, positions=[5])
+    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, unknown, None, None)
+    assert ExecutionErrorLog().filter(record)
+    assert record.getMessage() == "Unknown argument 'token'. (path -)"
+    assert record.levelno == logging.INFO
+
+    expected = ApiError("The token is invalid.", "UNAUTHENTICATED")
+    expected.original_error = ValueError("bad")
+    record = logging.LogRecord(
+        "strawberry.execution", logging.ERROR, "", 1, expected, None, (ValueError, None, None)
+    )
+    ExecutionErrorLog().filter(record)
+    assert (record.levelno, record.exc_info) == (logging.INFO, None)
+
+    crash = GraphQLError("boom", path=["me"], original_error=RuntimeError("boom"))
+    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, crash, None, None)
+    ExecutionErrorLog().filter(record)
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "boom (path me)")
