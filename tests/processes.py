@@ -122,6 +122,19 @@ class GatewayProcess:
                         return
                 await asyncio.sleep(0.05)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stops mid-request; what it already sent still arrives."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+        assert self._process is not None
+        self._process.send_signal(sig)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flushing; what a crash or the OOM killer does."""
         self._stop(signal.SIGKILL)
