@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.services.generations import TIMED_OUT
 from tests.api_client import Worker
 from tests.conftest import JWT_SECRET
 from tests.db import Rows
@@ -162,4 +163,109 @@ async def test_two_workers_in_two_processes_claim_and_settle_each_job_once(
     print(
         f"\n{jobs} jobs settled by 2 workers in {elapsed:.2f}s: {dict(by_worker)}, "
         f"{len(succeeded)} succeeded, {len(failed)} failed and refunded; {verdict}"
+    )
+
+
+async def test_complete_and_fail_of_one_job_racing_through_two_processes_settle_it_once(
+    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+) -> None:
+    # given 30 running jobs
+    first, second = await two_gateways(gateways)
+    async with connected(first, JWT_SECRET) as a, connected(second, JWT_SECRET) as b:
+        account_id = await a.subscribed_account("PRO")
+        jobs = 30
+        for i in range(jobs):
+            await a.run(account_id, "TURBO", key=f"job-{i}")
+        claimed = await Worker(b).claim(limit=jobs)
+        assert len(claimed) == jobs
+        # when for every job one process completes it while the other fails it
+        answers = await asyncio.gather(
+            *(
+                settle
+                for job in claimed
+                for settle in (Worker(a).complete(job["id"]), Worker(b).fail(job["id"]))
+            )
+        )
+        balances = await a.balances(account_id)
+    # then exactly one of the two wins each job; the loser is told it already finished
+    outcomes = Counter(answer["__typename"] for answer in answers)
+    assert outcomes["InvalidGenerationTransition"] == jobs
+    assert outcomes["GenerationCompleted"] + outcomes["GenerationFailed"] == jobs
+    failed = {
+        answer["generation"]["id"]
+        for answer in answers
+        if answer["__typename"] == "GenerationFailed"
+    }
+    refunds = await postgres_rows.all(
+        "SELECT reference_id, COUNT(*) AS entries FROM ledger_entries WHERE kind = 'REFUND'"
+        " GROUP BY reference_id"
+    )
+    assert {r["reference_id"]: r["entries"] for r in refunds} == dict.fromkeys(failed, 1)
+    assert balances["creditsTotal"] == PRO_MONTHLY - TURBO * (jobs - len(failed))
+    assert_audit_passes(postgres_url, tmp_path)
+    print(f"\n{jobs} jobs completed and failed at once: {dict(outcomes)}")
+
+
+TIMEOUT_SECONDS = 1
+SWEEPING = {
+    "CREDITGATE_GENERATION_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+    "CREDITGATE_SWEEP_INTERVAL_SECONDS": "0.05",
+}
+
+
+async def finished(rows: Rows, jobs: int) -> None:
+    # Polling: the sweeps happen in other processes, so there is no event to wait for.
+    while await rows.count("generations WHERE status IN ('SUCCEEDED', 'FAILED')") < jobs:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def test_timeout_sweeps_of_two_processes_and_workers_race_and_each_job_ends_once(
+    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+) -> None:
+    # given two processes sweeping every 50 ms, jobs timing out after 1 s, 40 jobs of which
+    # 20 are claimed
+    first, second = await asyncio.gather(gateways.start(env=SWEEPING), gateways.start(env=SWEEPING))
+    async with connected(first, JWT_SECRET) as a, connected(second, JWT_SECRET) as b:
+        account_id = await a.subscribed_account("PRO")
+        jobs = 40
+        await asyncio.gather(
+            *((a, b)[i % 2].run(account_id, "TURBO", key=f"job-{i}") for i in range(jobs))
+        )
+        claimed = await Worker(a).claim(limit=jobs // 2)
+        claimed_at = time.monotonic()
+        # when, just as the claimed jobs time out, both workers settle them while both
+        # processes sweep (real time must pass: the servers run on the system clock)
+        await asyncio.sleep(max(0.0, claimed_at + TIMEOUT_SECONDS - time.monotonic()))
+        answers = await asyncio.gather(
+            *(
+                Worker(a).complete(job["id"]) if n % 2 else Worker(b).fail(job["id"])
+                for n, job in enumerate(claimed)
+            )
+        )
+        async with asyncio.timeout(30):
+            await finished(postgres_rows, jobs)
+        balances = await a.balances(account_id)
+    # then every job ended once: by its worker, or by a sweep (timed out), never by both
+    rows = await postgres_rows.all("SELECT id, status, failure_reason FROM generations")
+    ended = {r["id"]: (r["status"], r["failure_reason"]) for r in rows}
+    lost = [a for a in answers if a["__typename"] == "InvalidGenerationTransition"]
+    won = {a["generation"]["id"]: a["__typename"] for a in answers if a not in lost}
+    assert len(won) + len(lost) == len(claimed)
+    for job_id, outcome in won.items():
+        expected = "SUCCEEDED" if outcome == "GenerationCompleted" else "FAILED"
+        assert ended[job_id][0] == expected
+        assert ended[job_id][1] != TIMED_OUT
+    timed_out = {job_id for job_id, (_, reason) in ended.items() if reason == TIMED_OUT}
+    assert len(timed_out) == jobs - len(won)
+    failed = {job_id for job_id, (status, _) in ended.items() if status == "FAILED"}
+    refunds = await postgres_rows.all(
+        "SELECT reference_id, COUNT(*) AS entries FROM ledger_entries WHERE kind = 'REFUND'"
+        " GROUP BY reference_id"
+    )
+    assert {r["reference_id"]: r["entries"] for r in refunds} == dict.fromkeys(failed, 1)
+    assert balances["creditsTotal"] == PRO_MONTHLY - TURBO * (jobs - len(failed))
+    verdict = assert_audit_passes(postgres_url, tmp_path)
+    print(
+        f"\n{jobs} jobs, {len(claimed)} claimed; workers settled {len(won)}, "
+        f"{len(lost)} found them timed out; {len(timed_out)} timed out in all; {verdict}"
     )
