@@ -154,6 +154,16 @@ class GatewayProcess:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
+    def errors(self) -> list[str]:
+        """Log lines that report an error: a failed sweep logs one though no client sees it.
+
+        Strawberry logs every top-level GraphQL error with its traceback, expected ones (a
+        bad token) included: check this where no request should fail."""
+        if not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if "Traceback" in line or "ERROR" in line]
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return "(no log)"
@@ -184,6 +194,10 @@ class Gateways:
         gateway.start()
         await gateway.wait_ready()
         return gateway
+
+    def errors(self) -> dict[str, list[str]]:
+        """Error lines per process that logged any."""
+        return {g.name: found for g in self.started if (found := g.errors())}
 
     def stop_all(self) -> None:
         for gateway in self.started:

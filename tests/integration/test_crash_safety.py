@@ -232,6 +232,7 @@ async def test_a_killed_server_loses_no_answered_write_and_applies_none_twice(
     for account, total in enumerate(totals):
         mine = Counter(r.kind for r in succeeded if r.account == account)
         assert total == STARTER_MONTHLY + PACK * mine["buy"] - ULTRA * mine["run"]
+    assert gateways.errors() == {}
     result = audit(postgres_url, JWT_SECRET, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -32,14 +31,15 @@ async def two_gateways(gateways: Gateways) -> tuple[GatewayProcess, GatewayProce
     return first, second
 
 
-def assert_audit_passes(database_url: str, workdir: Path) -> str:
-    result = audit(database_url, JWT_SECRET, workdir)
+def assert_audit_passes(gateways: Gateways) -> str:
+    assert gateways.errors() == {}
+    result = audit(gateways.database_url, JWT_SECRET, gateways.workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip()
 
 
 async def test_spends_racing_through_two_processes_succeed_exactly_as_far_as_credits_go(
-    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+    gateways: Gateways, postgres_rows: Rows
 ) -> None:
     # given two processes and an account with 4000 subscription + 500 pack credits
     first, second = await two_gateways(gateways)
@@ -70,7 +70,7 @@ async def test_spends_racing_through_two_processes_succeed_exactly_as_far_as_cre
         "PACK": balances["packBalance"],
     }
     per_process = Counter(i % 2 for i, r in enumerate(results) if r["__typename"] == "GeneratorRun")
-    verdict = assert_audit_passes(postgres_url, tmp_path)
+    verdict = assert_audit_passes(gateways)
     print(
         f"\n{requests} runs over 2 processes in {elapsed:.2f}s: {successes} succeeded "
         f"({per_process[0]} via one, {per_process[1]} via the other), "
@@ -79,7 +79,7 @@ async def test_spends_racing_through_two_processes_succeed_exactly_as_far_as_cre
 
 
 async def test_purchase_retries_through_two_processes_grant_once(
-    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+    gateways: Gateways, postgres_rows: Rows
 ) -> None:
     # given
     first, second = await two_gateways(gateways)
@@ -98,7 +98,7 @@ async def test_purchase_retries_through_two_processes_grant_once(
     grants = [e for e in await postgres_rows.ledger(account_id) if e["bucket"] == "PACK"]
     assert [(e["kind"], e["amount"]) for e in grants] == [("GRANT", PACK)]
     assert balances["packBalance"] == PACK
-    assert_audit_passes(postgres_url, tmp_path)
+    assert_audit_passes(gateways)
 
 
 async def settle_until_empty(worker: Worker, name: str, log: list[tuple[str, str, str]]) -> None:
@@ -117,7 +117,7 @@ async def settle_until_empty(worker: Worker, name: str, log: list[tuple[str, str
 
 
 async def test_two_workers_in_two_processes_claim_and_settle_each_job_once(
-    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+    gateways: Gateways, postgres_rows: Rows
 ) -> None:
     # given 60 queued Turbo jobs on one account, queued through both processes
     first, second = await two_gateways(gateways)
@@ -159,7 +159,7 @@ async def test_two_workers_in_two_processes_claim_and_settle_each_job_once(
         failed, (TURBO, 1)
     )
     assert balances["creditsTotal"] == PRO_MONTHLY - TURBO * len(succeeded)
-    verdict = assert_audit_passes(postgres_url, tmp_path)
+    verdict = assert_audit_passes(gateways)
     print(
         f"\n{jobs} jobs settled by 2 workers in {elapsed:.2f}s: {dict(by_worker)}, "
         f"{len(succeeded)} succeeded, {len(failed)} failed and refunded; {verdict}"
@@ -167,7 +167,7 @@ async def test_two_workers_in_two_processes_claim_and_settle_each_job_once(
 
 
 async def test_complete_and_fail_of_one_job_racing_through_two_processes_settle_it_once(
-    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+    gateways: Gateways, postgres_rows: Rows
 ) -> None:
     # given 30 running jobs
     first, second = await two_gateways(gateways)
@@ -202,7 +202,7 @@ async def test_complete_and_fail_of_one_job_racing_through_two_processes_settle_
     )
     assert {r["reference_id"]: r["entries"] for r in refunds} == dict.fromkeys(failed, 1)
     assert balances["creditsTotal"] == PRO_MONTHLY - TURBO * (jobs - len(failed))
-    assert_audit_passes(postgres_url, tmp_path)
+    assert_audit_passes(gateways)
     print(f"\n{jobs} jobs completed and failed at once: {dict(outcomes)}")
 
 
@@ -220,7 +220,7 @@ async def finished(rows: Rows, jobs: int) -> None:
 
 
 async def test_timeout_sweeps_of_two_processes_and_workers_race_and_each_job_ends_once(
-    gateways: Gateways, postgres_rows: Rows, postgres_url: str, tmp_path: Path
+    gateways: Gateways, postgres_rows: Rows
 ) -> None:
     # given two processes sweeping every 50 ms, jobs timing out after 1 s, 40 jobs of which
     # 20 are claimed
@@ -264,7 +264,7 @@ async def test_timeout_sweeps_of_two_processes_and_workers_race_and_each_job_end
     )
     assert {r["reference_id"]: r["entries"] for r in refunds} == dict.fromkeys(failed, 1)
     assert balances["creditsTotal"] == PRO_MONTHLY - TURBO * (jobs - len(failed))
-    verdict = assert_audit_passes(postgres_url, tmp_path)
+    verdict = assert_audit_passes(gateways)
     print(
         f"\n{jobs} jobs, {len(claimed)} claimed; workers settled {len(won)}, "
         f"{len(lost)} found them timed out; {len(timed_out)} timed out in all; {verdict}"
