@@ -148,6 +148,8 @@ class GatewayProcess:
         if process is None or process.poll() is not None:
             return
         process.send_signal(sig)
+        if sig != signal.SIGKILL:
+            process.send_signal(signal.SIGCONT)  # a paused process handles SIGTERM once resumed
         try:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
