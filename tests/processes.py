@@ -92,7 +92,12 @@ class GatewayProcess:
         command += ["--port", str(self.port)]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, cwd=self._workdir, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                command,
+                cwd=self._workdir,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
