@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.clock import FrozenClock
 from app.main import create_app
@@ -24,6 +26,7 @@ from app.persistence.migrate import upgrade
 from app.settings import Settings
 from tests.api_client import Api
 from tests.db import Rows
+from tests.processes import Gateways
 
 POSTGRES_URL = os.environ.get("CREDITGATE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -39,6 +42,15 @@ WRITTEN_TABLES = [
     "accounts",
 ]
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if POSTGRES_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set CREDITGATE_TEST_POSTGRES_URL")
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(skip)
 
 
 def _admin_url(url: str) -> str:
@@ -95,9 +107,30 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "creditgate.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_database")
-    _run_admin(url, f"TRUNCATE {', '.join(WRITTEN_TABLES)} RESTART IDENTITY CASCADE")
+    url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied; for tests marked ``postgres_only``."""
+    _run_admin(postgres_database, f"TRUNCATE {', '.join(WRITTEN_TABLES)} RESTART IDENTITY CASCADE")
+    return postgres_database
+
+
+@pytest.fixture
+def gateways(postgres_url: str, tmp_path: Path) -> Iterator[Gateways]:
+    """Starts ``creditgate serve`` processes on ``postgres_url``; stops them all afterwards."""
+    with Gateways(postgres_url, JWT_SECRET, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def postgres_rows(postgres_url: str) -> AsyncIterator[Rows]:
+    """Rows of ``postgres_url`` read by the test itself, beside the server processes."""
+    engine = create_async_engine(postgres_url, poolclass=NullPool)
+    yield Rows(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

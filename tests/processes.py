@@ -1,0 +1,249 @@
+"""Real ``creditgate serve`` processes for tests: start, wait until ready, kill or stop.
+
+Each :class:`GatewayProcess` binds 127.0.0.1 only, logs to a file of its own (so a full pipe
+never stalls it) and is stopped by whoever started it, normally through :class:`Gateways`
+in a fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from app.clock import FrozenClock
+from tests.api_client import Api
+
+READY_QUERY = '{"query": "{ __typename }"}'
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+CLIENT_TIMEOUT_SECONDS = 30.0
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the OS picks it; a tiny race is accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _environment(database_url: str, jwt_secret: str, extra: Mapping[str, str]) -> dict[str, str]:
+    # The parent's CREDITGATE_* settings (a developer's shell) must not leak into the server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITGATE_")}
+    env.update(
+        CREDITGATE_ENV="test",
+        CREDITGATE_DATABASE_URL=database_url,
+        CREDITGATE_JWT_SECRET=jwt_secret,
+        # The sweeper would write on its own schedule; tests that need it turn it on.
+        CREDITGATE_SWEEP_INTERVAL_SECONDS="0",
+        # These tests fire hundreds of mutations at one account on purpose.
+        CREDITGATE_RATE_LIMITS_ENABLED="false",
+    )
+    env.update(extra)
+    return env
+
+
+class GatewayProcess:
+    """One ``creditgate serve`` process on 127.0.0.1:``port``."""
+
+    def __init__(
+        self,
+        database_url: str,
+        jwt_secret: str,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        name: str = "gateway",
+    ) -> None:
+        self.port = port or free_port()
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        # The working directory holds no .env, so only the settings given here apply.
+        self._workdir = workdir
+        self._env = _environment(database_url, jwt_secret, env or {})
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/graphql"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> GatewayProcess:
+        if self.is_running():
+            raise RuntimeError(f"{self.name} is already running")
+        command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self._workdir,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    async def wait_ready(self) -> None:
+        """Poll a trivial query until it answers; fail early if the process exits."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await self._poll_until_ready()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.name} not ready in {READY_TIMEOUT_SECONDS}s:\n{self.log_tail()}"
+            ) from None
+
+    async def _poll_until_ready(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if not self.is_running():
+                    raise RuntimeError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.TransportError):
+                    response = await client.post(
+                        self.url, content=READY_QUERY, headers={"content-type": "application/json"}
+                    )
+                    if response.status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops mid-request; what it already sent still arrives."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+        assert self._process is not None
+        self._process.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flushing; what a crash or the OOM killer does."""
+        self._stop(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM (uvicorn shuts down gracefully), then SIGKILL if it takes too long."""
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, sig: signal.Signals) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        if sig != signal.SIGKILL:
+            process.send_signal(signal.SIGCONT)  # a paused process handles SIGTERM once resumed
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+    def errors(self) -> list[str]:
+        """Log lines that report an error: a failed sweep logs one though no client sees it.
+
+        Strawberry logs every top-level GraphQL error with its traceback, expected ones (a
+        bad token) included: check this where no request should fail."""
+        if not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if "Traceback" in line or "ERROR" in line]
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Gateways:
+    """Starts gateway processes for one test and stops every one of them at the end."""
+
+    def __init__(self, database_url: str, jwt_secret: str, workdir: Path) -> None:
+        self.database_url = database_url
+        self.jwt_secret = jwt_secret
+        self.workdir = workdir
+        self.started: list[GatewayProcess] = []
+
+    async def start(
+        self, *, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> GatewayProcess:
+        gateway = GatewayProcess(
+            self.database_url,
+            self.jwt_secret,
+            self.workdir,
+            port=port,
+            env=env,
+            name=f"gateway-{len(self.started) + 1}",
+        )
+        self.started.append(gateway)
+        gateway.start()
+        await gateway.wait_ready()
+        return gateway
+
+    def errors(self) -> dict[str, list[str]]:
+        """Error lines per process that logged any."""
+        return {g.name: found for g in self.started if (found := g.errors())}
+
+    def stop_all(self) -> None:
+        for gateway in self.started:
+            gateway.terminate()
+
+    def __enter__(self) -> Gateways:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+
+def audit(database_url: str, jwt_secret: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``creditgate audit`` as an operator runs it: a process of its own, exit 0 or 1."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "audit"],
+        cwd=workdir,
+        env=_environment(database_url, jwt_secret, {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected(gateway: GatewayProcess, jwt_secret: str) -> AsyncIterator[Api]:
+    """An :class:`Api` over real HTTP to ``gateway``, sized for a few hundred requests at once."""
+    async with httpx.AsyncClient(
+        base_url=gateway.base_url,
+        timeout=httpx.Timeout(CLIENT_TIMEOUT_SECONDS),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+    ) as client:
+        # Tokens are checked against the servers' system clock: sign them with the time now.
+        yield Api(client, jwt_secret, FrozenClock(datetime.now(UTC)))
