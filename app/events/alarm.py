@@ -42,8 +42,9 @@ class RenewalAlarm:
     async def _run(self) -> None:
         changed = self._hub.deadlines_changed
         while True:
-            self.check()
+            # Clear before checking: a poke or a new deadline during the check is not lost.
             changed.clear()
+            self.check()
             earliest = self._hub.earliest_deadline()
             self._hub.alarm_target = earliest
             delay = self._max_sleep
