@@ -18,8 +18,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.persistence.migrate import upgrade
 
     upgrade(settings.database_url)
+    # Worker processes import the app, so they build it from the same environment.
+    app = create_app(settings) if args.workers == 1 else "app.main:create_app_from_environment"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=args.workers > 1,
+        workers=args.workers,
         host=args.host or settings.host,
         port=args.port or settings.port,
         access_log=not settings.is_production,
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply migrations, then serve /graphql")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")

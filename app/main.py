@@ -70,3 +70,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app.state.services = services
     app.state.settings = settings
     return app
+
+
+def create_app_from_environment() -> Starlette:
+    """The app for ``creditgate serve --workers N``: each worker reads the settings once."""
+    return create_app(Settings())
