@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
 
+from graphql_schema.documents import DocumentCache, Documents
 from graphql_schema.errors import is_unexpected
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
@@ -23,10 +24,8 @@ def create_schema(*, document_cache_size: int = 256) -> strawberry.Schema:
         lambda: MaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
     ]
     if document_cache_size:
-        extensions += [
-            lambda: ParserCache(maxsize=document_cache_size),
-            lambda: ValidationCache(maxsize=document_cache_size),
-        ]
+        documents = Documents(maxsize=document_cache_size)
+        extensions.append(lambda: DocumentCache(documents))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
