@@ -17,6 +17,7 @@ from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
+from app.runtime import settle_heap
 from app.services.deps import Services
 from app.settings import Settings
 from graphql_schema.context import Context
@@ -59,6 +60,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        settle_heap()
         yield
         await services.db.dispose()
 

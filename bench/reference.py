@@ -29,6 +29,7 @@ from app.domain.model import Plan, Tool
 from app.domain.plans import PlanCatalog
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
+from app.runtime import settle_heap
 from app.services.accounts import load_accounts
 from app.services.deps import Services
 from app.services.generations import run_generator
@@ -98,6 +99,7 @@ def create_reference_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        settle_heap()  # the same process tuning as creditgate's, so only the layer differs
         yield
         await services.db.dispose()
 
