@@ -107,7 +107,7 @@ def run_wrk(
 ) -> LoadResult:
     script = workdir / f"{run_id}.lua"
     script.write_text(lua_script(spec, run_id))
-    threads = min(2, connections)
+    threads = 1  # one wrk thread keeps up here and leaves the second core to server and database
     command = [
         "wrk",
         f"-t{threads}",
