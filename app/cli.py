@@ -14,12 +14,12 @@ from app.settings import Settings
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
+    from app.main import create_served_app
     from app.persistence.migrate import upgrade
 
     upgrade(settings.database_url)
     # Worker processes import the app, so they build it from the same environment.
-    app = create_app(settings) if args.workers == 1 else "app.main:create_app_from_environment"
+    app = create_served_app(settings) if args.workers == 1 else "app.main:create_served_app"
     uvicorn.run(
         app,
         factory=args.workers > 1,

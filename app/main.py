@@ -60,7 +60,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        settle_heap()
         yield
         await services.db.dispose()
 
@@ -74,6 +73,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     return app
 
 
-def create_app_from_environment() -> Starlette:
-    """The app for ``creditgate serve --workers N``: each worker reads the settings once."""
-    return create_app(Settings())
+def create_served_app(settings: Settings | None = None) -> Starlette:
+    """The app as ``creditgate serve`` runs it, in each worker process.
+
+    Workers import this factory and read the settings once; then the heap built at startup
+    is settled (tests build apps with ``create_app`` and keep the collector as it is).
+    """
+    app = create_app(settings or Settings())
+    settle_heap()
+    return app

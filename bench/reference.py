@@ -99,7 +99,6 @@ def create_reference_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        settle_heap()  # the same process tuning as creditgate's, so only the layer differs
         yield
         await services.db.dispose()
 
@@ -118,10 +117,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    settings = Settings()
+    app = create_reference_app(Settings())
+    settle_heap()  # the same process tuning as `creditgate serve`, so only the layer differs
     # Served like `creditgate serve`: one worker, uvicorn's auto loop/HTTP, no access log.
     uvicorn.run(
-        create_reference_app(settings),
+        app,
         host="127.0.0.1",
         port=args.port,
         access_log=False,
