@@ -36,5 +36,12 @@ schema: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest
 
+# `make bench`: creditgate against a bare reference app on PostgreSQL and SQLite (bench/README.md).
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }; } \
+	  || echo "wrk unavailable: the bench falls back to its Python client"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

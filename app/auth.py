@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Literal
 
 import jwt
 
 Role = Literal["user", "service"]
 ALGORITHM = "HS256"
+# Verified tokens remembered per process: a client sends the same token on every request.
+VERIFIED_TOKENS_CACHED = 2048
 
 
 class InvalidToken(Exception):
@@ -43,12 +48,7 @@ def issue_token(
 def decode_token(token: str, secret: str, now: datetime) -> Principal:
     """Verify signature and claims; expiry is judged by the injected clock's ``now``."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub", "role"], "verify_exp": False},
-        )
+        claims = _verified_claims(token, secret)
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("The token is invalid.") from exc
     expires = claims.get("exp")
@@ -60,6 +60,22 @@ def decode_token(token: str, secret: str, now: datetime) -> Principal:
     if role == "user" and isinstance(subject, str) and subject:
         return Principal("user", subject)
     raise InvalidToken("The token is invalid.")
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
+def _verified_claims(token: str, secret: str) -> Mapping[str, Any]:
+    """The claims of a token whose signature checks out; failures raise and are not cached.
+
+    Only the signature and the claims' shape are remembered: expiry depends on the clock, so
+    ``decode_token`` judges it on every use, cached or not.
+    """
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        options={"require": ["exp", "sub", "role"], "verify_exp": False},
+    )
+    return MappingProxyType(claims)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -16,6 +16,7 @@ from app.settings import Settings
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.main import create_served_app
     from app.observability.logging import configure_logging
     from app.persistence.migrate import upgrade
 
@@ -24,11 +25,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print("SQLite is served by one process: live events stay in it.", file=sys.stderr)
         return 2
     upgrade(settings.database_url)
-    # Each worker process builds its own app from the environment (settings read once there);
-    # on SIGTERM uvicorn stops accepting, lets requests finish, closes websockets with 1012.
+    # One process: the app built here. Several: each worker builds its own from the same
+    # environment (settings read once there). On SIGTERM uvicorn stops accepting, lets
+    # requests finish, and closes websockets with 1012.
+    app = create_served_app(settings) if args.workers == 1 else "app.main:create_served_app"
     uvicorn.run(
-        "app.main:create_app_from_environment",
-        factory=True,
+        app,
+        factory=args.workers > 1,
         workers=args.workers,
         host=args.host or settings.host,
         port=args.port or settings.port,
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply migrations, then serve /graphql")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, default=1, help="processes on this port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply Alembic migrations")

@@ -35,6 +35,7 @@ from app.observability.probes import Probes
 from app.observability.requests import RequestLogMiddleware, current_request
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
+from app.runtime import settle_heap
 from app.security.rate_limits import RateLimiter
 from app.security.request_id import request_id_of
 from app.services.deps import Services
@@ -175,8 +176,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     return app
 
 
-def create_app_from_environment() -> Starlette:
-    """For ``uvicorn --factory`` and worker processes: settings read once, here."""
-    settings = Settings()
-    configure_logging(settings)
-    return create_app(settings)
+def create_served_app(settings: Settings | None = None) -> Starlette:
+    """The app as ``creditgate serve`` runs it, also ``uvicorn --factory`` in each worker.
+
+    A worker reads the settings once, here, and sets up its logging; then the heap built at
+    startup is settled (tests build apps with ``create_app`` and keep the collector as it is).
+    """
+    if settings is None:
+        settings = Settings()
+        configure_logging(settings)
+    app = create_app(settings)
+    settle_heap()
+    return app

@@ -43,7 +43,7 @@ def document_limit_extensions(limits: DocumentLimits) -> list[Callable[[], Schem
 
     The validation rule classes are made once here and shared: graphql-core instantiates a
     rule per validation, so they hold no request state, and a new class per request would
-    also miss ValidationCache, whose key includes the rules.
+    also miss the document cache (graphql_schema/documents.py), whose key includes the rules.
     """
     rules = [
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
+from graphql_schema.documents import DocumentCache, Documents
 from graphql_schema.masking import MASKED_MESSAGE, MaskUnexpectedErrors
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
@@ -35,10 +36,8 @@ def create_schema(
         *extensions,
     ]
     if document_cache_size:
-        factories += [
-            lambda: ParserCache(maxsize=document_cache_size),
-            lambda: ValidationCache(maxsize=document_cache_size),
-        ]
+        documents = Documents(maxsize=document_cache_size)
+        factories.append(lambda: DocumentCache(documents))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

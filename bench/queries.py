@@ -1,0 +1,95 @@
+"""In-process SQL counts: what each request sends to the database, via an engine listener."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.main import create_app
+from app.settings import Settings
+from bench.reference import create_reference_app
+
+ACCOUNTS = """
+query Accounts($ids: [ID!]!) {
+  accounts(ids: $ids) { id creditsTotal packBalance subscription { plan status endsAt } }
+}
+"""
+
+
+@contextmanager
+def recorded(engine: AsyncEngine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@asynccontextmanager
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        yield http
+
+
+def _engine(app: Starlette) -> AsyncEngine:
+    if hasattr(app.state, "services"):
+        return app.state.services.db.engine  # type: ignore[no-any-return]
+    return app.state.engine  # type: ignore[no-any-return]
+
+
+async def statement_counts(
+    settings: Settings,
+    service_token: str,
+    account_ids: list[str],
+    calls: dict[str, dict[str, tuple[str, dict[str, Any], str | None]]],
+) -> dict[str, Any]:
+    """SQL statements per request: accounts(ids:) at 1, 10, 100 ids, and each benchmarked
+    operation on creditgate and on the reference, which must send the same statements."""
+    creditgate = create_app(settings)
+    reference = create_reference_app(settings)
+    result: dict[str, Any] = {"accounts_ids": {}, "operations": {}}
+    try:
+        async with client(creditgate) as http:
+            for size in (1, 10, 100):
+                body = {"query": ACCOUNTS, "variables": {"ids": account_ids[:size]}}
+                headers = {"Authorization": f"Bearer {service_token}"}
+                with recorded(_engine(creditgate)) as statements:
+                    response = await http.post("/graphql", json=body, headers=headers)
+                data = response.json()
+                assert "errors" not in data, data
+                assert len(data["data"]["accounts"]) == size
+                result["accounts_ids"][str(size)] = len(statements)
+        for operation, targets in calls.items():
+            seen: dict[str, list[str]] = {}
+            for name, app in (("creditgate", creditgate), ("reference", reference)):
+                path, body, authorization = targets[name]
+                headers = {"Authorization": authorization} if authorization else {}
+                async with client(app) as http:
+                    with recorded(_engine(app)) as statements:
+                        response = await http.post(path, json=body, headers=headers)
+                assert response.status_code == 200, response.text
+                assert "errors" not in response.json(), response.text
+                seen[name] = statements
+            result["operations"][operation] = {
+                "creditgate": len(seen["creditgate"]),
+                "reference": len(seen["reference"]),
+                "same_sql": seen["creditgate"] == seen["reference"],
+            }
+    finally:
+        await creditgate.state.services.db.dispose()
+        await reference.state.engine.dispose()
+    counts = result["accounts_ids"]
+    result["accounts_ids_constant"] = len(set(counts.values())) == 1
+    return result
