@@ -22,16 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.clock import SystemClock
 from app.domain.accounts import AccountView
 from app.domain.errors import CreditError
-from app.domain.model import Plan, Tool
-from app.domain.plans import PlanCatalog
-from app.persistence.engine import create_engine
-from app.persistence.unit_of_work import Database
+from app.domain.model import Tool
+from app.main import build_services
 from app.runtime import settle_heap
 from app.services.accounts import load_accounts
-from app.services.deps import Services
 from app.services.generations import run_generator
 from app.settings import Settings
 
@@ -61,10 +57,8 @@ def _dashboard(view: AccountView) -> dict[str, object]:
 
 
 def create_reference_app(settings: Settings) -> Starlette:
-    plans = PlanCatalog(
-        {Plan.STARTER: settings.starter_monthly_credits, Plan.PRO: settings.pro_monthly_credits}
-    )
-    services = Services(db=Database(create_engine(settings)), clock=SystemClock(), plans=plans)
+    # The gateway's own factory: same engine, pool, and event publishing (NOTIFY on commit).
+    services = build_services(settings)
 
     async def read(request: Request) -> JSONResponse:
         body = await request.json()
