@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Longest sleep of the renewal alarm between checks of the clock.
     renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
-    # Hardening (docs/security.md): every document is bounded before any work is done.
+    # Hardening (README, "Security"): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_depth: int = Field(default=10, ge=1, le=100)
     max_aliases: int = Field(default=15, ge=0, le=1000)
