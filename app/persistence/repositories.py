@@ -110,6 +110,18 @@ class PackPurchaseRepository:
         )
         return list((await self._session.exec(query)).all())
 
+    async def unexpired(self, account_id: str, now: datetime) -> list[PackPurchaseRow]:
+        """Lots with credits left or not yet past their expiry (held credits may come back)."""
+        query = (
+            select(PackPurchaseRow)
+            .where(
+                PackPurchaseRow.account_id == account_id,
+                or_(col(PackPurchaseRow.remaining) > 0, col(PackPurchaseRow.expires_at) > now),
+            )
+            .order_by(col(PackPurchaseRow.expires_at), col(PackPurchaseRow.purchased_at))
+        )
+        return list((await self._session.exec(query)).all())
+
     async def get(self, purchase_id: str) -> PackPurchaseRow | None:
         return await self._session.get(PackPurchaseRow, purchase_id)
 
