@@ -10,6 +10,7 @@ renewal entries no write has recorded yet in ``pending``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -175,10 +176,10 @@ class CreditModel:
         amount, self.subscription_balance = self.subscription_balance, 0
         return [Entry("EXPIRY", "SUBSCRIPTION", -amount, None, None, at)] if amount else []
 
-    def _expire_lots(self, at: datetime, due: object) -> list[Entry]:
+    def _expire_lots(self, at: datetime, due: Callable[[Lot], bool]) -> list[Entry]:
         entries = []
         for lot in self.lots:
-            if not lot.expired and due(lot):  # type: ignore[operator]
+            if not lot.expired and due(lot):
                 lot.expired = True
                 if lot.remaining:
                     entries.append(Entry("EXPIRY", "PACK", -lot.remaining, lot.number, None, at))
