@@ -105,8 +105,27 @@ class PackPurchaseRepository:
         self._session = session
 
     async def with_credits_left(self, account_id: str) -> list[PackPurchaseRow]:
-        query = select(PackPurchaseRow).where(
-            PackPurchaseRow.account_id == account_id, col(PackPurchaseRow.remaining) > 0
+        # In spend order, so expiries and spends are written in the same order on every backend.
+        query = (
+            select(PackPurchaseRow)
+            .where(PackPurchaseRow.account_id == account_id, col(PackPurchaseRow.remaining) > 0)
+            .order_by(
+                col(PackPurchaseRow.expires_at),
+                col(PackPurchaseRow.purchased_at),
+                col(PackPurchaseRow.id),
+            )
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def unexpired(self, account_id: str, now: datetime) -> list[PackPurchaseRow]:
+        """Lots with credits left or not yet past their expiry (held credits may come back)."""
+        query = (
+            select(PackPurchaseRow)
+            .where(
+                PackPurchaseRow.account_id == account_id,
+                or_(col(PackPurchaseRow.remaining) > 0, col(PackPurchaseRow.expires_at) > now),
+            )
+            .order_by(col(PackPurchaseRow.expires_at), col(PackPurchaseRow.purchased_at))
         )
         return list((await self._session.exec(query)).all())
 
@@ -174,7 +193,7 @@ class GenerationRepository:
                     ),
                 )
             )
-            .order_by(col(GenerationRow.created_at))
+            .order_by(col(GenerationRow.created_at), col(GenerationRow.id))
             .limit(limit)
         )
         return list((await self._session.exec(query)).all())

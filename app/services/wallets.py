@@ -143,9 +143,21 @@ async def expire_packs(
     *,
     all_lots: bool = False,
 ) -> None:
-    """Expire the lots due at ``at``; ``all_lots`` when a new subscription replaces the cycle."""
-    for lot in await uow.purchases.with_credits_left(account.id):
-        if all_lots or lot.expires_at <= at:
+    """Expire the lots due at ``at``; ``all_lots`` when a new subscription replaces the cycle.
+
+    A replaced cycle's lots expire at ``at`` even if it is before their date, and their date
+    moves there, so credits a failed run gives back later expire too instead of reviving.
+    """
+    lots = (
+        await uow.purchases.unexpired(account.id, at)
+        if all_lots
+        else await uow.purchases.with_credits_left(account.id)
+    )
+    for lot in lots:
+        if not (all_lots or lot.expires_at <= at):
+            continue
+        lot.expires_at = min(lot.expires_at, at)
+        if lot.remaining:
             postings.post(
                 LedgerKind.EXPIRY,
                 Bucket.PACK,

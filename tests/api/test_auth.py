@@ -1,6 +1,6 @@
 """Bearer JWTs: users act on their own account; service fields need a service token."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -47,6 +47,15 @@ async def test_an_expired_token_is_unauthenticated(api: Api) -> None:
     api.clock.advance(timedelta(minutes=5))
     body = await api.post("{ me { id } }", token=token)
     assert body["errors"][0]["message"] == "The token has expired."
+
+
+async def test_token_times_are_judged_by_the_servers_clock_not_the_wall_clock(
+    api: Api,
+) -> None:
+    # given a server clock years ahead of the wall clock, and a token issued by it
+    api.clock.set(datetime(2031, 6, 1, tzinfo=UTC))
+    # when the token is used, then its issue time is not "in the future"
+    assert (await api.as_service(CREATE_ACCOUNT, {"email": "later@example.com"}))["createAccount"]
 
 
 async def test_a_user_reads_their_own_account_but_not_another(api: Api) -> None:

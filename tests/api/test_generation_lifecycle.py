@@ -9,6 +9,8 @@ from app.services.maintenance import sweep
 from tests.api_client import CLAIM, Api, Worker
 from tests.db import Rows
 
+CANCEL = "mutation($id: ID!) { cancelSubscription(accountId: $id) { id } }"
+
 
 @pytest.fixture
 def worker(api: Api) -> Worker:
@@ -156,6 +158,36 @@ async def test_credits_refunded_after_a_renewal_expire_with_their_cycle(
     assert failed["account"] == {
         "creditsTotal": 1000,
         "subscriptionBalance": 1000,
+        "packBalance": 0,
+    }
+    tail = [(e["kind"], e["bucket"], e["amount"]) for e in (await rows.ledger(account_id))[-4:]]
+    assert tail == [
+        ("REFUND", "SUBSCRIPTION", 39),
+        ("EXPIRY", "SUBSCRIPTION", -39),
+        ("REFUND", "PACK", 41),
+        ("EXPIRY", "PACK", -41),
+    ]
+
+
+async def test_pack_credits_refunded_under_a_new_plan_expire_with_the_old_one(
+    api: Api, worker: Worker, rows: Rows
+) -> None:
+    # given a run held from subscription and pack credits of a plan that was then replaced
+    account_id = await api.subscribed_account()
+    await api.buy(account_id)
+    for i in range(12):
+        await api.run(account_id, "ULTRA", key=f"d{i}")
+    await api.run(account_id, "BACKGROUND_REMOVAL", key="d")
+    await worker.claim(limit=100)
+    generation_id = await started_run(api, worker, account_id)
+    await api.as_service(CANCEL, {"id": account_id})
+    await api.subscribe(account_id, "PRO")
+    # when it fails under the new plan
+    failed = await worker.fail(generation_id)
+    # then the old plan's credits do not come back to life: both parts expire at once
+    assert failed["account"] == {
+        "creditsTotal": 4000,
+        "subscriptionBalance": 4000,
         "packBalance": 0,
     }
     tail = [(e["kind"], e["bucket"], e["amount"]) for e in (await rows.ledger(account_id))[-4:]]

@@ -1,0 +1,359 @@
+"""A small reference model of one account's credits, re-stated from the README's rules.
+
+It imports nothing from ``app``: the model-based test checks the app against this second,
+independent statement of the rules. Time only moves through :meth:`CreditModel.advance`,
+which applies every monthly renewal at once. The app records renewals lazily (a read
+projects them; the next write under the account lock writes them down), so the model keeps
+the ledger in *chunks*, one per write that must have reached the database, and holds the
+renewal entries no write has recorded yet in ``pending``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+# Small allowances (the app's are settings) so a few runs exhaust a cycle and spill into packs.
+MONTHLY_CREDITS = {"STARTER": 50, "PRO": 150}
+TARIFFS = {"TURBO": 20, "PRO": 38, "ULTRA": 80, "STYLE_TRANSFER": 15, "BACKGROUND_REMOVAL": 1}
+PACKS = {"pack-500": 500, "pack-1500": 1500, "pack-4000": 4000}
+GENERATION_TIMEOUT = timedelta(minutes=15)
+
+
+def renewal(anchor: datetime, k: int) -> datetime:
+    """Cycle k starts k calendar months after the anchor, counted from the anchor itself."""
+    return anchor + relativedelta(months=k)
+
+
+def cycle_containing(anchor: datetime, moment: datetime) -> int:
+    k = 0
+    while renewal(anchor, k + 1) <= moment:
+        k += 1
+    return k
+
+
+@dataclass
+class Subscription:
+    number: int
+    plan: str
+    interval: str
+    started_at: datetime
+    canceled_at: datetime | None = None
+
+    @property
+    def monthly(self) -> int:
+        return MONTHLY_CREDITS[self.plan]
+
+    def ends_at(self) -> datetime | None:
+        """A cancelled plan runs to the end of the cycle it was cancelled in."""
+        if self.canceled_at is None:
+            return None
+        return renewal(self.started_at, cycle_containing(self.started_at, self.canceled_at) + 1)
+
+    def status(self, now: datetime) -> str:
+        ends = self.ends_at()
+        if ends is None:
+            return "ACTIVE"
+        return "CANCELED" if now < ends else "EXPIRED"
+
+
+@dataclass
+class Lot:
+    """One bought pack and the part of it not yet spent or expired."""
+
+    number: int
+    credits: int
+    purchased_at: datetime
+    expires_at: datetime
+    remaining: int
+    id: str = ""
+    expired: bool = False
+
+
+@dataclass
+class Hold:
+    bucket: str
+    amount: int
+    lot: Lot | None
+    # (subscription number, cycle index) the subscription credits were taken from.
+    cycle: tuple[int, int] | None
+    status: str = "OPEN"
+
+
+@dataclass
+class Generation:
+    number: int
+    tool: str
+    prompt: str | None
+    cost: int
+    created_at: datetime
+    holds: list[Hold]
+    status: str = "QUEUED"
+    started_at: datetime | None = None
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    bucket: str
+    amount: int
+    lot: int | None  # Lot.number
+    generation: int | None  # Generation.number
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An expected refusal: nothing changed. ``why`` names it as the API does."""
+
+    why: str
+    required: int = 0
+    available: int = 0
+
+
+@dataclass
+class CreditModel:
+    now: datetime
+    subscription: Subscription | None = None
+    subscription_balance: int = 0
+    cycle: tuple[int, int] | None = None
+    cycle_ends_at: datetime | None = None
+    lots: list[Lot] = field(default_factory=list)
+    generations: list[Generation] = field(default_factory=list)
+    # idempotency key -> (operation, arguments, the first result)
+    keys: dict[str, tuple[str, tuple[object, ...], Lot | Generation]] = field(default_factory=dict)
+    chunks: list[list[Entry]] = field(default_factory=list)
+    pending: list[Entry] = field(default_factory=list)
+    pending_renewals: int = 0
+    subscriptions_started: int = 0
+
+    # what a client reads -------------------------------------------------------------------
+
+    @property
+    def pack_balance(self) -> int:
+        return sum(lot.remaining for lot in self.lots)
+
+    @property
+    def credits_total(self) -> int:
+        return self.subscription_balance + self.pack_balance
+
+    def pack_expires_at(self) -> datetime | None:
+        live = [lot.expires_at for lot in self.lots if lot.remaining]
+        return min(live) if live else None
+
+    def next_renewal_at(self) -> datetime | None:
+        active = self.subscription and self.subscription.status(self.now) == "ACTIVE"
+        return self.cycle_ends_at if active else None
+
+    # time ----------------------------------------------------------------------------------
+
+    def advance(self, to: datetime) -> None:
+        """Move the clock; each renewal due expires the cycle's credits and grants the next."""
+        assert to >= self.now
+        self.now = to
+        while self.cycle_ends_at is not None and self.cycle_ends_at <= to:
+            at = self.cycle_ends_at
+            entries = self._expire_subscription_credits(at)
+            entries += self._expire_lots(at, lambda lot, at=at: lot.expires_at <= at)
+            sub = self.subscription
+            ends = sub.ends_at() if sub else None
+            if sub is not None and self.cycle is not None and (ends is None or at < ends):
+                k = self.cycle[1] + 1
+                self.cycle = (sub.number, k)
+                self.cycle_ends_at = renewal(sub.started_at, k + 1)
+                self.subscription_balance = sub.monthly
+                entries.append(Entry("GRANT", "SUBSCRIPTION", sub.monthly, None, None, at))
+            else:
+                self.cycle = self.cycle_ends_at = None
+            self.pending += entries
+            self.pending_renewals += 1
+
+    def _expire_subscription_credits(self, at: datetime) -> list[Entry]:
+        amount, self.subscription_balance = self.subscription_balance, 0
+        return [Entry("EXPIRY", "SUBSCRIPTION", -amount, None, None, at)] if amount else []
+
+    def _expire_lots(self, at: datetime, due: Callable[[Lot], bool]) -> list[Entry]:
+        entries = []
+        for lot in self.lots:
+            if not lot.expired and due(lot):
+                lot.expired = True
+                if lot.remaining:
+                    entries.append(Entry("EXPIRY", "PACK", -lot.remaining, lot.number, None, at))
+                    lot.remaining = 0
+        return entries
+
+    def _record(self, entries: list[Entry]) -> None:
+        """A write committed: it wrote down the due renewals first, then its own entries."""
+        chunk = self.pending + entries
+        if chunk:
+            self.chunks.append(chunk)
+        self.pending = []
+        self.pending_renewals = 0
+
+    # subscriptions -------------------------------------------------------------------------
+
+    def start(self, plan: str, interval: str, started_at: datetime) -> Refused | None:
+        previous = self.subscription
+        if started_at > self.now:
+            return Refused("BAD_USER_INPUT")
+        if previous is not None:
+            if previous.status(self.now) == "ACTIVE":
+                return Refused("CONFLICT")
+            if previous.canceled_at is not None and started_at < previous.canceled_at:
+                return Refused("BAD_USER_INPUT")
+        self.subscriptions_started += 1
+        sub = Subscription(self.subscriptions_started, plan, interval, started_at)
+        # Starting a plan is a renewal: whatever the previous one left expires.
+        entries = self._expire_subscription_credits(self.now)
+        entries += self._expire_lots(self.now, lambda lot: True)
+        k = cycle_containing(started_at, self.now)
+        self.subscription = sub
+        self.cycle = (sub.number, k)
+        self.cycle_ends_at = renewal(started_at, k + 1)
+        self.subscription_balance = sub.monthly
+        entries.append(Entry("GRANT", "SUBSCRIPTION", sub.monthly, None, None, self.now))
+        self._record(entries)
+        return None
+
+    def cancel(self) -> Refused | None:
+        sub = self.subscription
+        if sub is None or sub.status(self.now) != "ACTIVE":
+            return Refused("CONFLICT")
+        sub.canceled_at = self.now
+        self._record([])
+        return None
+
+    # idempotent client mutations -----------------------------------------------------------
+
+    def _replay(self, key: str, operation: str, arguments: tuple[object, ...]) -> object:
+        operation_then, arguments_then, result = self.keys[key]
+        if (operation_then, arguments_then) != (operation, arguments):
+            return Refused("IdempotencyConflict")
+        return result
+
+    def purchase(self, pack_id: str, key: str) -> Lot | Refused:
+        """A new pack's lot (its ``id`` is learned from the app), the first one, or a refusal."""
+        if key in self.keys:
+            return self._replay(key, "purchasePack", (pack_id,))  # type: ignore[return-value]
+        if pack_id not in PACKS:
+            return Refused("PackNotFound")
+        sub = self.subscription
+        if sub is None or sub.status(self.now) != "ACTIVE" or self.cycle_ends_at is None:
+            return Refused("SubscriptionRequired")
+        credits = PACKS[pack_id]
+        lot = Lot(len(self.lots) + 1, credits, self.now, self.cycle_ends_at, credits)
+        self.lots.append(lot)
+        self.keys[key] = ("purchasePack", (pack_id,), lot)
+        self._record([Entry("GRANT", "PACK", credits, lot.number, None, self.now)])
+        return lot
+
+    def run(self, tool: str, prompt: str | None, key: str) -> Generation | Refused:
+        if key in self.keys:
+            return self._replay(key, "runGenerator", (tool, prompt))  # type: ignore[return-value]
+        cost = TARIFFS[tool]
+        if self.credits_total < cost:
+            return Refused("InsufficientCredits", required=cost, available=self.credits_total)
+        number = len(self.generations) + 1
+        holds, entries, left = [], [], cost
+        # Spend order: subscription credits, then packs by earliest expiry, oldest purchase.
+        # Same-instant purchases are told apart by id, as the app does.
+        take = min(left, self.subscription_balance)
+        if take:
+            self.subscription_balance -= take
+            left -= take
+            holds.append(Hold("SUBSCRIPTION", take, None, self.cycle))
+            entries.append(Entry("SPEND", "SUBSCRIPTION", -take, None, number, self.now))
+        for lot in sorted(self.lots, key=lambda lot: (lot.expires_at, lot.purchased_at, lot.id)):
+            take = min(left, lot.remaining)
+            if take:
+                lot.remaining -= take
+                left -= take
+                holds.append(Hold("PACK", take, lot, None))
+                entries.append(Entry("SPEND", "PACK", -take, lot.number, number, self.now))
+        assert left == 0
+        generation = Generation(number, tool, prompt, cost, self.now, holds)
+        self.generations.append(generation)
+        self.keys[key] = ("runGenerator", (tool, prompt), generation)
+        self._record(entries)
+        return generation
+
+    # the worker's side ---------------------------------------------------------------------
+
+    def claim(self, limit: int, tools: list[str] | None) -> list[Generation]:
+        """The oldest queued jobs (same instant: by id); claiming moves no credits."""
+        queued = [
+            g
+            for g in self.generations
+            if g.status == "QUEUED" and (tools is None or g.tool in tools)
+        ]
+        claimed = sorted(queued, key=lambda g: (g.created_at, g.id))[:limit]
+        for generation in claimed:
+            generation.status, generation.started_at = "RUNNING", self.now
+        return claimed
+
+    def complete(self, generation: Generation) -> Refused | None:
+        if generation.status != "RUNNING":
+            return Refused(generation.status)
+        for hold in generation.holds:
+            hold.status = "SETTLED"
+        generation.status = "SUCCEEDED"
+        self._record([])
+        return None
+
+    def fail(self, generation: Generation) -> Refused | None:
+        if generation.status != "RUNNING":
+            return Refused(generation.status)
+        self._record(self._release(generation))
+        return None
+
+    def _release(self, generation: Generation) -> list[Entry]:
+        """Each held part goes back to its bucket if that still lives, else expires at once."""
+        entries = []
+        for hold in generation.holds:
+            lot_number = hold.lot.number if hold.lot else None
+            entries.append(
+                Entry("REFUND", hold.bucket, hold.amount, lot_number, generation.number, self.now)
+            )
+            if hold.lot is None:
+                alive = hold.cycle is not None and hold.cycle == self.cycle
+                if alive:
+                    self.subscription_balance += hold.amount
+            else:
+                alive = not hold.lot.expired
+                if alive:
+                    hold.lot.remaining += hold.amount
+            if not alive:
+                entries.append(
+                    Entry(
+                        "EXPIRY", hold.bucket, -hold.amount, lot_number, generation.number, self.now
+                    )
+                )
+            hold.status = "RELEASED"
+        generation.status = "FAILED"
+        return entries
+
+    def stale_generations(self) -> list[Generation]:
+        return [
+            g
+            for g in self.generations
+            if (g.status == "QUEUED" and self.now - g.created_at >= GENERATION_TIMEOUT)
+            or (
+                g.status == "RUNNING"
+                and g.started_at is not None
+                and self.now - g.started_at >= GENERATION_TIMEOUT
+            )
+        ]
+
+    def sweep(self) -> tuple[int, int]:
+        """Record due renewals; fail every job queued or running for the timeout or longer."""
+        renewed = 1 if self.pending_renewals else 0
+        stale = self.stale_generations()
+        entries = []
+        for generation in sorted(stale, key=lambda g: g.created_at):
+            entries += self._release(generation)
+        self._record(entries)
+        return renewed, len(stale)
