@@ -2,7 +2,7 @@
 
 Each :class:`GatewayProcess` binds 127.0.0.1 only, logs to a file of its own (so a full pipe
 never stalls it) and is stopped by whoever started it, normally through :class:`Gateways`
-in a fixture's teardown.
+in a fixture's teardown. The integration tests and the live tests (tests/live) share them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,9 +24,9 @@ import httpx
 from app.clock import FrozenClock
 from tests.api_client import Api
 
-READY_QUERY = '{"query": "{ __typename }"}'
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+EXIT_TIMEOUT_SECONDS = 30.0
 CLIENT_TIMEOUT_SECONDS = 30.0
 
 
@@ -38,24 +38,43 @@ def free_port() -> int:
         return port
 
 
-def _environment(database_url: str, jwt_secret: str, extra: Mapping[str, str]) -> dict[str, str]:
+# Set for every process unless its ``env`` says otherwise.
+TEST_DEFAULTS: Mapping[str, str] = {
+    # The sweeper would write on its own schedule; tests that need it turn it on.
+    "CREDITGATE_SWEEP_INTERVAL_SECONDS": "0",
+    # These tests fire hundreds of mutations at one account on purpose.
+    "CREDITGATE_RATE_LIMITS_ENABLED": "false",
+}
+# Pass in ``env`` to undo TEST_DEFAULTS: the app's own defaults apply (the sweeper runs,
+# rate limits are on), as in production.
+APP_DEFAULTS: Mapping[str, str | None] = dict.fromkeys(TEST_DEFAULTS)
+
+
+def _environment(
+    database_url: str, jwt_secret: str, extra: Mapping[str, str | None]
+) -> dict[str, str]:
+    """The server's environment; a ``None`` in ``extra`` unsets that variable."""
     # The parent's CREDITGATE_* settings (a developer's shell) must not leak into the server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITGATE_")}
     env.update(
         CREDITGATE_ENV="test",
         CREDITGATE_DATABASE_URL=database_url,
         CREDITGATE_JWT_SECRET=jwt_secret,
-        # The sweeper would write on its own schedule; tests that need it turn it on.
-        CREDITGATE_SWEEP_INTERVAL_SECONDS="0",
-        # These tests fire hundreds of mutations at one account on purpose.
-        CREDITGATE_RATE_LIMITS_ENABLED="false",
+        **TEST_DEFAULTS,
     )
-    env.update(extra)
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
 class GatewayProcess:
-    """One ``creditgate serve`` process on 127.0.0.1:``port``."""
+    """One ``creditgate serve`` process on 127.0.0.1:``port``.
+
+    ``env`` adds to (or, with ``None``, removes from) the test settings; ``args`` go after
+    ``serve --host --port`` (``--workers 3``, say)."""
 
     def __init__(
         self,
@@ -64,7 +83,8 @@ class GatewayProcess:
         workdir: Path,
         *,
         port: int | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
+        args: Sequence[str] = (),
         name: str = "gateway",
     ) -> None:
         self.port = port or free_port()
@@ -73,11 +93,17 @@ class GatewayProcess:
         # The working directory holds no .env, so only the settings given here apply.
         self._workdir = workdir
         self._env = _environment(database_url, jwt_secret, env or {})
+        self._args = tuple(args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, for ws:// and http:// URLs alike."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}"
 
     @property
     def url(self) -> str:
@@ -91,7 +117,7 @@ class GatewayProcess:
         if self.is_running():
             raise RuntimeError(f"{self.name} is already running")
         command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port)]
+        command += ["--port", str(self.port), *self._args]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 command,
@@ -107,7 +133,7 @@ class GatewayProcess:
         return self._process is not None and self._process.poll() is None
 
     async def wait_ready(self) -> None:
-        """Poll a trivial query until it answers; fail early if the process exits."""
+        """Poll /readyz until it answers 200; fail early if the process exits."""
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 await self._poll_until_ready()
@@ -122,9 +148,7 @@ class GatewayProcess:
                 if not self.is_running():
                     raise RuntimeError(f"{self.name} exited during start-up:\n{self.log_tail()}")
                 with contextlib.suppress(httpx.TransportError):
-                    response = await client.post(
-                        self.url, content=READY_QUERY, headers={"content-type": "application/json"}
-                    )
+                    response = await client.get(f"{self.base_url}/readyz")
                     if response.status_code == 200:
                         return
                 await asyncio.sleep(0.05)
@@ -144,39 +168,61 @@ class GatewayProcess:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flushing; what a crash or the OOM killer does."""
-        self._stop(signal.SIGKILL)
+        if self._send(signal.SIGKILL):
+            self._wait_or_kill()
 
     def terminate(self) -> None:
-        """SIGTERM (uvicorn shuts down gracefully), then SIGKILL if it takes too long."""
-        self._stop(signal.SIGTERM)
+        """SIGTERM (uvicorn shuts down gracefully) and return at once; :meth:`wait` for it."""
+        if self._send(signal.SIGTERM):
+            assert self._process is not None
+            self._process.send_signal(signal.SIGCONT)  # a paused process handles it once resumed
 
-    def _stop(self, sig: signal.Signals) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        if sig != signal.SIGKILL:
-            process.send_signal(signal.SIGCONT)  # a paused process handles SIGTERM once resumed
+    def wait(self, timeout: float = EXIT_TIMEOUT_SECONDS) -> int:
+        """The exit code (``-N`` for signal N) once the process has exited."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._process.wait(timeout)
+
+    def stop(self) -> None:
+        """:meth:`terminate`, then SIGKILL if it takes too long; a no-op once it has exited."""
+        if self.is_running():
+            self.terminate()
+            self._wait_or_kill()
+
+    def _send(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` if the process runs; whether it did."""
+        if not self.is_running():
+            return False
+        assert self._process is not None
+        self._process.send_signal(sig)
+        return True
+
+    def _wait_or_kill(self) -> None:
+        assert self._process is not None
         try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            self._process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            self._process.kill()
+            self._process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
     def errors(self) -> list[str]:
         """Log lines that report an error: a failed sweep logs one though no client sees it.
 
         Strawberry logs every top-level GraphQL error with its traceback, expected ones (a
         bad token) included: check this where no request should fail."""
-        if not self.log_path.exists():
-            return []
-        lines = self.log_path.read_text(errors="replace").splitlines()
+        lines = self.log().splitlines()
         return [line for line in lines if "Traceback" in line or "ERROR" in line]
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log().splitlines()[-lines:])
 
 
 class Gateways:
@@ -189,7 +235,11 @@ class Gateways:
         self.started: list[GatewayProcess] = []
 
     async def start(
-        self, *, port: int | None = None, env: Mapping[str, str] | None = None
+        self,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str | None] | None = None,
+        args: Sequence[str] = (),
     ) -> GatewayProcess:
         gateway = GatewayProcess(
             self.database_url,
@@ -197,6 +247,7 @@ class Gateways:
             self.workdir,
             port=port,
             env=env,
+            args=args,
             name=f"gateway-{len(self.started) + 1}",
         )
         self.started.append(gateway)
@@ -210,7 +261,7 @@ class Gateways:
 
     def stop_all(self) -> None:
         for gateway in self.started:
-            gateway.terminate()
+            gateway.stop()
 
     def __enter__(self) -> Gateways:
         return self

@@ -27,23 +27,20 @@ from app.services.wallets import Postings, lock_account
 from app.settings import Settings
 from tests.conftest import JWT_SECRET
 from tests.live.test_processes import CREDITS_CHANGED, _token, gateway
-from tests.servers import server_processes, ws_session
+from tests.processes import APP_DEFAULTS, Gateways
+from tests.servers import ws_session
 
 
 async def measure(database_url: str, runs: int) -> dict[str, list[float]]:
-    env = {
-        "CREDITGATE_ENV": "production",
-        "CREDITGATE_DATABASE_URL": database_url,
-        "CREDITGATE_JWT_SECRET": JWT_SECRET,
-        "CREDITGATE_LOG_LEVEL": "warning",
-    }
+    env = {"CREDITGATE_ENV": "production", "CREDITGATE_LOG_LEVEL": "warning", **APP_DEFAULTS}
     settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
     db = Database(create_engine(settings), events=PostgresEventBus(Hub(), database_url))
     delays: dict[str, list[float]] = {"after COMMIT returned": [], "from COMMIT sent": []}
     with (
         tempfile.TemporaryDirectory() as directory,
-        server_processes(1, env, Path(directory)) as (server,),
+        Gateways(database_url, JWT_SECRET, Path(directory)) as gateways,
     ):
+        server = await gateways.start(env=env)
         async with gateway(server.address) as http:
             account_id = await http.subscribed_account()
         async with ws_session(server.address, _token(account_id)) as session:

@@ -30,7 +30,8 @@ from app.auth import issue_token
 from app.events.postgres import asyncpg_dsn
 from tests.api_client import CREATE_ACCOUNT, RUN_GENERATOR, START_SUBSCRIPTION
 from tests.conftest import JWT_SECRET
-from tests.servers import NEXT_TIMEOUT, ServerProcess, server_processes, until, ws_session
+from tests.processes import APP_DEFAULTS, GatewayProcess, Gateways
+from tests.servers import NEXT_TIMEOUT, until, ws_session
 
 pytestmark = pytest.mark.slow
 
@@ -51,20 +52,27 @@ def _token(account_id: str | None = None) -> str:
 
 
 @pytest.fixture
-def env(database_url: str) -> dict[str, str]:
+def env() -> dict[str, str | None]:
+    """Settings on top of the database URL and JWT secret the processes are given."""
     return {
         "CREDITGATE_ENV": "production",
-        "CREDITGATE_DATABASE_URL": database_url,
-        "CREDITGATE_JWT_SECRET": JWT_SECRET,
         "CREDITGATE_DB_POOL_SIZE": "4",
         "CREDITGATE_SHUTDOWN_GRACE_SECONDS": "20",
+        # As in production: the sweeper runs and rate limits apply.
+        **APP_DEFAULTS,
     }
 
 
 @pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
-    with server_processes(1, env, tmp_path) as (server,):
-        yield server
+def live_gateways(database_url: str, tmp_path: Path) -> Iterator[Gateways]:
+    """Processes on ``database_url`` (SQLite or PostgreSQL), stopped when the test ends."""
+    with Gateways(database_url, JWT_SECRET, tmp_path) as gateways:
+        yield gateways
+
+
+@pytest.fixture
+async def server(live_gateways: Gateways, env: dict[str, str | None]) -> GatewayProcess:
+    return await live_gateways.start(env=env)
 
 
 class Gateway:
@@ -104,37 +112,37 @@ async def gateway(address: str) -> AsyncIterator[Gateway]:
 
 
 async def test_a_subscriber_sees_a_change_made_through_another_process_within_a_second(
-    env: dict[str, str],
+    live_gateways: Gateways,
+    env: dict[str, str | None],
     database_url: str,
-    tmp_path: Path,
     record_property: Any,
 ) -> None:
     # given: a subscriber on one process, and (on PostgreSQL) a writer on another
     processes = 1 if database_url.startswith("sqlite") else 2
-    with server_processes(processes, env, tmp_path) as servers:
-        subscriber, writer = servers[0], servers[-1]
-        async with gateway(writer.address) as http:
-            account_id = await http.subscribed_account()
-            async with ws_session(subscriber.address, _token(account_id)) as session:
-                stream = session.subscribe(CREDITS_CHANGED)
-                assert (await stream.next())["creditsChanged"]["creditsTotal"] == 1000
-                upper, lower = [], []
-                for i in range(RUNS):
-                    # when: a run commits through the writer
-                    pushed = asyncio.create_task(_timed(stream.next()))
-                    sent = time.perf_counter()
-                    run = await http.run(account_id, key=f"run-{i}")
-                    answered = time.perf_counter()
-                    message, received = await pushed
+    servers = [await live_gateways.start(env=env) for _ in range(processes)]
+    subscriber, writer = servers[0], servers[-1]
+    async with gateway(writer.address) as http:
+        account_id = await http.subscribed_account()
+        async with ws_session(subscriber.address, _token(account_id)) as session:
+            stream = session.subscribe(CREDITS_CHANGED)
+            assert (await stream.next())["creditsChanged"]["creditsTotal"] == 1000
+            upper, lower = [], []
+            for i in range(RUNS):
+                # when: a run commits through the writer
+                pushed = asyncio.create_task(_timed(stream.next()))
+                sent = time.perf_counter()
+                run = await http.run(account_id, key=f"run-{i}")
+                answered = time.perf_counter()
+                message, received = await pushed
 
-                    # then: the subscriber hears of it, well within a second
-                    assert run["__typename"] == "GeneratorRun"
-                    total = message["creditsChanged"]["creditsTotal"]
-                    assert total == run["account"]["creditsTotal"] == 1000 - 20 * (i + 1)
-                    # The commit happened between sending the request and its answer.
-                    upper.append(received - sent)
-                    lower.append(received - answered)
-                    assert received - sent < MAX_DELAY_SECONDS
+                # then: the subscriber hears of it, well within a second
+                assert run["__typename"] == "GeneratorRun"
+                total = message["creditsChanged"]["creditsTotal"]
+                assert total == run["account"]["creditsTotal"] == 1000 - 20 * (i + 1)
+                # The commit happened between sending the request and its answer.
+                upper.append(received - sent)
+                lower.append(received - answered)
+                assert received - sent < MAX_DELAY_SECONDS
     record_property("processes", processes)
     record_property("delay_upper_ms", [round(d * 1000, 2) for d in upper])
     record_property("delay_lower_ms", [round(d * 1000, 2) for d in lower])
@@ -147,7 +155,7 @@ async def _timed(next_message: Any) -> tuple[dict[str, Any], float]:
 
 
 async def test_log_lines_are_json_with_request_fields_and_carry_no_secret(
-    server: ServerProcess, database_url: str
+    server: GatewayProcess, database_url: str
 ) -> None:
     # given
     async with gateway(server.address) as http:
@@ -198,7 +206,7 @@ async def test_log_lines_are_json_with_request_fields_and_carry_no_secret(
 
 
 async def test_sigterm_finishes_requests_in_flight_closes_subscriptions_and_exits(
-    server: ServerProcess, database_url: str
+    server: GatewayProcess, database_url: str
 ) -> None:
     # given: a subscriber, and a run waiting on a write lock held by this test
     async with gateway(server.address) as http:
@@ -238,7 +246,7 @@ async def test_sigterm_finishes_requests_in_flight_closes_subscriptions_and_exit
     assert await _balance_and_ledger_sum(database_url, account_id) == (980, 980)
 
 
-def _in_flight(server: ServerProcess) -> float:
+def _in_flight(server: GatewayProcess) -> float:
     text = httpx.get(f"http://{server.address}/metrics", timeout=2).text
     for line in text.splitlines():
         if line.startswith("creditgate_http_requests_in_flight "):
@@ -246,7 +254,7 @@ def _in_flight(server: ServerProcess) -> float:
     return 0.0
 
 
-def _refused(server: ServerProcess) -> bool:
+def _refused(server: GatewayProcess) -> bool:
     try:
         httpx.get(f"http://{server.address}/healthz", timeout=1)
     except httpx.ConnectError:
@@ -299,31 +307,34 @@ async def _balance_and_ledger_sum(database_url: str, account_id: str) -> tuple[i
 
 
 async def test_workers_on_one_port_share_live_events_through_postgres(
-    env: dict[str, str], database_url: str, tmp_path: Path
+    live_gateways: Gateways, env: dict[str, str | None], database_url: str, tmp_path: Path
 ) -> None:
     if database_url.startswith("sqlite"):
-        server = ServerProcess(env, tmp_path / "refused.log", "--workers", "2")
+        refused = GatewayProcess(
+            database_url, JWT_SECRET, tmp_path, env=env, args=("--workers", "2"), name="refused"
+        )
         try:
-            assert server.wait(NEXT_TIMEOUT * 4) == 2
-            assert "SQLite is served by one process" in server.log()
+            refused.start()
+            assert refused.wait(NEXT_TIMEOUT * 4) == 2
+            assert "SQLite is served by one process" in refused.log()
         finally:
-            server.stop()
+            refused.stop()
         return
-    with server_processes(1, env, tmp_path, "--workers", "3") as (server,):
-        async with gateway(server.address) as http:
-            account_id = await http.subscribed_account()
-        async with ws_session(server.address, _token(account_id)) as session:
-            stream = session.subscribe(CREDITS_CHANGED)
-            assert (await stream.next())["creditsChanged"]["creditsTotal"] == 1000
-            for i in range(6):
-                # A new connection each time, so the runs land on any of the workers.
-                async with gateway(server.address) as http:
-                    await http.run(account_id, key=f"w-{i}")
-                message = await stream.next()
-                assert message["creditsChanged"]["creditsTotal"] == 1000 - 20 * (i + 1)
-        pids = {
-            line.split("[")[1].split("]")[0]
-            for line in server.log().splitlines()
-            if "Started server process" in line
-        }
-        assert len(pids) == 3
+    server = await live_gateways.start(env=env, args=("--workers", "3"))
+    async with gateway(server.address) as http:
+        account_id = await http.subscribed_account()
+    async with ws_session(server.address, _token(account_id)) as session:
+        stream = session.subscribe(CREDITS_CHANGED)
+        assert (await stream.next())["creditsChanged"]["creditsTotal"] == 1000
+        for i in range(6):
+            # A new connection each time, so the runs land on any of the workers.
+            async with gateway(server.address) as http:
+                await http.run(account_id, key=f"w-{i}")
+            message = await stream.next()
+            assert message["creditsChanged"]["creditsTotal"] == 1000 - 20 * (i + 1)
+    pids = {
+        line.split("[")[1].split("]")[0]
+        for line in server.log().splitlines()
+        if "Started server process" in line
+    }
+    assert len(pids) == 3
