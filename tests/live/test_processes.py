@@ -321,6 +321,16 @@ async def test_workers_on_one_port_share_live_events_through_postgres(
             refused.stop()
         return
     server = await live_gateways.start(env=env, args=("--workers", "3"))
+
+    def started_workers() -> set[str]:
+        return {
+            line.split("[")[1].split("]")[0]
+            for line in server.log().splitlines()
+            if "Started server process" in line
+        }
+
+    # /readyz answered by one worker says nothing of the others: wait until all three run.
+    await until(lambda: len(started_workers()) == 3, seconds=NEXT_TIMEOUT * 6)
     async with gateway(server.address) as http:
         account_id = await http.subscribed_account()
     async with ws_session(server.address, _token(account_id)) as session:
@@ -332,9 +342,4 @@ async def test_workers_on_one_port_share_live_events_through_postgres(
                 await http.run(account_id, key=f"w-{i}")
             message = await stream.next()
             assert message["creditsChanged"]["creditsTotal"] == 1000 - 20 * (i + 1)
-    pids = {
-        line.split("[")[1].split("]")[0]
-        for line in server.log().splitlines()
-        if "Started server process" in line
-    }
-    assert len(pids) == 3
+    assert len(started_workers()) == 3
