@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
 import strawberry
 
@@ -16,6 +16,17 @@ from graphql_schema.types import Account, Generation, PackPurchase
 @strawberry.interface(description="An expected failure; nothing was changed.")
 class Error:
     message: str
+
+
+class GenerationOutcome:
+    """Successes that carry a generation and its account as they stand after the call."""
+
+    @classmethod
+    def from_domain(cls, result: GeneratorRunResult | GenerationFinished) -> Self:
+        return cls(
+            generation=Generation.from_domain(result.generation),  # type: ignore[call-arg]
+            account=Account.from_domain(result.account),
+        )
 
 
 @strawberry.type
@@ -32,16 +43,9 @@ class PackPurchased:
 
 
 @strawberry.type
-class GeneratorRun:
+class GeneratorRun(GenerationOutcome):
     generation: Generation
     account: Account
-
-    @classmethod
-    def from_domain(cls, result: GeneratorRunResult) -> GeneratorRun:
-        return cls(
-            generation=Generation.from_domain(result.generation),
-            account=Account.from_domain(result.account),
-        )
 
 
 @strawberry.type
@@ -80,29 +84,15 @@ class InsufficientCredits(Error):
 
 
 @strawberry.type(description="The run succeeded; its held credits are now spent.")
-class GenerationCompleted:
+class GenerationCompleted(GenerationOutcome):
     generation: Generation
     account: Account
-
-    @classmethod
-    def from_domain(cls, result: GenerationFinished) -> GenerationCompleted:
-        return cls(
-            generation=Generation.from_domain(result.generation),
-            account=Account.from_domain(result.account),
-        )
 
 
 @strawberry.type(description="The run failed; its held credits went back where they came from.")
-class GenerationFailed:
+class GenerationFailed(GenerationOutcome):
     generation: Generation
     account: Account
-
-    @classmethod
-    def from_domain(cls, result: GenerationFinished) -> GenerationFailed:
-        return cls(
-            generation=Generation.from_domain(result.generation),
-            account=Account.from_domain(result.account),
-        )
 
 
 @strawberry.type

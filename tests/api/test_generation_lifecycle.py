@@ -25,6 +25,17 @@ async def started_run(api: Api, worker: Worker, account_id: str, tool: str = "UL
     return generation_id
 
 
+async def run_split_across_buckets(api: Api, worker: Worker) -> tuple[str, str]:
+    """A claimed Ultra run held from 39 subscription and 41 pack credits."""
+    account_id = await api.subscribed_account()
+    await api.buy(account_id)
+    for i in range(12):
+        await api.run(account_id, "ULTRA", key=f"d{i}")
+    await api.run(account_id, "BACKGROUND_REMOVAL", key="d")
+    await worker.claim(limit=100)
+    return account_id, await started_run(api, worker, account_id)
+
+
 async def holds(rows: Rows, generation_id: str) -> list[tuple[str, int, str]]:
     found = await rows.all(
         "SELECT bucket, amount, status FROM holds WHERE generation_id = :g ORDER BY id",
@@ -79,13 +90,7 @@ async def test_a_failed_run_refunds_the_buckets_it_came_from(
     api: Api, worker: Worker, rows: Rows
 ) -> None:
     # given a run split across 39 subscription and 41 pack credits
-    account_id = await api.subscribed_account()
-    await api.buy(account_id)
-    for i in range(12):
-        await api.run(account_id, "ULTRA", key=f"d{i}")
-    await api.run(account_id, "BACKGROUND_REMOVAL", key="d")
-    await worker.claim(limit=100)
-    generation_id = await started_run(api, worker, account_id)
+    account_id, generation_id = await run_split_across_buckets(api, worker)
     assert await holds(rows, generation_id) == [
         ("SUBSCRIPTION", 39, "OPEN"),
         ("PACK", 41, "OPEN"),
@@ -144,13 +149,7 @@ async def test_credits_refunded_after_a_renewal_expire_with_their_cycle(
     api: Api, worker: Worker, clock: FrozenClock, rows: Rows
 ) -> None:
     # given a run held from subscription and pack credits of the January cycle
-    account_id = await api.subscribed_account()
-    await api.buy(account_id)
-    for i in range(12):
-        await api.run(account_id, "ULTRA", key=f"d{i}")
-    await api.run(account_id, "BACKGROUND_REMOVAL", key="d")
-    await worker.claim(limit=100)
-    generation_id = await started_run(api, worker, account_id)
+    account_id, generation_id = await run_split_across_buckets(api, worker)
     # when it fails after the monthly renewal
     clock.set(datetime(2026, 2, 15, 13, tzinfo=UTC))
     failed = await worker.fail(generation_id)
@@ -173,13 +172,7 @@ async def test_pack_credits_refunded_under_a_new_plan_expire_with_the_old_one(
     api: Api, worker: Worker, rows: Rows
 ) -> None:
     # given a run held from subscription and pack credits of a plan that was then replaced
-    account_id = await api.subscribed_account()
-    await api.buy(account_id)
-    for i in range(12):
-        await api.run(account_id, "ULTRA", key=f"d{i}")
-    await api.run(account_id, "BACKGROUND_REMOVAL", key="d")
-    await worker.claim(limit=100)
-    generation_id = await started_run(api, worker, account_id)
+    account_id, generation_id = await run_split_across_buckets(api, worker)
     await api.as_service(CANCEL, {"id": account_id})
     await api.subscribe(account_id, "PRO")
     # when it fails under the new plan
