@@ -36,6 +36,20 @@ async def run_split_across_buckets(api: Api, worker: Worker) -> tuple[str, str]:
     return account_id, await started_run(api, worker, account_id)
 
 
+# The split hold of run_split_across_buckets, refunded into buckets that have since ended.
+REFUNDED_AND_EXPIRED = [
+    ("REFUND", "SUBSCRIPTION", 39),
+    ("EXPIRY", "SUBSCRIPTION", -39),
+    ("REFUND", "PACK", 41),
+    ("EXPIRY", "PACK", -41),
+]
+
+
+async def last_moves(rows: Rows, account_id: str, count: int) -> list[tuple[str, str, int]]:
+    entries = (await rows.ledger(account_id))[-count:]
+    return [(e["kind"], e["bucket"], e["amount"]) for e in entries]
+
+
 async def holds(rows: Rows, generation_id: str) -> list[tuple[str, int, str]]:
     found = await rows.all(
         "SELECT bucket, amount, status FROM holds WHERE generation_id = :g ORDER BY id",
@@ -159,13 +173,7 @@ async def test_credits_refunded_after_a_renewal_expire_with_their_cycle(
         "subscriptionBalance": 1000,
         "packBalance": 0,
     }
-    tail = [(e["kind"], e["bucket"], e["amount"]) for e in (await rows.ledger(account_id))[-4:]]
-    assert tail == [
-        ("REFUND", "SUBSCRIPTION", 39),
-        ("EXPIRY", "SUBSCRIPTION", -39),
-        ("REFUND", "PACK", 41),
-        ("EXPIRY", "PACK", -41),
-    ]
+    assert await last_moves(rows, account_id, 4) == REFUNDED_AND_EXPIRED
 
 
 async def test_pack_credits_refunded_under_a_new_plan_expire_with_the_old_one(
@@ -183,13 +191,7 @@ async def test_pack_credits_refunded_under_a_new_plan_expire_with_the_old_one(
         "subscriptionBalance": 4000,
         "packBalance": 0,
     }
-    tail = [(e["kind"], e["bucket"], e["amount"]) for e in (await rows.ledger(account_id))[-4:]]
-    assert tail == [
-        ("REFUND", "SUBSCRIPTION", 39),
-        ("EXPIRY", "SUBSCRIPTION", -39),
-        ("REFUND", "PACK", 41),
-        ("EXPIRY", "PACK", -41),
-    ]
+    assert await last_moves(rows, account_id, 4) == REFUNDED_AND_EXPIRED
 
 
 async def test_a_job_no_worker_finishes_in_time_is_failed_and_refunded(

@@ -1,8 +1,5 @@
 """`creditgate audit` proves balances and ledger agree, and catches tampered rows."""
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +10,7 @@ from app.services.audit import run_audit
 from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
 from tests.db import Rows
+from tests.processes import audit
 
 
 async def busy_history(api: Api, clock: FrozenClock) -> str:
@@ -31,31 +29,14 @@ async def busy_history(api: Api, clock: FrozenClock) -> str:
     return account_id
 
 
-def audit_cli(database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "CREDITGATE_DATABASE_URL": database_url,
-        "CREDITGATE_JWT_SECRET": JWT_SECRET,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "audit"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parents[2],
-        check=False,
-    )
-
-
 async def test_audit_passes_on_a_busy_history(
-    api: Api, clock: FrozenClock, app: object, database_url: str
+    api: Api, clock: FrozenClock, app: object, database_url: str, tmp_path: Path
 ) -> None:
     await busy_history(api, clock)
     report = await run_audit(app.state.services)  # type: ignore[attr-defined]
     assert report.findings == []
     assert (report.accounts, report.generations) == (1, 14)
-    result = audit_cli(database_url)
+    result = audit(database_url, JWT_SECRET, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("audit OK: 1 accounts, 1 pack purchases, 14 generations")
 
@@ -70,11 +51,17 @@ async def test_audit_passes_on_a_busy_history(
     ],
 )
 async def test_audit_catches_a_corrupted_row_and_exits_non_zero(
-    api: Api, clock: FrozenClock, rows: Rows, database_url: str, corruption: str, finding: str
+    api: Api,
+    clock: FrozenClock,
+    rows: Rows,
+    database_url: str,
+    tmp_path: Path,
+    corruption: str,
+    finding: str,
 ) -> None:
     await busy_history(api, clock)
     await rows.execute(corruption)
-    result = audit_cli(database_url)
+    result = audit(database_url, JWT_SECRET, tmp_path)
     assert result.returncode == 1
     assert "MISMATCHES" in result.stdout
     assert finding in result.stdout
