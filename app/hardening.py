@@ -1,7 +1,7 @@
 """What the app factory adds to harden the gateway (README, "Security"), kept out of main.py.
 
 ``HardenedRequests`` is mixed into the GraphQL view: it checks the JSON body and applies
-trusted documents. The functions build the schema extensions, the rate limiter and the
+trusted documents. The functions build the operation policy, the rate limiter and the
 HTTP middleware from the settings.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
 from strawberry.http.types import QueryParams
 from strawberry.types import ExecutionResult
 
+from app.observability.metrics import Metrics
 from app.security.http_guards import (
     BodySizeLimitMiddleware,
     JsonPostsOnlyMiddleware,
@@ -26,10 +26,13 @@ from app.security.rate_limits import RateLimiter
 from app.security.request_id import RequestIdMiddleware
 from app.settings import Settings
 from graphql_schema.context import Context
+from graphql_schema.documents import Documents
 from graphql_schema.errors import ApiError
-from graphql_schema.limits import DocumentLimits, ListLimits, document_limit_extensions
+from graphql_schema.limits import DocumentLimits, ListLimits, document_rules
+from graphql_schema.observability import OperationObserver
+from graphql_schema.operations import Guard, OperationPolicy
 from graphql_schema.rate_limiting import MutationRateLimit
-from graphql_schema.text_inputs import text_input_extensions
+from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
 
 
@@ -79,19 +82,27 @@ def list_limits(settings: Settings) -> ListLimits:
     return ListLimits(max_ids=settings.max_account_ids, max_page_size=settings.max_page_size)
 
 
-def schema_extensions(
-    settings: Settings, limiter: RateLimiter | None
-) -> list[type[SchemaExtension] | Any]:
+def operation_policy(
+    settings: Settings, limiter: RateLimiter | None, metrics: Metrics | None
+) -> OperationPolicy:
+    """Document limits, input guards, the mutation rate limit and metrics, for every
+    query and mutation (graphql_schema/operations.py)."""
     limits = DocumentLimits(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
         introspection=not settings.is_production,
     )
-    extensions: list[Any] = [*document_limit_extensions(limits), *text_input_extensions()]
+    guards: list[Guard] = [NoNulInVariables()]
     if limiter is not None:
-        extensions.append(lambda: MutationRateLimit(limiter))
-    return extensions
+        guards.append(MutationRateLimit(limiter))
+    return OperationPolicy(
+        documents=Documents(maxsize=settings.document_cache_size),
+        rules=(*document_rules(limits), NoNulInStringLiterals),
+        max_tokens=limits.max_tokens,
+        guards=tuple(guards),
+        observer=OperationObserver(metrics) if metrics is not None else None,
+    )
 
 
 def trusted_documents(settings: Settings) -> TrustedDocuments:

@@ -25,8 +25,8 @@ from app.hardening import (
     HardenedRequests,
     http_middleware,
     list_limits,
+    operation_policy,
     rate_limiter,
-    schema_extensions,
     trusted_documents,
 )
 from app.observability.logging import configure_logging
@@ -44,7 +44,7 @@ from app.sweeper import running_sweeper
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
 from graphql_schema.masking import quiet_expected_errors
-from graphql_schema.observability import OperationObserver, log_errors_without_documents
+from graphql_schema.observability import log_errors_without_documents
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -60,12 +60,9 @@ class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
         live: LiveEvents | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        observers = [lambda: OperationObserver(metrics)] if metrics else []
         super().__init__(
             create_schema(
-                document_cache_size=settings.document_cache_size,
-                extensions=schema_extensions(settings, limiter),
-                observers=observers,
+                policy=operation_policy(settings, limiter, metrics),
                 field_suggestions=not settings.is_production,
             ),
             graphql_ide=None if settings.is_production else "graphiql",

@@ -1,23 +1,18 @@
 """Bounds on what one request may ask for: document shape and list sizes.
 
-Document limits are validation rules and a parser option, so an oversized document is
-refused before any resolver runs. List limits are checked by the resolvers that take lists.
+Document limits are validation rules and a parser option (graphql_schema/operations.py),
+so an oversized document is refused before any resolver runs. List limits are checked by
+the resolvers that take lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 
 from graphql_schema.errors import bad_input
 
@@ -38,12 +33,12 @@ class ListLimits:
     max_page_size: int = 100
 
 
-def document_limit_extensions(limits: DocumentLimits) -> list[Callable[[], SchemaExtension]]:
-    """Extension factories enforcing ``limits``; one fresh extension per operation.
+def document_rules(limits: DocumentLimits) -> tuple[type[ASTValidationRule], ...]:
+    """Validation rules enforcing ``limits`` (the token limit is a parser option).
 
-    The validation rule classes are made once here and shared: graphql-core instantiates a
-    rule per validation, so they hold no request state, and a new class per request would
-    also miss the document cache (graphql_schema/documents.py), whose key includes the rules.
+    The rule classes are made once here and shared: graphql-core instantiates a rule per
+    validation, so they hold no request state, and a new class per request would also miss
+    the document cache (graphql_schema/documents.py), whose key includes the rules.
     """
     rules = [
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
@@ -51,10 +46,7 @@ def document_limit_extensions(limits: DocumentLimits) -> list[Callable[[], Schem
     ]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    return [
-        lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-    ]
+    return tuple(rules)
 
 
 def checked_list(values: Sequence[T], limit: int, field: str) -> Sequence[T]:

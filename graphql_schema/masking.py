@@ -13,29 +13,40 @@ MASKED_MESSAGE = "Unexpected error."
 logger = logging.getLogger("creditgate")
 
 
+def mask_unexpected(errors: list[GraphQLError], context: object) -> list[GraphQLError]:
+    """``errors`` with each unexpected one logged and replaced by "Unexpected error."."""
+    if not any(is_unexpected(error) for error in errors):
+        return errors
+    request_id = getattr(context, "request_id", None)
+    return [_masked(error, request_id) if is_unexpected(error) else error for error in errors]
+
+
+def _masked(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    cause = error.original_error or error
+    logger.error(
+        "unexpected error, request %s, path %s",
+        request_id,
+        error.path,
+        exc_info=(type(cause), cause, cause.__traceback__),
+    )
+    return GraphQLError(
+        MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
 class MaskUnexpectedErrors(MaskErrors):
-    """MaskErrors for unexpected errors only, keeping a request id the client can quote."""
+    """The same masking where Strawberry runs the operation (subscriptions, their events)."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = getattr(self.execution_context.context, "request_id", None)
-        cause = error.original_error or error
-        logger.error(
-            "unexpected error, request %s, path %s",
-            request_id,
-            error.path,
-            exc_info=(type(cause), cause, cause.__traceback__),
-        )
-        return GraphQLError(
-            self.error_message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
-        )
+        return _masked(error, getattr(self.execution_context.context, "request_id", None))
 
 
 class ExpectedErrorsFilter(logging.Filter):

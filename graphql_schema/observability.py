@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
+from graphql import GraphQLError, OperationDefinitionNode
 
 from app.observability.metrics import Metrics
 from app.observability.requests import current_request
@@ -29,50 +28,55 @@ def noted_result(value: T) -> T:
     return value
 
 
-class OperationObserver(SchemaExtension):
+@contextmanager
+def noting_results() -> Iterator[list[str]]:
+    """Collect what ``noted_result`` sees while the operation runs."""
+    noted: list[str] = []
+    token = _result_types.set(noted)
+    try:
+        yield noted
+    finally:
+        _result_types.reset(token)
+
+
+class OperationObserver:
+    """Counts each query and mutation and fills in the request's log record."""
+
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        noted: list[str] = []
-        token = _result_types.set(noted)
-        try:
-            yield
-        finally:
-            _result_types.reset(token)
-        context = self.execution_context
-        try:
-            kind = context.operation_type
-        except RuntimeError:
-            kind = None
-        if kind is OperationType.SUBSCRIPTION:
-            return  # counted as live subscriptions, not as requests
-        result = self._result(noted)
-        self._metrics.observe_operation(
-            context.operation_name,
-            kind.value if kind else "invalid",
-            result,
-            time.perf_counter() - started,
-        )
+    def observe(
+        self,
+        definition: OperationDefinitionNode | None,
+        operation_name: str | None,
+        errors: list[GraphQLError] | None,
+        noted: list[str],
+        started: float,
+        context: object,
+    ) -> None:
+        """``definition`` is None when the document did not parse; ``errors`` are unmasked."""
+        if definition is not None and definition.name is not None:
+            operation_name = definition.name.value
+        kind = definition.operation.value if definition is not None else "invalid"
+        result = _result(errors, noted)
+        self._metrics.observe_operation(operation_name, kind, result, time.perf_counter() - started)
         record = current_request.get()
         if record is not None:
-            record.operation = self._metrics.operation_label(context.operation_name)
+            record.operation = self._metrics.operation_label(operation_name)
             record.result = result
-            principal = getattr(context.context, "known_principal", None)
+            principal = getattr(context, "known_principal", None)
             if principal is not None:
                 record.account_id = principal.account_id or "service"
 
-    def _result(self, noted: list[str]) -> str:
-        context = self.execution_context
-        errors = context.result.errors if context.result else context.pre_execution_errors
-        if errors:
-            code = (errors[0].extensions or {}).get("code")
-            if code in PUBLIC_CODES:
-                return str(code)
-            # Parse and validation errors come from the document, not from an exception.
-            return "INTERNAL_ERROR" if errors[0].original_error else "INVALID_DOCUMENT"
-        return noted[0] if len(set(noted)) == 1 else "ok"
+
+def _result(errors: list[GraphQLError] | None, noted: list[str]) -> str:
+    if errors:
+        code = (errors[0].extensions or {}).get("code")
+        if code in PUBLIC_CODES:
+            return str(code)
+        # Parse and validation errors come from the document, not from an exception.
+        return "INTERNAL_ERROR" if errors[0].original_error else "INVALID_DOCUMENT"
+    return noted[0] if len(set(noted)) == 1 else "ok"
 
 
 class ExecutionErrorLog(logging.Filter):

@@ -6,23 +6,24 @@ Service tokens are trusted backends and are not counted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     SelectionSetNode,
-    get_operation_ast,
 )
-from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from app.auth import Principal
 from app.security.rate_limits import RateLimiter, Refusal
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
+
+if TYPE_CHECKING:
+    from graphql_schema.operations import Operation
 
 
 def rate_limited(refusal: Refusal) -> ApiError:
@@ -34,43 +35,33 @@ def rate_limited(refusal: Refusal) -> ApiError:
     )
 
 
-class MutationRateLimit(SchemaExtension):
+class MutationRateLimit:
+    """A guard (graphql_schema/operations.py): counts mutations against the budgets."""
+
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
-        refusal = await self._count()
-        if refusal is not None:
-            # A result set before execution is returned instead of running the operation.
-            self.execution_context.result = GraphQLExecutionResult(
-                data=None, errors=[rate_limited(refusal)]
-            )
-        yield
-
-    async def _count(self) -> Refusal | None:
-        execution = self.execution_context
-        if execution.operation_type is not OperationType.MUTATION:
+    async def __call__(self, operation: Operation) -> GraphQLError | None:
+        if operation.type is not OperationType.MUTATION:
             return None
-        principal = _principal_of(execution.context)
+        principal = _principal_of(operation.context)
         if principal is not None and principal.is_service:
             return None
-        return await self._limiter.hit(
+        refusal = await self._limiter.hit(
             account_id=principal.account_id if principal else None,
-            ip=_ip_of(execution.context),
-            cost=self._mutation_count(),
+            ip=_ip_of(operation.context),
+            cost=_mutation_count(operation),
         )
+        return rate_limited(refusal) if refusal is not None else None
 
-    def _mutation_count(self) -> int:
-        document = self.execution_context.graphql_document
-        assert document is not None
-        fragments = {
-            d.name.value: d.selection_set
-            for d in document.definitions
-            if isinstance(d, FragmentDefinitionNode)
-        }
-        operation = get_operation_ast(document, self.execution_context.operation_name)
-        assert operation is not None  # validation found it before execution
-        return max(1, _count_fields(operation.selection_set, fragments, set()))
+
+def _mutation_count(operation: Operation) -> int:
+    fragments = {
+        d.name.value: d.selection_set
+        for d in operation.document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+    }
+    return max(1, _count_fields(operation.definition.selection_set, fragments, set()))
 
 
 def _count_fields(

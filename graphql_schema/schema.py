@@ -1,17 +1,15 @@
-"""The schema, with the extensions every deployment runs."""
+"""The schema, with the per-operation policy every deployment runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import strawberry
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from graphql_schema.documents import DocumentCache, Documents
-from graphql_schema.masking import MASKED_MESSAGE, MaskUnexpectedErrors
+from graphql_schema.documents import Documents
+from graphql_schema.masking import MASKED_MESSAGE
 from graphql_schema.mutations import Mutation
+from graphql_schema.operations import GatewaySchema, OperationPolicy
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
 from graphql_schema.subscriptions import LiveUpdates
@@ -22,28 +20,17 @@ __all__ = ["MASKED_MESSAGE", "create_schema"]
 
 def create_schema(
     *,
-    document_cache_size: int = 256,
-    extensions: Sequence[Callable[[], SchemaExtension]] = (),
-    observers: Sequence[Callable[[], SchemaExtension]] = (),
+    policy: OperationPolicy | None = None,
     field_suggestions: bool = True,
-) -> strawberry.Schema:
-    """``extensions``: limits and rate limits; ``observers``: metrics (from the app factory)."""
-    # Extensions are factories: one instance per operation, nothing shared across requests.
-    # Observers come after the masking, so they see errors before they are masked.
-    factories: list[Callable[[], SchemaExtension]] = [
-        MaskUnexpectedErrors,
-        *observers,
-        *extensions,
-    ]
-    if document_cache_size:
-        documents = Documents(maxsize=document_cache_size)
-        factories.append(lambda: DocumentCache(documents))
-    return strawberry.Schema(
+) -> GatewaySchema:
+    """``policy``: limits, guards and metrics (from the app factory); by default only the
+    document cache, as for exporting the SDL or building a trusted-documents manifest."""
+    return GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=LiveUpdates,
         types=[Error],
-        extensions=factories,
+        policy=policy or OperationPolicy(Documents(maxsize=256)),
         config=StrawberryConfig(
             auto_camel_case=True, disable_field_suggestions=not field_suggestions
         ),

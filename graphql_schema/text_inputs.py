@@ -1,20 +1,20 @@
 """No string argument may hold NUL: PostgreSQL cannot store it, so it is refused up front.
 
-Literals are checked by a validation rule (cached with the document), variables before
-execution. Lone surrogates, the other text no database stores, never get this far: the
+Literals are checked by a validation rule (cached with the document), variables by a guard
+before execution. Lone surrogates, the other text no database stores, never get this far: the
 JSON parser refuses them in the body and the GraphQL parser in literals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import StringValueNode, ValidationRule
-from strawberry.extensions import AddValidationRules, SchemaExtension
+from graphql import GraphQLError, StringValueNode, ValidationRule
 
 from graphql_schema.errors import ApiError
+
+if TYPE_CHECKING:
+    from graphql_schema.operations import Operation
 
 MESSAGE = "Strings may not contain the NUL character (\\u0000)."
 
@@ -25,15 +25,11 @@ class NoNulInStringLiterals(ValidationRule):
             self.report_error(ApiError(MESSAGE, "BAD_USER_INPUT"))
 
 
-class NoNulInVariables(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
-        execution = self.execution_context
-        if _holds_nul(execution.variables):
-            # A result set here is returned instead of executing the operation.
-            execution.result = GraphQLExecutionResult(
-                data=None, errors=[ApiError(MESSAGE, "BAD_USER_INPUT")]
-            )
-        yield
+class NoNulInVariables:
+    """A guard (graphql_schema/operations.py): refuses the operation before it runs."""
+
+    async def __call__(self, operation: Operation) -> GraphQLError | None:
+        return ApiError(MESSAGE, "BAD_USER_INPUT") if _holds_nul(operation.variables) else None
 
 
 def _holds_nul(value: object) -> bool:
@@ -44,7 +40,3 @@ def _holds_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(v) for v in value)
     return False
-
-
-def text_input_extensions() -> list[Callable[[], SchemaExtension]]:
-    return [lambda: AddValidationRules([NoNulInStringLiterals]), NoNulInVariables]

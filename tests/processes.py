@@ -294,7 +294,11 @@ async def connected(gateway: GatewayProcess, jwt_secret: str) -> AsyncIterator[A
     async with httpx.AsyncClient(
         base_url=gateway.base_url,
         timeout=httpx.Timeout(CLIENT_TIMEOUT_SECONDS),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        # Idle connections are dropped well before uvicorn closes them (5 s): reusing one the
+        # server is closing fails with ReadError, which a busy machine made happen.
+        limits=httpx.Limits(
+            max_connections=None, max_keepalive_connections=None, keepalive_expiry=2.0
+        ),
     ) as client:
         # Tokens are checked against the servers' system clock: sign them with the time now.
         yield Api(client, jwt_secret, FrozenClock(datetime.now(UTC)))

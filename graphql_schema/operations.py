@@ -1,0 +1,210 @@
+"""Queries and mutations from document to masked result, in one pass.
+
+Strawberry's ``Schema.execute`` runs each phase through its extension runner: per request
+it wraps every hook of every extension in a context manager and an exit stack. Served, that
+machinery cost the gateway more CPU than graphql-core's execution of the editor read
+(bench/README.md). So the gateway's per-operation policy (cached documents with their
+limits, guards on the input, the mutation rate limit, metrics and error masking) runs here
+as plain calls, in this order:
+
+    parse (cached; token limit) -> operation type -> validate (cached; depth, aliases, NUL,
+    introspection) -> guards -> execute -> log errors -> observe -> mask
+
+Subscriptions still take Strawberry's path; ``subscription_extensions`` builds their
+extensions from the same policy objects, so every rule stays in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import strawberry
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, get_operation_ast
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import execute as graphql_execute
+from graphql.validation import ASTValidationRule, specified_rules
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.utils.await_maybe import await_maybe
+
+from graphql_schema.documents import DocumentCache, Documents
+from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
+from graphql_schema.observability import OperationObserver, noting_results
+
+ALL_OPERATION_TYPES = frozenset(OperationType)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What a guard sees: the validated operation and the request around it."""
+
+    document: DocumentNode
+    definition: OperationDefinitionNode
+    type: OperationType
+    variables: dict[str, Any] | None
+    context: Any
+
+
+class Guard(Protocol):
+    """A check between validation and execution; an error refuses the whole operation."""
+
+    async def __call__(self, operation: Operation) -> GraphQLError | None: ...
+
+
+@dataclass(frozen=True)
+class OperationPolicy:
+    """What every operation passes through; built once per schema, shared by requests."""
+
+    documents: Documents
+    rules: tuple[type[ASTValidationRule], ...] = ()  # beyond GraphQL's own
+    max_tokens: int | None = None
+    guards: Sequence[Guard] = ()
+    observer: OperationObserver | None = None
+
+    @property
+    def parse_options(self) -> tuple[tuple[str, Any], ...]:
+        return () if self.max_tokens is None else (("max_tokens", self.max_tokens),)
+
+    def subscription_extensions(self) -> list[Callable[[], SchemaExtension]]:
+        """The same policy as Strawberry extensions, for the operations it runs itself."""
+        rules, max_tokens, documents = list(self.rules), self.max_tokens, self.documents
+        extensions: list[Callable[[], SchemaExtension]] = [MaskUnexpectedErrors]
+        if rules:
+            extensions.append(lambda: AddValidationRules(rules))
+        if max_tokens is not None:
+            extensions.append(lambda: MaxTokensLimiter(max_token_count=max_tokens))
+        if self.guards:
+            guards = self.guards
+            extensions.append(lambda: GuardsExtension(guards))
+        extensions.append(lambda: DocumentCache(documents))
+        return extensions
+
+
+class GuardsExtension(SchemaExtension):
+    """The policy's guards where Strawberry runs the operation (subscriptions)."""
+
+    def __init__(self, guards: Sequence[Guard]) -> None:
+        self._guards = guards
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        execution = self.execution_context
+        document = execution.graphql_document
+        definition = document and get_operation_ast(document, execution.operation_name)
+        if document is not None and definition is not None:
+            operation = Operation(
+                document,
+                definition,
+                OperationType(definition.operation.value),
+                execution.variables,
+                execution.context,
+            )
+            error = await first_refusal(self._guards, operation)
+            if error is not None:
+                # A result set before execution is returned instead of running the operation.
+                execution.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
+
+
+async def first_refusal(guards: Iterable[Guard], operation: Operation) -> GraphQLError | None:
+    for guard in guards:
+        error = await guard(operation)
+        if error is not None:
+            return error
+    return None
+
+
+class GatewaySchema(strawberry.Schema):
+    """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
+
+    def __init__(self, *args: Any, policy: OperationPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
+        self.policy = policy
+
+    async def execute(  # type: ignore[override]
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if not query:
+            raise MissingQueryError
+        policy = self.policy
+        started = time.perf_counter()
+        with noting_results() as noted:
+            outcome = await self._run(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                ALL_OPERATION_TYPES if allowed_operation_types is None else allowed_operation_types,
+                operation_extensions,
+            )
+        result, definition = outcome
+        if result.errors:
+            # Logged before masking, as Strawberry does (and without field suggestions).
+            self._process_errors(result.errors)
+        if policy.observer is not None:
+            policy.observer.observe(
+                definition, operation_name, result.errors, noted, started, context_value
+            )
+        if result.errors:
+            result.errors = mask_unexpected(result.errors, context_value)
+        return result
+
+    async def _run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        context: Any,
+        root_value: Any,
+        operation_name: str | None,
+        allowed: Iterable[OperationType],
+        operation_extensions: dict[str, Any] | None,
+    ) -> tuple[ExecutionResult, OperationDefinitionNode | None]:
+        policy = self.policy
+        try:
+            document = policy.documents.parse(query, policy.parse_options)
+        except GraphQLError as error:
+            return ExecutionResult(data=None, errors=[error]), None
+        definition = get_operation_ast(document, operation_name)
+        if definition is None:
+            raise CannotGetOperationTypeError(operation_name)
+        kind = OperationType(definition.operation.value)
+        if kind not in allowed:
+            raise InvalidOperationTypeError(kind)
+        errors = policy.documents.validate(
+            self._schema, query, document, (*specified_rules, *policy.rules)
+        )
+        if errors:
+            return ExecutionResult(data=None, errors=errors), definition
+        if policy.guards:
+            operation = Operation(document, definition, kind, variables, context)
+            refusal = await first_refusal(policy.guards, operation)
+            if refusal is not None:
+                return ExecutionResult(data=None, errors=[refusal]), definition
+        outcome = await await_maybe(
+            graphql_execute(
+                self._schema,
+                document,
+                root_value=root_value,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=context,
+                is_awaitable=optimized_is_awaitable,
+                executor_class=self.execution_context_class,
+                operation_extensions=operation_extensions,
+            )
+        )
+        return ExecutionResult(data=outcome.data, errors=outcome.errors), definition
