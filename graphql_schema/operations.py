@@ -30,6 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
@@ -120,11 +121,34 @@ async def first_refusal(guards: Iterable[Guard], operation: Operation) -> GraphQ
     return None
 
 
+class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's graphql-core executor, freed by reference counting once it is done.
+
+    graphql-core's executor keeps helpers bound to its own methods (``async_helpers``), a
+    reference cycle that held the whole operation (context, loader, request, field plans:
+    about 90 objects a dashboard read) until the cyclic garbage collector came by. Served,
+    that was a young collection every ~100 requests and ~8x the collector's CPU of a
+    request without it. The cycle is cut after a complete, error-free execution only: with
+    errors, graphql-core may still settle sibling fields in the background.
+    """
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        response = super().build_response(data)
+        if isinstance(response, GraphQLExecutionResult) and not response.errors:
+            self.async_helpers = None  # type: ignore[assignment]
+        return response
+
+
 class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
     def __init__(self, *args: Any, policy: OperationPolicy, **kwargs: Any) -> None:
-        super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
+        super().__init__(
+            *args,
+            extensions=policy.subscription_extensions(),
+            execution_context_class=AcyclicExecutionContext,
+            **kwargs,
+        )
         self.policy = policy
 
     async def execute(  # type: ignore[override]

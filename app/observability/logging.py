@@ -42,6 +42,9 @@ FIELDS = (
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
+    # Most lines hold nothing to redact: two substring tests skip both regex scans.
+    if "eyJ" not in text and "bearer" not in text.lower():
+        return text
     for pattern in TOKEN_PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text
@@ -113,6 +116,10 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(_DropProbeChatter())
+    # No line shows the caller's file, thread or process: skip collecting them on every
+    # record, as the logging HOWTO's "Optimization" section describes.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,7 +74,7 @@ class RequestLogMiddleware:
                 path,
                 status,
                 extra={
-                    **asdict(record),
+                    **vars(record),
                     "method": scope.get("method", "WEBSOCKET"),
                     "path": path,
                     "status": status,

@@ -43,12 +43,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _refusal(
-            413, "PAYLOAD_TOO_LARGE", f"The request body may be at most {self.max_bytes} bytes."
-        )
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await too_large(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             return
         body = bytearray()
         while True:
@@ -57,7 +54,7 @@ class BodySizeLimitMiddleware:
                 return  # the client went away
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large()(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -71,6 +68,10 @@ class BodySizeLimitMiddleware:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.app(scope, replay, send)
+
+    def _too_large(self) -> JSONResponse:
+        message = f"The request body may be at most {self.max_bytes} bytes."
+        return _refusal(413, "PAYLOAD_TOO_LARGE", message)
 
 
 class JsonPostsOnlyMiddleware:

@@ -1,0 +1,58 @@
+"""How an operation runs: what it leaves behind once answered."""
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graphql_schema.context import Context
+from graphql_schema.operations import AcyclicExecutionContext
+from tests.api_client import Api
+
+DASHBOARD = """query Dashboard { me { subscriptionBalance packBalance nextRenewalAt
+  subscription { plan interval status monthlyCredits startedAt } } }"""
+
+
+@contextmanager
+def cyclic_garbage() -> Iterator[list[object]]:
+    """What only the cyclic collector could free, of what the block allocated."""
+    found: list[object] = []
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield found
+        gc.collect()
+        found.extend(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+async def test_an_answered_read_leaves_no_cycle_holding_its_context(api: Api) -> None:
+    account = await api.subscribed_account("PRO")
+    await api.as_user(account, DASHBOARD)  # warm: documents cached, pools filled
+
+    with cyclic_garbage() as garbage:
+        for _ in range(3):
+            data = await api.as_user(account, DASHBOARD)
+            assert data["me"]["subscription"]["plan"] == "PRO"
+
+    held = [o for o in garbage if isinstance(o, Context | AcyclicExecutionContext)]
+    assert held == []
+
+
+async def test_without_the_cut_the_executor_cycle_holds_the_context(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check above can fail: graphql-core's own executor leaves the cycle it cuts.
+    account = await api.subscribed_account("PRO")
+    await api.as_user(account, DASHBOARD)
+    uncut = StrawberryGraphQLCoreExecutionContext.build_response
+    monkeypatch.setattr(AcyclicExecutionContext, "build_response", uncut)
+
+    with cyclic_garbage() as garbage:
+        await api.as_user(account, DASHBOARD)
+
+    assert any(isinstance(o, Context) for o in garbage)
