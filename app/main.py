@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -75,6 +76,15 @@ class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
         self._lists = list_limits(settings)
         self.trusted_documents = trusted_documents(settings)
         self._feeds = live.hub if live else None
+
+    def encode_json(self, data: object) -> str:
+        # The result is JSON-ready (scalars already serialized); orjson writes it ~10x faster
+        # than json.dumps, which was ~4% of a served dashboard read. Text, not bytes: the
+        # websocket transport sends bytes as binary frames, which clients refuse.
+        try:
+            return orjson.dumps(data).decode()
+        except orjson.JSONEncodeError:  # lone surrogates: json.dumps escapes them
+            return super().encode_json(data)  # type: ignore[no-any-return]
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket

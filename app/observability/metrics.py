@@ -65,6 +65,7 @@ class Metrics:
             registry=r,
         )
         self._operation_names: set[str] = set()
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -78,9 +79,22 @@ class Metrics:
         return name
 
     def observe_operation(self, name: str | None, kind: str, result: str, seconds: float) -> None:
-        operation = self.operation_label(name)
-        self.requests.labels(operation, kind, result).inc()
-        self.latency.labels(operation, kind).observe(seconds)
+        # ``labels()`` checks and converts every label under a lock: on each request that
+        # was most of the observer's cost, so each (operation, type, result) keeps its pair
+        # of children. Bounded: operation labels are (MAX_OPERATION_NAMES), types and
+        # results are names from the schema.
+        key = (self.operation_label(name), kind, result)
+        children = self._children.get(key)
+        if children is None:
+            operation = key[0]
+            children = (
+                self.requests.labels(operation, kind, result),
+                self.latency.labels(operation, kind),
+            )
+            self._children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
 
     def observe_events(self, events: Sequence[DomainEvent]) -> None:
         """After commit: count what was posted, so rolled-back work is never counted."""

@@ -1,12 +1,15 @@
-"""How an operation runs: what it leaves behind once answered."""
+"""How an operation is run and answered: what it leaves behind, what it sends back."""
 
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from starlette.applications import Starlette
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.main import CreditGateGraphQL
 from graphql_schema.context import Context
 from graphql_schema.operations import AcyclicExecutionContext
 from tests.api_client import Api
@@ -56,3 +59,12 @@ async def test_without_the_cut_the_executor_cycle_holds_the_context(
         await api.as_user(account, DASHBOARD)
 
     assert any(isinstance(o, Context) for o in garbage)
+
+
+def test_an_answer_is_json_text_even_with_what_orjson_refuses(app: Starlette) -> None:
+    view = CreditGateGraphQL(app.state.services, app.state.settings)
+    fine = {"data": {"me": {"email": "zoë@example.com", "creditsTotal": 20}}}
+    lone_surrogate = {"errors": [{"message": "bad \ud800 text"}]}
+
+    assert json.loads(view.encode_json(fine)) == fine
+    assert json.loads(view.encode_json(lone_surrogate)) == lone_surrogate
