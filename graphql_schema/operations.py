@@ -108,8 +108,9 @@ class GuardsExtension(SchemaExtension):
             )
             error = await first_refusal(self._guards, operation)
             if error is not None:
-                # A result set before execution is returned instead of running the operation.
-                execution.result = GraphQLExecutionResult(data=None, errors=[error])
+                # Strawberry's subscribe ignores a result set here, but answers an exception
+                # raised from this hook with it as the error, before subscribing.
+                raise error
         yield
 
 

@@ -154,6 +154,22 @@ async def test_another_accounts_generation_reads_as_not_found(api: Api, address:
             await stream.next()
 
 
+async def test_a_subscription_passes_the_same_document_and_input_checks(
+    api: Api, address: str
+) -> None:
+    # Queries and mutations run the policy in GatewaySchema.execute; subscriptions in
+    # Strawberry's runner, through extensions built from the same policy objects.
+    account_id = await api.subscribed_account()
+    aliases = " ".join(f"a{n}: id" for n in range(16))
+    async with ws_session(address, api.token(account_id)) as session:
+        too_many = session.subscribe(f"subscription {{ creditsChanged {{ {aliases} }} }}")
+        with pytest.raises(Exception, match=r"16 aliases found\. Allowed: 15"):
+            await too_many.next()
+        nul = session.subscribe(GENERATION_UPDATED, {"id": "a\x00b"})
+        with pytest.raises(Exception, match="may not contain the NUL character"):
+            await nul.next()
+
+
 @pytest.mark.parametrize("key", ["authorization", "AUTHORIZATION"])
 async def test_the_token_key_is_accepted_in_any_case(api: Api, address: str, key: str) -> None:
     account_id = await api.subscribed_account()
