@@ -48,9 +48,12 @@ class Operation:
 
     document: DocumentNode
     definition: OperationDefinitionNode
-    type: OperationType
     variables: dict[str, Any] | None
     context: Any
+
+    @property
+    def type(self) -> OperationType:
+        return OperationType(self.definition.operation.value)
 
 
 class Guard(Protocol):
@@ -99,13 +102,7 @@ class GuardsExtension(SchemaExtension):
         document = execution.graphql_document
         definition = document and get_operation_ast(document, execution.operation_name)
         if document is not None and definition is not None:
-            operation = Operation(
-                document,
-                definition,
-                OperationType(definition.operation.value),
-                execution.variables,
-                execution.context,
-            )
+            operation = Operation(document, definition, execution.variables, execution.context)
             error = await first_refusal(self._guards, operation)
             if error is not None:
                 # Strawberry's subscribe ignores a result set here, but answers an exception
@@ -167,7 +164,7 @@ class GatewaySchema(strawberry.Schema):
         policy = self.policy
         started = time.perf_counter()
         with noting_results() as noted:
-            outcome = await self._run(
+            result, definition = await self._run(
                 query,
                 variable_values,
                 context_value,
@@ -176,7 +173,6 @@ class GatewaySchema(strawberry.Schema):
                 ALL_OPERATION_TYPES if allowed_operation_types is None else allowed_operation_types,
                 operation_extensions,
             )
-        result, definition = outcome
         if result.errors:
             # Logged before masking, as Strawberry does (and without field suggestions).
             self._process_errors(result.errors)
@@ -206,16 +202,15 @@ class GatewaySchema(strawberry.Schema):
         definition = get_operation_ast(document, operation_name)
         if definition is None:
             raise CannotGetOperationTypeError(operation_name)
-        kind = OperationType(definition.operation.value)
-        if kind not in allowed:
-            raise InvalidOperationTypeError(kind)
+        operation = Operation(document, definition, variables, context)
+        if operation.type not in allowed:
+            raise InvalidOperationTypeError(operation.type)
         errors = policy.documents.validate(
             self._schema, query, document, (*specified_rules, *policy.rules)
         )
         if errors:
             return ExecutionResult(data=None, errors=errors), definition
         if policy.guards:
-            operation = Operation(document, definition, kind, variables, context)
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
