@@ -23,23 +23,24 @@ from typing import Any, Protocol
 
 import strawberry
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, get_operation_ast
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import execute as graphql_execute
 from graphql.validation import ASTValidationRule, specified_rules
 from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
 
 from graphql_schema.documents import DocumentCache, Documents
+from graphql_schema.execution import GatewayExecutionContext
 from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.observability import OperationObserver, noting_results
 
-ALL_OPERATION_TYPES = frozenset(OperationType)
+# What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
+# graphql-core would resolve its field once, as a query, and fail unexpectedly.
+EXECUTABLE = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,34 +120,13 @@ async def first_refusal(guards: Iterable[Guard], operation: Operation) -> GraphQ
     return None
 
 
-class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's graphql-core executor, freed by reference counting once it is done.
-
-    graphql-core's executor keeps helpers bound to its own methods (``async_helpers``), a
-    reference cycle that held the whole operation (context, loader, request, field plans:
-    about 90 objects a dashboard read) until the cyclic garbage collector came by. Served,
-    that was a young collection every ~100 requests and ~8x the collector's CPU of a
-    request without it. The cycle is cut after a complete, error-free execution only: with
-    errors, graphql-core may still settle sibling fields in the background.
-    """
-
-    def build_response(self, data: dict[str, Any] | None) -> Any:
-        response = super().build_response(data)
-        if isinstance(response, GraphQLExecutionResult) and not response.errors:
-            self.async_helpers = None  # type: ignore[assignment]
-        return response
-
-
 class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
     def __init__(self, *args: Any, policy: OperationPolicy, **kwargs: Any) -> None:
-        super().__init__(
-            *args,
-            extensions=policy.subscription_extensions(),
-            execution_context_class=AcyclicExecutionContext,
-            **kwargs,
-        )
+        super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
+        # Bound after the build: the executor's shortcuts are read off the finished schema.
+        self.execution_context_class = GatewayExecutionContext.for_schema(self._schema)
         self.policy = policy
 
     async def execute(  # type: ignore[override]
@@ -170,7 +150,7 @@ class GatewaySchema(strawberry.Schema):
                 context_value,
                 root_value,
                 operation_name,
-                ALL_OPERATION_TYPES if allowed_operation_types is None else allowed_operation_types,
+                EXECUTABLE if allowed_operation_types is None else allowed_operation_types,
                 operation_extensions,
             )
         if result.errors:
@@ -203,7 +183,7 @@ class GatewaySchema(strawberry.Schema):
         if definition is None:
             raise CannotGetOperationTypeError(operation_name)
         operation = Operation(document, definition, variables, context)
-        if operation.type not in allowed:
+        if operation.type not in allowed or operation.type not in EXECUTABLE:
             raise InvalidOperationTypeError(operation.type)
         errors = policy.documents.validate(
             self._schema, query, document, (*specified_rules, *policy.rules)

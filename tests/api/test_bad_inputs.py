@@ -217,3 +217,18 @@ async def test_a_lone_surrogate_anywhere_in_the_body_is_a_400(api: Api) -> None:
     ):
         response = await raw_post(api, body)
         assert response.status_code == 400, response.text
+
+
+async def test_a_subscription_posted_over_http_is_a_400_not_an_unexpected_error(
+    api: Api,
+) -> None:
+    # Subscriptions are served over the websocket (graphql-transport-ws) only.
+    token = api.token(await api.subscribed_account())
+    response = await api.client.post(
+        "/graphql",
+        json={"query": "subscription { creditsChanged { creditsTotal } }"},
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 400
+    assert response.text == "subscriptions are not allowed when using POST"

@@ -11,7 +11,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.main import CreditGateGraphQL
 from graphql_schema.context import Context
-from graphql_schema.operations import AcyclicExecutionContext
+from graphql_schema.execution import GatewayExecutionContext
 from tests.api_client import Api
 
 DASHBOARD = """query Dashboard { me { subscriptionBalance packBalance nextRenewalAt
@@ -42,7 +42,7 @@ async def test_an_answered_read_leaves_no_cycle_holding_its_context(api: Api) ->
             data = await api.as_user(account, DASHBOARD)
             assert data["me"]["subscription"]["plan"] == "PRO"
 
-    held = [o for o in garbage if isinstance(o, Context | AcyclicExecutionContext)]
+    held = [o for o in garbage if isinstance(o, Context | GatewayExecutionContext)]
     assert held == []
 
 
@@ -53,7 +53,7 @@ async def test_without_the_cut_the_executor_cycle_holds_the_context(
     account = await api.subscribed_account("PRO")
     await api.as_user(account, DASHBOARD)
     uncut = StrawberryGraphQLCoreExecutionContext.build_response
-    monkeypatch.setattr(AcyclicExecutionContext, "build_response", uncut)
+    monkeypatch.setattr(GatewayExecutionContext, "build_response", uncut)
 
     with cyclic_garbage() as garbage:
         await api.as_user(account, DASHBOARD)
