@@ -44,6 +44,7 @@ from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
+from graphql_schema.json_posts import JsonPostLane
 from graphql_schema.masking import quiet_expected_errors
 from graphql_schema.observability import log_errors_without_documents
 from graphql_schema.schema import create_schema
@@ -51,7 +52,7 @@ from graphql_schema.schema import create_schema
 logger = logging.getLogger("creditgate")
 
 
-class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
+class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
     def __init__(
         self,
         services: Services,
@@ -87,7 +88,7 @@ class CreditGateGraphQL(HardenedRequests, GraphQL[Context, None]):
             return super().encode_json(data)  # type: ignore[no-any-return]
 
     async def get_context(  # type: ignore[override]
-        self, request: Request | WebSocket, response: Response | WebSocket
+        self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         return Context(
             services=self._services,

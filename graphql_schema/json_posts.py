@@ -1,0 +1,96 @@
+"""The request nearly every client sends, one operation POSTed as JSON, answered directly.
+
+Strawberry's HTTP view serves every transport (GET, multipart uploads, streaming, batches,
+the IDE, websockets) through one path. Per POST that path parses the content type through
+``email.message``, builds a sub-response, matches streaming transports against ``Accept``
+and checks the result against runtime protocols: served, more CPU than some of the
+operations it runs (bench/README.md). ``JsonPostLane`` answers a JSON object POSTed with
+``Content-Type: application/json`` through the same hooks (``decode_json``, ``get_context``,
+``execute_operation``, ``process_result``, ``encode_json``), so hardening, trusted documents
+and error handling stay where they are; anything else takes Strawberry's own path, with the
+body already read. A test compares both paths' answers request by request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.http import GraphQLRequestData
+from strawberry.types.unset import UNSET
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/json`` of ``Application/JSON; charset=utf-8``."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def request_data(payload: dict[str, Any]) -> GraphQLRequestData:
+    """The operation in a JSON object, refused with Strawberry's own 400s when malformed."""
+    query, variables, extensions = (
+        payload.get("query"),
+        payload.get("variables"),
+        payload.get("extensions"),
+    )
+    if not isinstance(query, str | None):
+        raise HTTPException(
+            400, "The GraphQL operation's `query` must be a string or null, if provided."
+        )
+    if not isinstance(variables, dict | None):
+        raise HTTPException(
+            400, "The GraphQL operation's `variables` must be an object or null, if provided."
+        )
+    if not isinstance(extensions, dict | None):
+        raise HTTPException(
+            400, "The GraphQL operation's `extensions` must be an object or null, if provided."
+        )
+    return GraphQLRequestData(
+        query=query,
+        variables=variables,
+        operation_name=payload.get("operationName"),
+        extensions=extensions,
+        protocol="http",
+    )
+
+
+class JsonPostLane:
+    """Mixed into a ``strawberry.asgi.GraphQL`` view whose context takes no sub-response
+    (the lane has none to give: headers and status come from the result alone)."""
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        view: Any = self
+        if (
+            isinstance(request, Request)
+            and request.method == "POST"
+            and context is UNSET
+            and root_value is UNSET
+            and media_type(request.headers.get("content-type")) == "application/json"
+            and not (
+                view._stream_transport_map
+                and view._get_stream_transport_from_headers(request.headers)
+            )
+        ):
+            payload = view.parse_json(await request.body())
+            if isinstance(payload, dict):
+                return await self._answer(request, payload)
+            # A batch or a bare value: Strawberry's answer (Starlette keeps the read body).
+        return await super().run(request, context, root_value)  # type: ignore[misc]
+
+    async def _answer(self, request: Request, payload: dict[str, Any]) -> Response:
+        view: Any = self
+        operation = request_data(payload)
+        context = await view.get_context(request, response=None)
+        result = await view.execute_operation(
+            request=request,
+            request_adapter=view.request_adapter_class(request),
+            request_data=operation,
+            context=context,
+            root_value=None,
+            sub_response=None,
+        )
+        response_data = await view.process_result(request=request, result=result)
+        if result.errors:
+            view._handle_errors(result.errors, response_data)
+        return Response(view.encode_json(response_data), media_type="application/json")
