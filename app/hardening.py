@@ -17,13 +17,9 @@ from strawberry.http.types import QueryParams
 from strawberry.types import ExecutionResult
 
 from app.observability.metrics import Metrics
-from app.security.http_guards import (
-    BodySizeLimitMiddleware,
-    JsonPostsOnlyMiddleware,
-    has_lone_surrogate,
-)
+from app.observability.requests import RequestMiddleware
+from app.security.http_guards import HttpGuardsMiddleware, has_lone_surrogate
 from app.security.rate_limits import RateLimiter
-from app.security.request_id import RequestIdMiddleware
 from app.settings import Settings
 from graphql_schema.context import Context
 from graphql_schema.documents import Documents
@@ -124,9 +120,9 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
     )
 
 
-def http_middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: every answer, refusals included, carries a request id."""
-    middleware = [Middleware(RequestIdMiddleware)]
+def http_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """Outermost first: every answer, refusals included, carries a request id and is logged."""
+    middleware = [Middleware(RequestMiddleware, metrics=metrics)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -138,8 +134,9 @@ def http_middleware(settings: Settings) -> list[Middleware]:
                 max_age=600,
             )
         )
-    middleware += [
-        Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
-        Middleware(JsonPostsOnlyMiddleware, paths=("/graphql",)),
-    ]
+    middleware.append(
+        Middleware(
+            HttpGuardsMiddleware, max_bytes=settings.max_body_bytes, json_paths=("/graphql",)
+        )
+    )
     return middleware

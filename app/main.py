@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import orjson
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -33,7 +32,7 @@ from app.hardening import (
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.probes import Probes
-from app.observability.requests import RequestLogMiddleware, current_request
+from app.observability.requests import current_request
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.runtime import settle_heap
@@ -162,9 +161,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             logger.info("stopped: event listener closed, connection pool disposed")
 
     graphql = CreditGateGraphQL(services, settings, limiter=limiter, live=live, metrics=metrics)
-    # Outermost first: the request id, then the request log, so refusals are logged too.
-    middleware = http_middleware(settings)
-    middleware.insert(1, Middleware(RequestLogMiddleware, metrics=metrics))
+    middleware = http_middleware(settings, metrics)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

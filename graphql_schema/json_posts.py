@@ -21,10 +21,7 @@ from starlette.responses import Response
 from strawberry.http import GraphQLRequestData
 from strawberry.types.unset import UNSET
 
-
-def media_type(content_type: str | None) -> str:
-    """``application/json`` of ``Application/JSON; charset=utf-8``."""
-    return (content_type or "").partition(";")[0].strip().lower()
+from app.security.http_guards import media_type
 
 
 def request_data(payload: dict[str, Any]) -> GraphQLRequestData:

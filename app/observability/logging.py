@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy.engine import make_url
 
 from app.observability.requests import current_request
@@ -78,7 +79,12 @@ class JsonFormatter(_Formatter):
             "message": self.message(record),
             **self.fields(record),
         }
-        return redact(json.dumps(line, default=str), self._secrets)
+        try:
+            # orjson: a line a request, about 4x faster than json.dumps (bench/README.md).
+            text = orjson.dumps(line, default=str).decode()
+        except TypeError:  # lone surrogates, which json.dumps escapes
+            text = json.dumps(line, default=str)
+        return redact(text, self._secrets)
 
 
 class TextFormatter(_Formatter):

@@ -28,36 +28,67 @@ def _refusal(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
 
 
-class BodySizeLimitMiddleware:
-    """Refuse a request body over ``max_bytes`` with 413.
+def media_type(content_type: str | None) -> str:
+    """``application/json`` of ``Application/JSON; charset=utf-8`` (media types ignore case)."""
+    return (content_type or "").partition(";")[0].strip().lower()
 
-    A declared ``Content-Length`` is judged before anything is read; a chunked body is read
-    only up to the limit, then replayed to the app.
+
+class HttpGuardsMiddleware:
+    """Refuse, before the app reads anything: a body over ``max_bytes`` (413), and a POST to
+    ``json_paths`` that is not ``application/json`` (415).
+
+    Form and text posts are what a browser sends cross-site without a CORS preflight, so
+    refusing them keeps mutations out of reach of CSRF. A declared ``Content-Length`` is
+    judged before anything is read; a chunked body is read only up to the limit, then
+    replayed to the app. One layer for both guards (bench/README.md).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, json_paths: tuple[str, ...]) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.json_paths = json_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._too_large()(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
+        if (
+            scope["method"] == "POST"
+            and scope["path"] in self.json_paths
+            and media_type(headers.get("content-type")) != "application/json"
+        ):
+            message = "POST a JSON body: Content-Type: application/json."
+            await _refusal(415, "UNSUPPORTED_MEDIA_TYPE", message)(scope, receive, send)
+            return
+        first = await receive()
+        if first["type"] != "http.request":
+            return  # the client went away
+        if not first.get("more_body", False):
+            if len(first.get("body", b"")) > self.max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+            body_message = first  # the usual case: the whole body in one message, no copy
+        else:
+            body = bytearray(first.get("body", b""))
+            while True:
+                if len(body) > self.max_bytes:
+                    await self._too_large()(scope, receive, send)
+                    return
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
             if len(body) > self.max_bytes:
                 await self._too_large()(scope, receive, send)
                 return
-            if not message.get("more_body", False):
-                break
+            body_message = {"type": "http.request", "body": bytes(body), "more_body": False}
         replayed = False
 
         async def replay() -> Message:
@@ -65,32 +96,10 @@ class BodySizeLimitMiddleware:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return body_message
 
         await self.app(scope, replay, send)
 
     def _too_large(self) -> JSONResponse:
         message = f"The request body may be at most {self.max_bytes} bytes."
         return _refusal(413, "PAYLOAD_TOO_LARGE", message)
-
-
-class JsonPostsOnlyMiddleware:
-    """POSTs to ``paths`` must be ``application/json``, else 415.
-
-    Form and text posts are what a browser sends cross-site without a CORS preflight,
-    so refusing them keeps mutations out of reach of CSRF.
-    """
-
-    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
-        self.app = app
-        self.paths = paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
-            content_type = Headers(scope=scope).get("content-type", "")
-            if content_type.partition(";")[0].strip().lower() != "application/json":
-                message = "POST a JSON body: Content-Type: application/json."
-                refusal = _refusal(415, "UNSUPPORTED_MEDIA_TYPE", message)
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
