@@ -46,7 +46,8 @@ class PlainLeaf:
     nullable: bool
 
     def answer(self, source: Any) -> Any:
-        """The coerced value, or ``Undefined`` when graphql-core must decide (errors)."""
+        """The coerced value, or ``Undefined`` when graphql-core must decide (errors); it
+        then reads the attribute again, harmless for the plain values these fields hold."""
         try:
             value = self.read(source)
             if value is None:
