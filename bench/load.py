@@ -103,12 +103,20 @@ end
 
 
 def run_wrk(
-    url: str, spec: LoadSpec, *, seconds: float, connections: int, run_id: str, workdir: Path
+    url: str,
+    spec: LoadSpec,
+    *,
+    seconds: float,
+    connections: int,
+    run_id: str,
+    workdir: Path,
+    cpus: str | None = None,
 ) -> LoadResult:
     script = workdir / f"{run_id}.lua"
     script.write_text(lua_script(spec, run_id))
     threads = 1  # one wrk thread keeps up here and leaves the second core to server and database
     command = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         f"-t{threads}",
         f"-c{connections}",

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -41,7 +42,7 @@ from app.settings import Settings
 from bench import seed
 from bench.load import KEY, Call, LoadResult, LoadSpec, have_wrk, run_python, run_wrk
 from bench.queries import statement_counts
-from bench.servers import ROOT, Server, creditgate_command, reference_command
+from bench.servers import ROOT, Server, creditgate_command, pinned, reference_command
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DATABASE = "creditgate_bench"
@@ -78,6 +79,12 @@ class Bench:
         self.workdir = workdir
         self.secret = secrets.token_urlsafe(48)
         self.use_wrk = have_wrk() and not args.python_client
+        # The server under test on CPU 0, wrk on CPU 1: on a shared 2-core machine the
+        # scheduler otherwise moves the server, wrk and PostgreSQL around, and one round's
+        # ratio swung from 0.45 to 1.28. Both targets get the same core; PostgreSQL floats.
+        pin = self.use_wrk and not args.no_pin and (os.cpu_count() or 1) >= 2
+        pin = pin and shutil.which("taskset") is not None
+        self.server_cpus, self.load_cpus = ("0", "1") if pin else (None, None)
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class Bench:
                 connections=self.args.connections,
                 run_id=run_id,
                 workdir=self.workdir,
+                cpus=self.load_cpus,
             )
         else:
             result = run_python(
@@ -290,10 +298,16 @@ class Bench:
         with ExitStack() as stack:
             servers = {
                 "creditgate": Server(
-                    "creditgate", creditgate_command(), env, self.workdir / f"{backend}-cg.log"
+                    "creditgate",
+                    pinned(creditgate_command(), self.server_cpus),
+                    env,
+                    self.workdir / f"{backend}-cg.log",
                 ),
                 "reference": Server(
-                    "reference", reference_command(), env, self.workdir / f"{backend}-ref.log"
+                    "reference",
+                    pinned(reference_command(), self.server_cpus),
+                    env,
+                    self.workdir / f"{backend}-ref.log",
                 ),
             }
             for server in servers.values():
@@ -492,12 +506,23 @@ def checks(report: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return results
 
 
+def _pinning(report: dict[str, Any]) -> str:
+    pins = report.get("pinned") or {}
+    if not pins.get("servers"):
+        return "servers and wrk on any core"
+    return (
+        f"servers on CPU {pins['servers']}, wrk on CPU {pins['wrk']} "
+        "(2 workers vs 1: servers on any core)"
+    )
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"creditgate vs reference -- {report['cores']} cores, commit {report['commit']}, "
         f"{report['load_generator']}, concurrency {report['concurrency']}, "
         f"{report['rounds']} rounds x {report['duration_s']:g}s "
         f"({report.get('sqlite_rounds', report['rounds'])} on SQLite); medians, ratios per round",
+        _pinning(report),
         "",
         f"{'backend':9}{'operation':46}{'target':12}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'CPU ms/req':>12}{'peak RSS MB':>13}",
@@ -584,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scaling", action="store_true", help="skip history and workers")
     parser.add_argument("--python-client", action="store_true", help="the fallback, not wrk")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL bench database")
+    parser.add_argument("--no-pin", action="store_true", help="let servers and wrk run on any core")
     args = parser.parse_args(argv)
     # A terminated bench still stops its servers and drops its database (finally, ExitStack).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -601,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "sqlite_rounds": args.sqlite_rounds,
             "duration_s": args.duration,
+            "pinned": {"servers": bench.server_cpus, "wrk": bench.load_cpus},
             "backends": {},
         }
         print(f"bench: {report['load_generator']}, {report['cores']} cores", flush=True)

@@ -112,6 +112,11 @@ class Server:
         return {"uvloop": "uvloop/loop." in maps, "httptools": "httptools/parser/" in maps}
 
 
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """``command`` run on the given CPUs only (``taskset``), or as it is."""
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
 def creditgate_command(workers: int = 1) -> list[str]:
     command = [str(Path(sys.executable).parent / "creditgate"), "serve", "--host", "127.0.0.1"]
     return [*command, "--workers", str(workers)] if workers != 1 else command
