@@ -78,10 +78,12 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            if not http or responded:
+            if not http:
                 raise
             # Outside GraphQL (a middleware, the context): logged with the id, answered masked.
             logger.exception("unexpected error, request %s", request_id)
+            if responded:
+                raise
             error = {"message": "Unexpected error.", "extensions": {"requestId": request_id}}
             await JSONResponse({"errors": [error]}, status_code=500)(scope, receive, send_with_id)
         finally:
