@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import strawberry
@@ -73,9 +74,14 @@ class OperationPolicy:
     guards: Sequence[Guard] = ()
     observer: OperationObserver | None = None
 
-    @property
+    @cached_property
     def parse_options(self) -> tuple[tuple[str, Any], ...]:
         return () if self.max_tokens is None else (("max_tokens", self.max_tokens),)
+
+    @cached_property
+    def validation_rules(self) -> tuple[type[ASTValidationRule], ...]:
+        """GraphQL's own rules and the policy's: one tuple, so requests build none."""
+        return (*specified_rules, *self.rules)
 
     def subscription_extensions(self) -> list[Callable[[], SchemaExtension]]:
         """The same policy as Strawberry extensions, for the operations it runs itself."""
@@ -183,11 +189,10 @@ class GatewaySchema(strawberry.Schema):
         if definition is None:
             raise CannotGetOperationTypeError(operation_name)
         operation = Operation(document, definition, variables, context)
-        if operation.type not in allowed or operation.type not in EXECUTABLE:
-            raise InvalidOperationTypeError(operation.type)
-        errors = policy.documents.validate(
-            self._schema, query, document, (*specified_rules, *policy.rules)
-        )
+        kind = operation.type
+        if kind not in allowed or kind not in EXECUTABLE:
+            raise InvalidOperationTypeError(kind)
+        errors = policy.documents.validate(self._schema, query, document, policy.validation_rules)
         if errors:
             return ExecutionResult(data=None, errors=errors), definition
         if policy.guards:

@@ -65,30 +65,12 @@ class HttpGuardsMiddleware:
             message = "POST a JSON body: Content-Type: application/json."
             await _refusal(415, "UNSUPPORTED_MEDIA_TYPE", message)(scope, receive, send)
             return
-        first = await receive()
-        if first["type"] != "http.request":
+        body_message = await self._whole_body(receive)
+        if body_message is None:
             return  # the client went away
-        if not first.get("more_body", False):
-            if len(first.get("body", b"")) > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-            body_message = first  # the usual case: the whole body in one message, no copy
-        else:
-            body = bytearray(first.get("body", b""))
-            while True:
-                if len(body) > self.max_bytes:
-                    await self._too_large()(scope, receive, send)
-                    return
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
-                    break
-            if len(body) > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-            body_message = {"type": "http.request", "body": bytes(body), "more_body": False}
+        if len(body_message.get("body", b"")) > self.max_bytes:
+            await self._too_large()(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -99,6 +81,22 @@ class HttpGuardsMiddleware:
             return body_message
 
         await self.app(scope, replay, send)
+
+    async def _whole_body(self, receive: Receive) -> Message | None:
+        """The body as one message: the first as it is when it holds it all (the usual case,
+        no copy), else the parts joined, read no further than just past the limit."""
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        if not message.get("more_body", False):
+            return message
+        body = bytearray(message.get("body", b""))
+        while message.get("more_body", False) and len(body) <= self.max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body += message.get("body", b"")
+        return {"type": "http.request", "body": bytes(body), "more_body": False}
 
     def _too_large(self) -> JSONResponse:
         message = f"The request body may be at most {self.max_bytes} bytes."
