@@ -87,4 +87,8 @@ def is_unexpected(error: GraphQLError) -> bool:
     if code in PUBLIC_CODES:
         return False
     # Parse and validation errors have no original exception; they describe the document.
-    return error.original_error is not None
+    # Variable values the operation refuses carry one, a GraphQLError on the input (no path).
+    cause = error.original_error
+    if isinstance(cause, GraphQLError) and cause.original_error is None and error.path is None:
+        return False
+    return cause is not None

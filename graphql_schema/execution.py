@@ -22,6 +22,7 @@ from typing import Any
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
+    GraphQLField,
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -58,30 +59,36 @@ class PlainLeaf:
         return Undefined if coerced is None else coerced
 
 
+def plain_attribute(field: GraphQLField) -> str | None:
+    """The Python attribute a field is read from, when reading it is the whole resolver:
+    a Strawberry field with no resolver, extension, permission or exception handler (what
+    Strawberry itself marks as default), read with the plain ``getattr`` default resolver."""
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if (
+        not isinstance(definition, StrawberryField)
+        or not getattr(field.resolve, "_is_default", False)
+        or definition.default_resolver is not getattr
+        or field.args
+    ):
+        return None
+    return definition.python_name
+
+
 def plain_leaves(schema: GraphQLSchema) -> dict[tuple[str, str], PlainLeaf]:
-    """Every field of the schema's object types that ``PlainLeaf`` may answer: a Strawberry
-    field with no resolver, extension, permission or exception handler (what Strawberry
-    itself marks as default), read with the plain ``getattr`` default resolver, of a
-    scalar or enum type."""
+    """Every field of the schema's object types that ``PlainLeaf`` may answer: a plain
+    attribute (``plain_attribute``) of a scalar or enum type."""
     found: dict[tuple[str, str], PlainLeaf] = {}
     for type_name, named in schema.type_map.items():
         if type_name.startswith("__") or not is_object_type(named):
             continue
         for field_name, field in named.fields.items():
-            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-            if (
-                not isinstance(definition, StrawberryField)
-                or not getattr(field.resolve, "_is_default", False)
-                or definition.default_resolver is not getattr
-                or field.args
-            ):
+            attribute = plain_attribute(field)
+            if attribute is None:
                 continue
             nullable = not isinstance(field.type, GraphQLNonNull)
             leaf = field.type if nullable else field.type.of_type
             if is_leaf_type(leaf):
-                found[type_name, field_name] = PlainLeaf(
-                    attrgetter(definition.python_name), leaf, nullable
-                )
+                found[type_name, field_name] = PlainLeaf(attrgetter(attribute), leaf, nullable)
     return found
 
 

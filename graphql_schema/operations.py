@@ -38,6 +38,7 @@ from graphql_schema.documents import DocumentCache, Documents
 from graphql_schema.execution import GatewayExecutionContext
 from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.observability import OperationObserver, noting_results
+from graphql_schema.plans import QueryPlans
 
 # What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
 # graphql-core would resolve its field once, as a query, and fail unexpectedly.
@@ -134,6 +135,7 @@ class GatewaySchema(strawberry.Schema):
         # Bound after the build: the executor's shortcuts are read off the finished schema.
         self.execution_context_class = GatewayExecutionContext.for_schema(self._schema)
         self.policy = policy
+        self.plans = QueryPlans(policy.documents.maxsize)
 
     async def execute(  # type: ignore[override]
         self,
@@ -199,6 +201,14 @@ class GatewaySchema(strawberry.Schema):
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
+        if kind is OperationType.QUERY:
+            plan = self.plans.get(self._schema, query, operation_name, document, definition)
+            if plan is not None:
+                data = await plan.execute(
+                    self._schema, root_value, context, variables, operation_extensions
+                )
+                if data is not None:
+                    return ExecutionResult(data=data, errors=None), definition
         outcome = await await_maybe(
             graphql_execute(
                 self._schema,

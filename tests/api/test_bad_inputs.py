@@ -232,3 +232,25 @@ async def test_a_subscription_posted_over_http_is_a_400_not_an_unexpected_error(
 
     assert response.status_code == 400
     assert response.text == "subscriptions are not allowed when using POST"
+
+
+async def test_a_variable_missing_or_of_the_wrong_type_is_told_not_masked(api: Api) -> None:
+    query = "query($ids: [ID!]!) { accounts(ids: $ids) { id } }"
+
+    missing = await api.post(query, {}, token=api.token())
+    wrong = await api.post(query, {"ids": [{"no": 1}]}, token=api.token())
+
+    assert missing == {
+        "data": None,
+        "errors": [
+            {
+                "message": "Variable '$ids' has invalid value: Expected a value of non-null"
+                " type '[ID!]!' to be provided.",
+                "locations": [{"line": 1, "column": 7}],
+            }
+        ],
+    }
+    assert wrong["data"] is None
+    assert [e["message"] for e in wrong["errors"]] == [
+        "Variable '$ids' has invalid value at [0]: ID cannot represent value: {'no': 1}"
+    ]
