@@ -229,29 +229,29 @@ class Bench:
         rounds_wanted: int | None = None,
     ) -> dict[str, Any]:
         """Rounds of A then B, B then A, ...; medians per target, ratio of first to second."""
+        return _summary(self.run_rounds(servers, specs, tag, rounds_wanted or self.args.rounds))
+
+    def run_rounds(
+        self,
+        servers: dict[str, Server],
+        specs: dict[str, LoadSpec],
+        tag: str,
+        count: int,
+        first: int = 0,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """A warm-up of each target, then ``count`` rounds numbered from ``first``: A then B
+        in even rounds, B then A in odd ones."""
         names = list(servers)
         for name in names:  # warm-up: connections, caches, JIT-free but page-cache-full
             self.load(servers[name], specs[name], 1, f"{tag}-warm-{name}")
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-        for number in range(rounds_wanted or self.args.rounds):
+        for number in range(first, first + count):
             order = names if number % 2 == 0 else names[::-1]
             for name in order:
                 rounds[name].append(
                     self.load(servers[name], specs[name], self.args.duration, f"{tag}-{number}")
                 )
-        summary: dict[str, Any] = {name: _median(rounds[name]) for name in names}
-        # A round's two loads ran back to back, under the same background load: ratios are
-        # taken per round, then their median, which the machine's swings disturb least.
-        pairs = list(zip(rounds[names[0]], rounds[names[1]], strict=True))
-        per_round = {
-            "rps": [a["rps"] / b["rps"] for a, b in pairs],
-            "p50": [a["p50_ms"] / b["p50_ms"] for a, b in pairs],
-            "p99": [a["p99_ms"] / b["p99_ms"] for a, b in pairs],
-        }
-        summary["ratio"] = {key: statistics.median(values) for key, values in per_round.items()}
-        summary["ratio"]["rps_per_round"] = per_round["rps"]
-        summary["rounds"] = rounds
-        return summary
+        return rounds
 
     # -- one backend ------------------------------------------------------------------------
 
@@ -270,20 +270,46 @@ class Bench:
                     settings, self.token(None), fixture["accounts"], self.probe_calls(fixture)
                 )
             )
-            with self.servers(backend, env) as servers:
-                report["server_modules"] = {n: s.loaded_modules() for n, s in servers.items()}
-                report["operations"] = {}
-                for operation in OPERATIONS:
-                    operation_specs = {name: specs[operation][name] for name in servers}
-                    summary = self.alternate(
-                        servers, operation_specs, f"{backend}-{operation}", self.rounds(backend)
-                    )
-                    report["operations"][operation] = summary
-                    _progress(backend, operation, summary)
-                report["peak_rss_mb"] = {n: s.peak_rss_mb() for n, s in servers.items()}
-                if backend == "postgres" and not self.args.no_scaling:
-                    report["history"] = self.history(servers["creditgate"], fixture)
-                    _progress(backend, "history", report["history"])
+            # The rounds are shared out over fresh pairs of server processes: the same code
+            # in two processes measured up to 10% apart (hash seeds, memory layout), so a
+            # ratio taken on one pair is partly that pair's luck.
+            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
+                operation: {"creditgate": [], "reference": []} for operation in OPERATIONS
+            }
+            peak: dict[str, float] = {}
+            shares = _shares(self.rounds(backend), self.args.pairs)
+            for pair, share in enumerate(shares):
+                with self.servers(backend, env, pair) as servers:
+                    if pair == 0:
+                        report["server_modules"] = {
+                            n: s.loaded_modules() for n, s in servers.items()
+                        }
+                    for operation in OPERATIONS:
+                        got = self.run_rounds(
+                            servers,
+                            {name: specs[operation][name] for name in servers},
+                            f"{backend}-{operation}-pair{pair}",
+                            share,
+                            first=sum(shares[:pair]),
+                        )
+                        for name, measured in got.items():
+                            rounds[operation][name].extend(measured)
+                    for name, server in servers.items():
+                        peak[name] = max(peak.get(name, 0.0), server.peak_rss_mb())
+                    if (
+                        pair == len(shares) - 1
+                        and backend == "postgres"
+                        and not self.args.no_scaling
+                    ):
+                        report["history"] = self.history(servers["creditgate"], fixture)
+            report["pairs"] = len(shares)
+            report["operations"] = {}
+            for operation in OPERATIONS:
+                report["operations"][operation] = _summary(rounds[operation])
+                _progress(backend, operation, report["operations"][operation])
+            report["peak_rss_mb"] = peak
+            if "history" in report:
+                _progress(backend, "history", report["history"])
             if backend == "postgres" and not self.args.no_scaling:
                 report["workers"] = self.workers(env, specs["editor"]["creditgate"])
                 _progress(backend, "workers", report["workers"])
@@ -294,20 +320,20 @@ class Bench:
         return report
 
     @contextmanager
-    def servers(self, backend: str, env: dict[str, str]) -> Iterator[dict[str, Server]]:
+    def servers(self, backend: str, env: dict[str, str], pair: int) -> Iterator[dict[str, Server]]:
         with ExitStack() as stack:
             servers = {
                 "creditgate": Server(
                     "creditgate",
                     pinned(creditgate_command(), self.server_cpus),
                     env,
-                    self.workdir / f"{backend}-cg.log",
+                    self.workdir / f"{backend}-cg-{pair}.log",
                 ),
                 "reference": Server(
                     "reference",
                     pinned(reference_command(), self.server_cpus),
                     env,
-                    self.workdir / f"{backend}-ref.log",
+                    self.workdir / f"{backend}-ref-{pair}.log",
                 ),
             }
             for server in servers.values():
@@ -426,6 +452,31 @@ def _admin(url: Any, statement: str) -> None:
     asyncio.run(run())
 
 
+def _shares(rounds: int, pairs: int) -> list[int]:
+    """``rounds`` shared out as evenly as possible over at most ``pairs`` pairs, each pair
+    getting at least one round: 10 over 3 is [4, 3, 3]."""
+    pairs = max(1, min(pairs, rounds))
+    return [rounds // pairs + (1 if i < rounds % pairs else 0) for i in range(pairs)]
+
+
+def _summary(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per target, and the median of the per-round ratios of the first to the second."""
+    names = list(rounds)
+    summary: dict[str, Any] = {name: _median(rounds[name]) for name in names}
+    # A round's two loads ran back to back, under the same background load: ratios are
+    # taken per round, then their median, which the machine's swings disturb least.
+    pairs = list(zip(rounds[names[0]], rounds[names[1]], strict=True))
+    per_round = {
+        "rps": [a["rps"] / b["rps"] for a, b in pairs],
+        "p50": [a["p50_ms"] / b["p50_ms"] for a, b in pairs],
+        "p99": [a["p99_ms"] / b["p99_ms"] for a, b in pairs],
+    }
+    summary["ratio"] = {key: statistics.median(values) for key, values in per_round.items()}
+    summary["ratio"]["rps_per_round"] = per_round["rps"]
+    summary["rounds"] = rounds
+    return summary
+
+
 def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     requests = sum(r["requests"] for r in rounds)
     cpu = [r["cpu_ms_per_request"] * r["requests"] for r in rounds if r["cpu_ms_per_request"]]
@@ -521,7 +572,8 @@ def table(report: dict[str, Any]) -> str:
         f"creditgate vs reference -- {report['cores']} cores, commit {report['commit']}, "
         f"{report['load_generator']}, concurrency {report['concurrency']}, "
         f"{report['rounds']} rounds x {report['duration_s']:g}s "
-        f"({report.get('sqlite_rounds', report['rounds'])} on SQLite); medians, ratios per round",
+        f"({report.get('sqlite_rounds', report['rounds'])} on SQLite) over "
+        f"{report.get('pairs', 1)} pairs of server processes; medians, ratios per round",
         _pinning(report),
         "",
         f"{'backend':9}{'operation':46}{'target':12}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
@@ -599,6 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sqlite-rounds", type=int, default=4, help="A/B rounds per operation on SQLite (4)"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2,
+        help="fresh pairs of server processes the rounds are shared over (2)",
+    )
     parser.add_argument("--connections", type=int, default=16, help="concurrency (16)")
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument(
@@ -626,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.connections,
             "rounds": args.rounds,
             "sqlite_rounds": args.sqlite_rounds,
+            "pairs": args.pairs,
             "duration_s": args.duration,
             "pinned": {"servers": bench.server_cpus, "wrk": bench.load_cpus},
             "backends": {},
