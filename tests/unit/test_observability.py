@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+from datetime import UTC, datetime
 
 from graphql import GraphQLError
 
-from app.observability.logging import JsonFormatter, TextFormatter, redact
+from app.observability.logging import JsonFormatter, TextFormatter, iso_milliseconds, redact
 from app.observability.metrics import MAX_OPERATION_NAMES, Metrics
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
@@ -34,6 +36,15 @@ def test_a_json_line_carries_the_request_fields_and_no_token() -> None:
     assert line["message"] == "failed with [REDACTED]"
     assert (line["request_id"], line["operation"], line["account_id"]) == ("r1", "Run", "a")
     assert line["duration_ms"] == 1.5 and line["level"] == "info"
+
+
+def test_a_line_s_time_is_what_isoformat_writes_to_the_millisecond() -> None:
+    moments = [random.uniform(1.7e9, 1.9e9) for _ in range(20_000)]
+    # Where rounding to the microsecond decides the millisecond, or the second.
+    moments += [round(m, 3) + d for m in moments[:2000] for d in (0.0005, -0.0005, 0.9999995)]
+    for moment in moments:
+        expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+        assert iso_milliseconds(moment) == expected, moment
 
 
 def test_a_development_line_is_readable() -> None:
