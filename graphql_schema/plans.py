@@ -21,6 +21,7 @@ types or introspection beyond ``__typename``; the rest runs through graphql-core
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graphql_schema.execution import PlainLeaf, plain_attribute
 
+logger = logging.getLogger("creditgate")
 NO_VARIABLES = VariableValues({}, {})
 NO_ARGUMENTS: dict[str, Any] = {}
 
@@ -143,6 +145,11 @@ class QueryPlan:
                 data = await data
         except Abandon:
             return None
+        except Exception:
+            # Resolvers' exceptions arrive as Abandon: this is the plan's own fault. The
+            # client still gets graphql-core's answer; the log gets the traceback.
+            logger.exception("query plan failed; graphql-core answers instead")
+            return None
         return data  # type: ignore[no-any-return]
 
 
@@ -163,15 +170,14 @@ class PlanRun:
 
     __slots__ = (
         "context_value",
+        "fragment_definitions",
+        "operation",
         "operation_extensions",
-        "plan",
         "root_value",
         "schema",
         "variable_values",
     )
 
-    fragment_definitions = property(lambda self: self.plan.fragments)
-    operation = property(lambda self: self.plan.operation)
     is_awaitable = staticmethod(optimized_is_awaitable)
     abort_signal = None
     async_helpers = HELPERS
@@ -186,7 +192,8 @@ class PlanRun:
         variables: VariableValues,
         operation_extensions: dict[str, Any] | None,
     ) -> None:
-        self.plan = plan
+        self.fragment_definitions = plan.fragments
+        self.operation = plan.operation
         self.schema = schema
         self.root_value = root_value
         self.context_value = context
@@ -210,6 +217,10 @@ class PlanRun:
         return self._fill(data, pending)
 
     async def _fill(self, data: dict[str, Any], pending: list[tuple[str, Any]]) -> Any:
+        if len(pending) == 1:  # the common case: one resolver to wait for
+            key, value = pending[0]
+            data[key] = await value
+            return data
         values = await _settle_all([value for _, value in pending])
         for (key, _), value in zip(pending, values, strict=True):
             data[key] = value

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from graphql_schema.operations import GatewaySchema
-from graphql_schema.plans import QueryPlan, QueryPlans, plan_query
+from graphql_schema.plans import PlanRun, QueryPlan, QueryPlans, plan_query
 from tests.api.test_ledger import recorded_statements
 from tests.api_client import Api
 from tests.db import Rows
@@ -191,3 +191,18 @@ def test_abstract_types_get_no_plan() -> None:
         assert plan_query(schema, node, node.definitions[0]) is None  # type: ignore[arg-type]
     node = parse("{ person { name } }")
     assert plan_query(schema, node, node.definitions[0]) is not None  # type: ignore[arg-type]
+
+
+async def test_a_plan_that_breaks_is_logged_and_graphql_core_answers(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = await api.subscribed_account("PRO")
+
+    def broken(*_args: Any) -> Any:
+        raise AttributeError("a bug in the plan")
+
+    monkeypatch.setattr(PlanRun, "select", broken)
+    body = await api.post("{ me { creditsTotal } }", token=api.token(account))
+
+    assert body == {"data": {"me": {"creditsTotal": 4000}}}  # PRO, as the tests set it
+    assert any("query plan failed" in r.getMessage() and r.exc_info for r in caplog.records)
