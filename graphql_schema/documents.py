@@ -10,9 +10,9 @@ re-parsed after eviction is validated again.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
 from graphql.validation import ASTValidationRule
@@ -20,6 +20,30 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 Rules = tuple[type[ASTValidationRule], ...]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class PerDocument(Generic[K, V]):
+    """What was worked out for a document, in a bounded LRU keyed by its text (and whatever
+    else decides the outcome); an entry is reused only for the very document object it was
+    made from, so a document re-parsed after eviction is worked out again."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[K, tuple[DocumentNode, V]] = OrderedDict()
+
+    def get(self, key: K, document: DocumentNode, make: Callable[[], V]) -> V:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is document:
+            self._entries.move_to_end(key)
+            return hit[1]
+        value = make()
+        self._entries[key] = (document, value)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return value
 
 
 class Documents:
@@ -28,23 +52,15 @@ class Documents:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.parse = lru_cache(maxsize=maxsize)(_parse)
-        self._validated: OrderedDict[tuple[str, Rules], tuple[DocumentNode, list[GraphQLError]]]
-        self._validated = OrderedDict()
+        self._validated: PerDocument[tuple[str, Rules], list[GraphQLError]]
+        self._validated = PerDocument(maxsize)
 
     def validate(
         self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: Rules
     ) -> list[GraphQLError]:
-        key = (query, rules)
-        hit = self._validated.get(key)
-        if hit is not None and hit[0] is document:
-            self._validated.move_to_end(key)
-            return hit[1]
-        errors = validate_document(schema, document, rules)
-        self._validated[key] = (document, errors)
-        self._validated.move_to_end(key)
-        if len(self._validated) > self.maxsize:
-            self._validated.popitem(last=False)
-        return errors
+        return self._validated.get(
+            (query, rules), document, lambda: validate_document(schema, document, rules)
+        )
 
 
 def _parse(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:

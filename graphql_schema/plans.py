@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
@@ -61,6 +60,7 @@ from graphql.type import GraphQLResolveInfoHelpers, TypeNameMetaFieldDef
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from graphql_schema.documents import PerDocument
 from graphql_schema.execution import PlainLeaf, plain_attribute
 
 logger = logging.getLogger("creditgate")
@@ -442,14 +442,10 @@ def _completion(
 
 
 class QueryPlans:
-    """Plans by query text and operation name, bounded like the document caches; a plan is
-    reused only with the very document object it was made from."""
+    """Plans by query text and operation name, bounded like the document caches."""
 
     def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._plans: OrderedDict[tuple[str, str | None], tuple[DocumentNode, QueryPlan | None]] = (
-            OrderedDict()
-        )
+        self._plans: PerDocument[tuple[str, str | None], QueryPlan | None] = PerDocument(maxsize)
 
     def get(
         self,
@@ -459,13 +455,6 @@ class QueryPlans:
         document: DocumentNode,
         operation: OperationDefinitionNode,
     ) -> QueryPlan | None:
-        key = (query, operation_name)
-        hit = self._plans.get(key)
-        if hit is not None and hit[0] is document:
-            self._plans.move_to_end(key)
-            return hit[1]
-        plan = plan_query(schema, document, operation)
-        self._plans[key] = (document, plan)
-        if len(self._plans) > self.maxsize:
-            self._plans.popitem(last=False)
-        return plan
+        return self._plans.get(
+            (query, operation_name), document, lambda: plan_query(schema, document, operation)
+        )

@@ -1,7 +1,9 @@
-from graphql import GraphQLError
+from collections.abc import Callable
+
+from graphql import GraphQLError, parse
 from graphql.validation import NoUnusedFragmentsRule, specified_rules
 
-from graphql_schema.documents import Documents
+from graphql_schema.documents import Documents, PerDocument
 from graphql_schema.schema import create_schema
 
 SCHEMA = create_schema()._schema
@@ -57,3 +59,24 @@ def test_the_caches_are_bounded_and_a_reparsed_document_is_validated_again() -> 
     reparsed = documents.parse(BAD, ())
     assert reparsed is not evicted
     assert documents.validate(SCHEMA, BAD, reparsed, RULES) != []
+
+
+def test_a_per_document_entry_serves_only_its_own_document_and_the_oldest_goes_first() -> None:
+    entries: PerDocument[str, int] = PerDocument(maxsize=2)
+    made: list[str] = []
+
+    def make(name: str) -> Callable[[], int]:
+        def made_now() -> int:
+            made.append(name)
+            return len(made)
+
+        return made_now
+
+    first, again, other = parse("{ a }"), parse("{ a }"), parse("{ b }")
+    assert entries.get("a", first, make("a")) == 1
+    assert entries.get("a", first, make("a")) == 1  # the same document object: kept
+    assert entries.get("a", again, make("a again")) == 2  # re-parsed: worked out again
+    entries.get("b", other, make("b"))
+    entries.get("c", other, make("c"))  # over the bound: "a", the oldest, goes
+    assert entries.get("a", again, make("a evicted")) == 5
+    assert made == ["a", "a again", "b", "c", "a evicted"]
