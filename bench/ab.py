@@ -15,9 +15,9 @@ import argparse
 import os
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 from bench.run import DEFAULT_POSTGRES, OPERATIONS, Bench, _shares, _summary
 from bench.servers import ROOT, Server, creditgate_command, pinned
@@ -57,11 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             env = bench.server_env(database_url)
             specs = bench.specs(fixture)
             trees = {"A": ROOT, "B": other}
-            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
-                op: {"A": [], "B": []} for op in operations
-            }
-            shares = _shares(args.rounds, args.pairs)
-            for pair, share in enumerate(shares):
+
+            @contextmanager
+            def start_pair(pair: int) -> Iterator[dict[str, Server]]:
                 with ExitStack() as stack:
                     servers = {}
                     for name, tree in trees.items():
@@ -75,21 +73,19 @@ def main(argv: list[str] | None = None) -> int:
                         stack.callback(server.stop)
                         server.start("/graphql")
                         servers[name] = server
-                    for op in operations:
-                        spec = specs[op]["creditgate"]
-                        got = bench.run_rounds(
-                            servers,
-                            {"A": spec, "B": spec},
-                            f"ab-{op}-{pair}",
-                            share,
-                            first=sum(shares[:pair]),
-                        )
-                        for name, measured in got.items():
-                            rounds[op][name].extend(measured)
+                    yield servers
+
+            rounds = bench.paired_rounds(
+                start_pair,
+                {op: {name: specs[op]["creditgate"] for name in trees} for op in operations},
+                "ab",
+                args.rounds,
+            )
         finally:
             bench.drop_database("postgres")
 
-    print(f"A = {ROOT}, B = {other}; {args.rounds} rounds over {len(shares)} pairs")
+    pairs = len(_shares(args.rounds, args.pairs))
+    print(f"A = {ROOT}, B = {other}; {args.rounds} rounds over {pairs} pairs")
     for op in operations:
         summary = _summary(rounds[op])
         cpu = summary["A"]["cpu_ms_per_request"] / summary["B"]["cpu_ms_per_request"]

@@ -22,8 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from bench.servers import ROOT, Server, creditgate_command, pinned, reference_co
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DATABASE = "creditgate_bench"
+TARGETS = ("creditgate", "reference")  # the ratio is the first over the second
 RESULTS = ROOT / "bench" / "results"
 ACCOUNTS = 200
 HISTORY_PAIRS = 49_999  # + its grant and one run: 100,000 ledger entries
@@ -222,14 +223,37 @@ class Bench:
         }
 
     def alternate(
-        self,
-        servers: dict[str, Server],
-        specs: dict[str, LoadSpec],
-        tag: str,
-        rounds_wanted: int | None = None,
+        self, servers: dict[str, Server], specs: dict[str, LoadSpec], tag: str
     ) -> dict[str, Any]:
         """Rounds of A then B, B then A, ...; medians per target, ratio of first to second."""
-        return _summary(self.run_rounds(servers, specs, tag, rounds_wanted or self.args.rounds))
+        return _summary(self.run_rounds(servers, specs, tag, self.args.rounds))
+
+    def paired_rounds(
+        self,
+        start_pair: Callable[[int], AbstractContextManager[dict[str, Server]]],
+        specs: dict[str, dict[str, LoadSpec]],
+        tag: str,
+        count: int,
+        after_pair: Callable[[int, bool, dict[str, Server]], None] | None = None,
+    ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """``count`` rounds of each operation in ``specs`` (operation -> target -> load),
+        shared over ``--pairs`` fresh pairs of servers from ``start_pair(number)``: the same
+        code in two processes measured up to 10% apart (hash seeds, memory layout), so a
+        ratio taken on one pair is partly that pair's luck. ``after_pair(number, last,
+        servers)`` runs while a pair is still up."""
+        rounds: dict[str, dict[str, list[dict[str, Any]]]] = {op: {} for op in specs}
+        shares = _shares(count, self.args.pairs)
+        for pair, share in enumerate(shares):
+            with start_pair(pair) as servers:
+                for op, targets in specs.items():
+                    got = self.run_rounds(
+                        servers, targets, f"{tag}-{op}-pair{pair}", share, sum(shares[:pair])
+                    )
+                    for name, measured in got.items():
+                        rounds[op].setdefault(name, []).extend(measured)
+                if after_pair is not None:
+                    after_pair(pair, pair == len(shares) - 1, servers)
+        return rounds
 
     def run_rounds(
         self,
@@ -270,39 +294,24 @@ class Bench:
                     settings, self.token(None), fixture["accounts"], self.probe_calls(fixture)
                 )
             )
-            # The rounds are shared out over fresh pairs of server processes: the same code
-            # in two processes measured up to 10% apart (hash seeds, memory layout), so a
-            # ratio taken on one pair is partly that pair's luck.
-            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
-                operation: {"creditgate": [], "reference": []} for operation in OPERATIONS
-            }
             peak: dict[str, float] = {}
-            shares = _shares(self.rounds(backend), self.args.pairs)
-            for pair, share in enumerate(shares):
-                with self.servers(backend, env, pair) as servers:
-                    if pair == 0:
-                        report["server_modules"] = {
-                            n: s.loaded_modules() for n, s in servers.items()
-                        }
-                    for operation in OPERATIONS:
-                        got = self.run_rounds(
-                            servers,
-                            {name: specs[operation][name] for name in servers},
-                            f"{backend}-{operation}-pair{pair}",
-                            share,
-                            first=sum(shares[:pair]),
-                        )
-                        for name, measured in got.items():
-                            rounds[operation][name].extend(measured)
-                    for name, server in servers.items():
-                        peak[name] = max(peak.get(name, 0.0), server.peak_rss_mb())
-                    if (
-                        pair == len(shares) - 1
-                        and backend == "postgres"
-                        and not self.args.no_scaling
-                    ):
-                        report["history"] = self.history(servers["creditgate"], fixture)
-            report["pairs"] = len(shares)
+
+            def after_pair(pair: int, last: bool, servers: dict[str, Server]) -> None:
+                if pair == 0:
+                    report["server_modules"] = {n: s.loaded_modules() for n, s in servers.items()}
+                for name, server in servers.items():
+                    peak[name] = max(peak.get(name, 0.0), server.peak_rss_mb())
+                if last and backend == "postgres" and not self.args.no_scaling:
+                    report["history"] = self.history(servers["creditgate"], fixture)
+
+            rounds = self.paired_rounds(
+                lambda pair: self.servers(backend, env, pair),
+                {op: {name: specs[op][name] for name in TARGETS} for op in OPERATIONS},
+                backend,
+                self.rounds(backend),
+                after_pair,
+            )
+            report["pairs"] = len(_shares(self.rounds(backend), self.args.pairs))
             report["operations"] = {}
             for operation in OPERATIONS:
                 report["operations"][operation] = _summary(rounds[operation])

@@ -51,12 +51,21 @@ class PlainLeaf:
         then reads the attribute again, harmless for the plain values these fields hold."""
         try:
             value = self.read(source)
-            if value is None:
-                return None if self.nullable else Undefined
-            coerced = self.type.coerce_output_value(value)
         except Exception:
             return Undefined
-        return Undefined if coerced is None else coerced
+        if value is None:
+            return None if self.nullable else Undefined
+        return coerced_leaf(self.type, value)
+
+
+def coerced_leaf(type_: GraphQLLeafType, value: Any) -> Any:
+    """A non-null value coerced to a scalar or enum as graphql-core completes a leaf, or
+    ``Undefined`` where graphql-core would raise (the value refused, or coerced to null)."""
+    try:
+        coerced = type_.coerce_output_value(value)
+    except Exception:
+        return Undefined
+    return Undefined if coerced is None else coerced
 
 
 def plain_attribute(field: GraphQLField) -> str | None:

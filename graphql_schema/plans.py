@@ -61,7 +61,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graphql_schema.documents import PerDocument
-from graphql_schema.execution import PlainLeaf, plain_attribute
+from graphql_schema.execution import PlainLeaf, coerced_leaf, plain_attribute
 
 logger = logging.getLogger("creditgate")
 NO_VARIABLES = VariableValues({}, {})
@@ -228,18 +228,10 @@ class PlanRun:
 
     def field(self, step: FieldStep, source: Any, path: Path | None) -> Any:
         if step.leaf is not None:  # a plain scalar or enum attribute: no path, no info
-            try:
-                value = step.read(source)  # type: ignore[misc]
-                if value is None:
-                    if step.leaf.nullable:
-                        return None
-                    raise Abandon
-                coerced = step.leaf.type.coerce_output_value(value)
-            except Exception:
-                raise Abandon from None
-            if coerced is None or coerced is Undefined:
+            answer = step.leaf.answer(source)
+            if answer is Undefined:
                 raise Abandon
-            return coerced
+            return answer
         path = Path(path, step.key, step.parent.name)
         try:
             if step.read is not None:
@@ -280,11 +272,8 @@ class PlanRun:
         elif value is None:
             return None
         if type(completion) is Leaf:
-            try:
-                coerced = completion.type.coerce_output_value(value)
-            except Exception:
-                raise Abandon from None
-            if coerced is None or coerced is Undefined:
+            coerced = coerced_leaf(completion.type, value)
+            if coerced is Undefined:
                 raise Abandon
             return coerced
         if type(completion) is Selection:
