@@ -17,7 +17,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from app.clock import Clock, SystemClock
+from app.clock import Clock, SystemClock, clock_for
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.events.live import LiveEvents, build_live_events
@@ -134,7 +134,7 @@ def build_services(
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings.clock_offset_seconds)
     quiet_expected_errors()
     log_errors_without_documents()
     metrics = Metrics()

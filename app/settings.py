@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     events_database_url: str | None = None
     # Longest sleep of the renewal alarm between checks of the clock.
     renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Only with env=test: this process's clock runs this many seconds off the system clock,
+    # so process tests can put a renewal between two processes' clocks without sleeping.
+    clock_offset_seconds: float = Field(default=0.0, ge=-366 * 86400, le=366 * 86400)
 
     # Hardening (README, "Security"): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -92,6 +95,12 @@ class Settings(BaseSettings):
                 "CREDITGATE_JWT_SECRET must be set to a random secret of 32+ characters "
                 "in production"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _clock_offset_only_in_tests(self) -> Settings:
+        if self.clock_offset_seconds and self.env != "test":
+            raise ValueError("CREDITGATE_CLOCK_OFFSET_SECONDS is for CREDITGATE_ENV=test only")
         return self
 
     @model_validator(mode="after")
