@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     events_database_url: str | None = None
     # Longest sleep of the renewal alarm between checks of the clock.
     renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # One account's share of a process's live updates (README, "Live balances").
+    max_connections_per_account: int = Field(default=5, ge=1, le=10_000)
+    max_subscriptions_per_account: int = Field(default=20, ge=1, le=100_000)
 
     # Hardening (README, "Security"): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
