@@ -204,12 +204,11 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
                     return
         if kind is not None:
             self._kinds[operation_id] = kind
-        admitted = {
-            **payload,
-            "query": request.query,
-        }
+        admitted = {**payload, "query": request.query}
         await super().handle_subscribe(cast(SubscribeMessage, {**message, "payload": admitted}))
         operation = self.operations.get(operation_id)
+        if operation is None:
+            self._kinds.pop(operation_id, None)
         if release is not None:
             if operation is None or operation.task is None:
                 release()

@@ -123,8 +123,7 @@ class Hub:
         Service tokens (no account) are trusted backends and are not counted.
         """
         if account_id is not None:
-            held = sum(1 for s in self._sessions if s.account_id == account_id)
-            if held >= self.max_connections_per_account:
+            if self.connections_of(account_id) >= self.max_connections_per_account:
                 raise OverCapacity("websocket connections", self.max_connections_per_account)
         session = Session(self, account_id, expires_at)
         self._sessions.add(session)
@@ -151,6 +150,9 @@ class Hub:
                 del self._subscriptions[account_id]
 
         return release
+
+    def connections_of(self, account_id: str) -> int:
+        return sum(1 for session in self._sessions if session.account_id == account_id)
 
     def subscriptions_of(self, account_id: str) -> int:
         return self._subscriptions.get(account_id, 0)
