@@ -229,7 +229,6 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             variables=variables if isinstance(variables, dict) else None,
             operation_name=payload.get("operationName"),
             extensions=extensions if isinstance(extensions, dict) else None,
-            protocol="subscription",
         )
         trusted = getattr(self.view, "trusted_documents", None)
         return trusted.admit(request, self.context) if trusted is not None else request

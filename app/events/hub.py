@@ -122,9 +122,9 @@ class Hub:
 
         Service tokens (no account) are trusted backends and are not counted.
         """
-        if account_id is not None:
-            if self.connections_of(account_id) >= self.max_connections_per_account:
-                raise OverCapacity("websocket connections", self.max_connections_per_account)
+        limit = self.max_connections_per_account
+        if account_id is not None and self.connections_of(account_id) >= limit:
+            raise OverCapacity("websocket connections", limit)
         session = Session(self, account_id, expires_at)
         self._sessions.add(session)
         self.deadline_set(expires_at)
