@@ -96,6 +96,9 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
             jwt_secret=self._jwt_secret,
             authorization=request.headers.get("authorization"),
             request=request if isinstance(request, Request) else None,
+            websocket_client=(
+                request.client.host if isinstance(request, WebSocket) and request.client else None
+            ),
             request_id=request_id_of(request.scope),
             lists=self._lists,
             feeds=self._feeds,

@@ -24,6 +24,8 @@ class Context:
     jwt_secret: str
     authorization: str | None
     request: Request | None = None
+    # The caller's address over a websocket (``request`` is HTTP only): the per-IP budget.
+    websocket_client: str | None = None
     request_id: str | None = None
     lists: ListLimits = field(default_factory=ListLimits)
     # This process's live subscribers; set where the app serves subscriptions.
@@ -38,6 +40,13 @@ class Context:
     def __post_init__(self) -> None:
         # Loaders bind the running event loop: built here, inside the async get_context.
         self.accounts = AccountLoader(self.services)
+
+    @property
+    def client_host(self) -> str | None:
+        """The caller's IP, over HTTP or a websocket alike."""
+        if self.request is not None:
+            return self.request.client.host if self.request.client else None
+        return self.websocket_client
 
     def renew_loaders(self) -> None:
         """Fresh loaders for the next event: a websocket keeps one context for its lifetime,

@@ -465,3 +465,28 @@ async def test_deeply_nested_variables_are_bad_user_input_and_the_connection_liv
 
         await ws.subscribe("2", query=CREDITS)
         assert (await ws.answer("2"))["payload"]["data"]["creditsChanged"]["id"] == account_id
+
+
+async def test_mutations_over_the_websocket_spend_the_callers_ip_budget_too(
+    serve: Serve,
+) -> None:
+    # given: an IP budget of 2 mutations a minute, spent over HTTP by another account
+    live = await serve(
+        rate_limits_enabled=True,
+        redis_url=None,
+        rate_limit_per_account="1000/minute",
+        rate_limit_per_ip="2/minute",
+    )
+    spender, account_id = await live.api.subscribed_account(), await live.api.subscribed_account()
+    for n in range(2):
+        await live.api.run(spender, key=f"http-{n}")
+
+    # when: a mutation from the same address over the websocket
+    async with raw(live.address, live.api.token(account_id)) as ws:
+        await ws.subscribe("1", query=RUN_GENERATOR, variables=RUN)
+
+        # then
+        refused = await ws.answer("1")
+        assert error_code(refused) == "RATE_LIMITED"
+        assert refused["payload"][0]["extensions"]["scope"] == "ip"
+    assert await live.credits(account_id) == 1000
