@@ -4,8 +4,9 @@ Strawberry's handler, and on top of it, in the order a connection meets them:
 
     frame      bounded before it is parsed: the HTTP body limit once acknowledged, a small
                bound before (connection_init carries only a token); larger closes 4413
-    message    not a JSON object: 4400; nested too deep to decode: the operation is answered
-               BAD_USER_INPUT when its id can be read, and the connection stays open
+    message    not a JSON object: 4400; nested too deep to decode, or holding a lone
+               surrogate (as HTTP refuses): the operation is answered BAD_USER_INPUT when
+               its id can be read, and the connection stays open
     init       the account's connections are counted in the hub: over the cap, 4429
     subscribe  trusted documents (PERSISTED_QUERY_NOT_IN_LIST), variables' depth, unknown
                fragments, then subscriptions counted per account (TOO_MANY_SUBSCRIPTIONS);
@@ -54,6 +55,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types.graphql import OperationType
 
 from app.events.hub import OverCapacity
+from app.security.http_guards import has_lone_surrogate
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError, bad_input
 from graphql_schema.trusted_documents import with_document_id
@@ -118,7 +120,12 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
                     try:
                         message = decode_message(text)
                     except TooDeep as deep:
-                        await self._answer_too_deep(deep.outline)
+                        error = bad_input("The message nests too deeply.", "variables")
+                        await self._refuse_message(deep.outline, error)
+                        continue
+                    if has_lone_surrogate(text, message):
+                        error = bad_input("Strings must be valid Unicode: no lone surrogates.")
+                        await self._refuse_message(message, error)
                         continue
                     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                         await self.handle_invalid_message("Failed to parse message")
@@ -145,16 +152,16 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             return False
         return True
 
-    async def _answer_too_deep(self, outline: object) -> None:
+    async def _refuse_message(self, message: object, error: ApiError) -> None:
+        """Answer a subscribe that cannot run with ``error``; anything else is invalid."""
         if (
             self.connection_acknowledged
-            and isinstance(outline, dict)
-            and outline.get("type") == "subscribe"
-            and isinstance(outline.get("id"), str)
-            and outline["id"] not in self.operations
+            and isinstance(message, dict)
+            and message.get("type") == "subscribe"
+            and isinstance(message.get("id"), str)
+            and message["id"] not in self.operations
         ):
-            error = bad_input("The message nests too deeply.", "variables")
-            await self._refuse(outline["id"], error)
+            await self._refuse(message["id"], error)
             return
         await self.handle_invalid_message("Failed to parse message")
 

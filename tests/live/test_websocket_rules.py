@@ -490,3 +490,19 @@ async def test_mutations_over_the_websocket_spend_the_callers_ip_budget_too(
         assert error_code(refused) == "RATE_LIMITED"
         assert refused["payload"][0]["extensions"]["scope"] == "ip"
     assert await live.credits(account_id) == 1000
+
+
+async def test_a_lone_surrogate_in_variables_is_bad_user_input_and_the_connection_lives(
+    serve: Serve,
+) -> None:
+    live = await serve()
+    account_id = await live.api.subscribed_account()
+    async with raw(live.address, live.api.token(account_id)) as ws:
+        # json.dumps writes the lone surrogate as the escape \ud800, as a hostile client would
+        variables = {**RUN, "prompt": "a\ud800"}
+        await ws.subscribe("1", query=RUN_GENERATOR, variables=variables)
+        assert error_code(await ws.answer("1")) == "BAD_USER_INPUT"
+
+        await ws.subscribe("2", query=CREDITS)
+        assert (await ws.answer("2"))["payload"]["data"]["creditsChanged"]["creditsTotal"] == 1000
+    assert await live.credits(account_id) == 1000
