@@ -183,13 +183,12 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         payload = message.get("payload")
         operation_id = message.get("id")
-        if (
-            not self.connection_acknowledged
-            or operation_id in self.operations
-            or not isinstance(payload, dict)
-            or not isinstance(operation_id, str)
-        ):
+        if not self.connection_acknowledged or operation_id in self.operations:
             await super().handle_subscribe(message)  # closes the connection, as it should
+            return
+        if not isinstance(payload, dict) or not isinstance(operation_id, str):
+            # Strawberry would fail on these with an exception, not a close code.
+            await self.handle_invalid_message("Failed to parse message")
             return
         try:
             request = self._admit(payload)

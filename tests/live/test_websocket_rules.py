@@ -506,3 +506,14 @@ async def test_a_lone_surrogate_in_variables_is_bad_user_input_and_the_connectio
         await ws.subscribe("2", query=CREDITS)
         assert (await ws.answer("2"))["payload"]["data"]["creditsChanged"]["creditsTotal"] == 1000
     assert await live.credits(account_id) == 1000
+
+
+@pytest.mark.parametrize("payload", ["a string", None, ["a", "list"]])
+async def test_a_subscribe_without_an_object_payload_closes_with_4400(
+    serve: Serve, payload: object
+) -> None:
+    live = await serve()
+    account_id = await live.api.create_account()
+    async with raw(live.address, live.api.token(account_id)) as ws:
+        await ws.send({"id": "1", "type": "subscribe", "payload": payload})
+        assert await ws.close_code() == 4400
