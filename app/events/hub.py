@@ -178,6 +178,8 @@ class Hub:
                 return await read()
 
             task = reads[key] = asyncio.ensure_future(run())
+            # Retrieved even if every feed that awaited it has left: no "never retrieved".
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
         result: T = await asyncio.shield(task)
         return result
 
