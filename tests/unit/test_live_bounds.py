@@ -6,13 +6,16 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 
+from app.auth import issue_token, token_expires_at
 from app.domain.events import AccountChanged
 from app.events.hub import Hub, OverCapacity
 from graphql_schema.websocket import TooDeep, decode_message, deeper_than
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+SECRET = "test-secret-0123456789abcdef0123456789"
 
 
 class Reads:
@@ -115,3 +118,16 @@ def test_variables_depth_is_measured_without_recursion() -> None:
     assert not deeper_than({"a": [{"b": [1, 2]}]}, 32)
     assert deeper_than({"a": [[[1]]]}, 3)
     assert not deeper_than({"a": [[1]]}, 3)
+
+
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), 1e300])
+def test_a_token_expiry_that_names_no_moment_is_none_so_the_connection_ends_at_once(
+    exp: float,
+) -> None:
+    token = jwt.encode({"sub": "a", "role": "user", "exp": exp}, SECRET, algorithm="HS256")
+    assert token_expires_at(token, SECRET) is None
+
+
+def test_a_token_expiry_is_the_moment_of_its_exp() -> None:
+    token = issue_token(SECRET, role="user", account_id="a", now=T0, ttl=timedelta(hours=1))
+    assert token_expires_at(token, SECRET) == T0 + timedelta(hours=1)
