@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal
@@ -87,3 +87,15 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("Use 'Authorization: Bearer <token>'.")
     return token.strip()
+
+
+def token_expires_at(token: str, secret: str) -> datetime | None:
+    """When a token ``decode_token`` accepted runs out: a live connection closes then.
+
+    None if its ``exp`` names no representable moment (the caller treats that as now).
+    """
+    try:
+        expires = float(_verified_claims(token, secret)["exp"])
+        return datetime.fromtimestamp(expires, UTC)
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None

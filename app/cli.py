@@ -38,6 +38,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_max_size=settings.max_body_bytes,
     )
     return 0
 

@@ -30,12 +30,20 @@ from graphql_schema.operations import Guard, OperationPolicy
 from graphql_schema.rate_limiting import MutationRateLimit
 from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
+from graphql_schema.websocket import GatewayTransportWS, TextFrames, WebSocketLimits
 
 
 class HardenedRequests:
-    """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``."""
+    """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``.
+
+    The websocket gets the gateway's handler (graphql_schema/websocket.py): the same
+    trusted documents, policy and body limit as HTTP, and per-account caps.
+    """
 
     trusted_documents = TrustedDocuments({})
+    websocket_limits = WebSocketLimits()
+    graphql_transport_ws_handler_class = GatewayTransportWS
+    websocket_adapter_class = TextFrames
 
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry answers 500 to a body in another encoding or a bare number or string.
@@ -72,6 +80,11 @@ class HardenedRequests:
         return await super().execute_operation(  # type: ignore[misc]
             request, request_adapter, request_data, context, root_value, sub_response
         )
+
+
+def websocket_limits(settings: Settings) -> WebSocketLimits:
+    """A websocket frame is bounded like an HTTP body (uvicorn's ws_max_size matches)."""
+    return WebSocketLimits(max_frame_bytes=settings.max_body_bytes)
 
 
 def list_limits(settings: Settings) -> ListLimits:

@@ -28,6 +28,7 @@ from app.hardening import (
     operation_policy,
     rate_limiter,
     trusted_documents,
+    websocket_limits,
 )
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -75,6 +76,7 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
         self._jwt_secret = settings.jwt_secret
         self._lists = list_limits(settings)
         self.trusted_documents = trusted_documents(settings)
+        self.websocket_limits = websocket_limits(settings)
         self._feeds = live.hub if live else None
 
     def encode_json(self, data: object) -> str:
@@ -94,19 +96,24 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
             jwt_secret=self._jwt_secret,
             authorization=request.headers.get("authorization"),
             request=request if isinstance(request, Request) else None,
+            websocket_client=(
+                request.client.host if isinstance(request, WebSocket) and request.client else None
+            ),
             request_id=request_id_of(request.scope),
             lists=self._lists,
             feeds=self._feeds,
         )
 
     async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
-        """Refuse the connection (4403) unless connection_init carries a valid token."""
+        """Refuse the connection (4403) unless connection_init carries a valid token; over
+        the account's connection cap, OverCapacity (the handler closes with 4429)."""
         try:
             principal = context.authorize_connection()
         except ApiError:
             principal = None
         if principal is None:
             raise ConnectionRejectionError({"message": "Send a valid Authorization token."})
+        context.open_session(principal)
         record = current_request.get()
         if record is not None:
             record.account_id = principal.account_id or "service"

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Only with env=test: this process's clock runs this many seconds off the system clock,
     # so process tests can put a renewal between two processes' clocks without sleeping.
     clock_offset_seconds: float = Field(default=0.0, ge=-366 * 86400, le=366 * 86400)
+    # One account's share of a process's live updates (README, "Live balances").
+    max_connections_per_account: int = Field(default=5, ge=1, le=10_000)
+    max_subscriptions_per_account: int = Field(default=20, ge=1, le=100_000)
 
     # Hardening (README, "Security"): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
