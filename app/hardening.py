@@ -18,7 +18,12 @@ from strawberry.types import ExecutionResult
 
 from app.observability.metrics import Metrics
 from app.observability.requests import RequestMiddleware
-from app.security.http_guards import HttpGuardsMiddleware, has_lone_surrogate
+from app.security.http_guards import (
+    MAX_JSON_DEPTH,
+    HttpGuardsMiddleware,
+    has_lone_surrogate,
+    nested_deeper_than,
+)
 from app.security.rate_limits import RateLimiter
 from app.settings import Settings
 from graphql_schema.context import Context
@@ -32,6 +37,9 @@ from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
 
 
+TOO_DEEP = f"JSON may nest lists and objects at most {MAX_JSON_DEPTH} deep."
+
+
 class HardenedRequests:
     """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``."""
 
@@ -43,7 +51,12 @@ class HardenedRequests:
             text = data.decode() if isinstance(data, bytes) else data
         except UnicodeDecodeError as exc:
             raise HTTPException(400, "The body must be JSON in UTF-8.") from exc
-        payload = super().decode_json(text)  # type: ignore[misc]
+        try:
+            payload = super().decode_json(text)  # type: ignore[misc]
+        except RecursionError as exc:
+            raise HTTPException(400, TOO_DEEP) from exc
+        if nested_deeper_than(payload):
+            raise HTTPException(400, TOO_DEEP)
         if not isinstance(payload, dict | list):
             raise HTTPException(400, "The body must be a JSON object.")
         if has_lone_surrogate(text, payload):
@@ -93,7 +106,11 @@ def operation_policy(
     if limiter is not None:
         guards.append(MutationRateLimit(limiter))
     return OperationPolicy(
-        documents=Documents(maxsize=settings.document_cache_size),
+        documents=Documents(
+            maxsize=settings.document_cache_size,
+            max_bytes=settings.document_cache_bytes,
+            hide_suggestions=settings.is_production,
+        ),
         rules=(*document_rules(limits), NoNulInStringLiterals),
         max_tokens=limits.max_tokens,
         guards=tuple(guards),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -21,6 +22,29 @@ def has_lone_surrogate(text: str, payload: object) -> bool:
         json.dumps(payload, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return True
+    return False
+
+
+# Deeper than any input of the schema could use; past it, recursive code (the NUL guard,
+# graphql-core's coercion, the JSON encoder) would hit Python's recursion limit (a 500).
+MAX_JSON_DEPTH = 32
+
+
+def nested_deeper_than(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if JSON ``value`` nests lists and objects more than ``limit`` deep (no recursion:
+    a hostile body is exactly what would exhaust it)."""
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
     return False
 
 
