@@ -36,7 +36,6 @@ from graphql_schema.rate_limiting import MutationRateLimit
 from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
 
-
 TOO_DEEP = f"JSON may nest lists and objects at most {MAX_JSON_DEPTH} deep."
 
 
