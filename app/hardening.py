@@ -152,7 +152,10 @@ def http_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         )
     middleware.append(
         Middleware(
-            HttpGuardsMiddleware, max_bytes=settings.max_body_bytes, json_paths=("/graphql",)
+            HttpGuardsMiddleware,
+            max_bytes=settings.max_body_bytes,
+            json_paths=("/graphql",),
+            body_timeout=settings.body_read_timeout_seconds,
         )
     )
     return middleware

@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
     # ... and by bytes each (estimated from the document text), so large documents can't.
     document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
-    # Slow clients: the longest a request body may take to arrive (408 after), and how long
-    # an idle keep-alive connection stays open.
+    # Slow clients: the longest a request head, then its body, may take to arrive (closed;
+    # 408), and how long an idle keep-alive connection stays open.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=600)
     # Logs: JSON lines by default in production, readable lines elsewhere.
