@@ -7,6 +7,7 @@ HTTP middleware from the settings.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cross_web import HTTPException
@@ -39,6 +40,14 @@ from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
 TOO_DEEP = f"JSON may nest lists and objects at most {MAX_JSON_DEPTH} deep."
 
 
+class TooDeeplyNested(json.JSONDecodeError):
+    """JSON nested past ``MAX_JSON_DEPTH``: a decoding error, so each transport refuses it
+    as it refuses malformed JSON (HTTP 400 here; the websocket closes with 4400)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(TOO_DEEP, text, 0)
+
+
 class HardenedRequests:
     """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``."""
 
@@ -53,15 +62,23 @@ class HardenedRequests:
         try:
             payload = super().decode_json(text)  # type: ignore[misc]
         except RecursionError as exc:
-            raise HTTPException(400, TOO_DEEP) from exc
+            raise TooDeeplyNested(text) from exc
         if nested_deeper_than(payload):
-            raise HTTPException(400, TOO_DEEP)
+            raise TooDeeplyNested(text)
         if not isinstance(payload, dict | list):
             raise HTTPException(400, "The body must be a JSON object.")
         if has_lone_surrogate(text, payload):
             raise HTTPException(400, "Strings must be valid Unicode: no lone surrogates.")
         # ``documentId`` is not kept by Strawberry's parser: carried as an extension.
         return with_document_id(payload)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except TooDeeplyNested as exc:
+            raise HTTPException(400, TOO_DEEP) from exc
+        except json.JSONDecodeError as exc:  # as Strawberry answers it
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         return with_document_id(super().parse_query_params(params))  # type: ignore[misc,no-any-return]

@@ -158,3 +158,28 @@ async def test_concurrent_creations_with_one_email_make_one_account_and_conflict
     assert len(made) == 1
     assert codes == ["CONFLICT"] * 19
     assert_no_error_logged(caplog)
+
+
+async def test_a_deeply_nested_websocket_message_closes_with_4400_not_an_error(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The JSON decoder is shared with HTTP: too deep is malformed JSON on both transports.
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.servers import serving
+
+    nested = "[" * 5000 + "]" * 5000
+    async with serving(app) as address:
+        with caplog.at_level(logging.ERROR):
+            async with connect(
+                f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"]
+            ) as ws:  # type: ignore[list-item]
+                await ws.send('{"type": "connection_init", "payload": ' + nested + "}")
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(30):
+                        await ws.recv()
+
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert_no_error_logged(caplog)
