@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
+    # ... and by bytes each (estimated from the document text), so large documents can't.
+    document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    # Slow clients: the longest a request head, then its body, may take to arrive (closed;
+    # 408), and how long an idle keep-alive connection stays open.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=600)
     # Logs: JSON lines by default in production, readable lines elsewhere.
     log_format: Literal["json", "text"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
