@@ -86,3 +86,20 @@ def decode_generation_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     if moment.tzinfo is None or not generation_id:
         raise bad_input("after is not a cursor from this connection.", "after")
     return moment, generation_id
+
+
+def purchase_cursor(created_at: datetime, purchase_id: str) -> str:
+    return _encode(f"purchase:{created_at.isoformat()}|{purchase_id}")
+
+
+def decode_purchase_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    created, _, purchase_id = _decode(cursor, "purchase:").partition("|")
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        raise bad_input("after is not a cursor from this connection.", "after") from None
+    if moment.tzinfo is None or not purchase_id:
+        raise bad_input("after is not a cursor from this connection.", "after")
+    return moment, purchase_id
