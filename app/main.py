@@ -135,6 +135,7 @@ def build_services(
         plans=plans,
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
         payments=payment_provider(settings, clock),
+        payment_reconcile_after=timedelta(seconds=settings.payment_reconcile_after_seconds),
     )
 
 

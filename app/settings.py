@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # Where Checkout sends the customer back; {PURCHASE_ID} is replaced by the purchase id.
     checkout_success_url: str = "http://127.0.0.1:8000/checkout/success?purchase={PURCHASE_ID}"
     checkout_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel?purchase={PURCHASE_ID}"
+    # A purchase PENDING this long is asked about by the sweep instead of waited for.
+    payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -21,3 +21,5 @@ class Services:
     generation_timeout: timedelta = field(default=timedelta(minutes=15))
     # Who takes the money for packs; the sandbox confirms at once.
     payments: PaymentProvider = field(default_factory=SandboxProvider)
+    # Purchases PENDING longer than this are re-fetched from the provider by the sweep.
+    payment_reconcile_after: timedelta = field(default=timedelta(minutes=10))

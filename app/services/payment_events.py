@@ -9,7 +9,6 @@ does the (idempotent) work again, never that an event is lost.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -24,9 +23,6 @@ from app.services.packs import open_checkout
 from app.services.reversals import apply_reversal
 
 log = logging.getLogger("creditgate.payments")
-
-# A checkout left PENDING this long is asked about instead of waited for.
-RECONCILE_AFTER = timedelta(minutes=10)
 
 
 async def handle_event(event: ProviderEvent, services: Services) -> str:
@@ -94,7 +90,9 @@ async def reconcile(services: Services, *, limit: int = 100) -> int:
     """
     now = services.clock.now()
     async with services.db.reading() as uow:
-        rows = await uow.purchases.needing_reconciliation(now - RECONCILE_AFTER, limit)
+        rows = await uow.purchases.needing_reconciliation(
+            now - services.payment_reconcile_after, limit
+        )
     changed = 0
     for row in rows:
         try:
