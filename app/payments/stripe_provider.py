@@ -48,6 +48,9 @@ CHECKOUT_LIFETIME = timedelta(minutes=30)
 # more absorbs latency, SDK retries and clock skew between us and Stripe.
 EXPIRY_MARGIN = timedelta(minutes=1)
 PURCHASE_PLACEHOLDER = "{PURCHASE_ID}"
+# Stripe keeps an idempotency key at least 24 hours; an hour more covers clock skew.
+IDEMPOTENCY_WINDOW = timedelta(hours=25)
+SESSION_PAGE = 100  # Stripe's largest list page
 
 PAYMENT_EVENTS = frozenset(
     {
@@ -154,12 +157,13 @@ class StripeProvider:
         await self._http.close_async()
 
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        """Open a Checkout Session; the key ``checkout:{purchase_id}`` makes a retry reuse it.
+        """Open a Checkout Session; the same purchase id gives the same session for 24 hours.
 
-        Stripe replays a key only with the same parameters, and ``expires_at`` comes from the
-        clock: a retry minutes later (after a crash) is refused as ``idempotency_error``
-        (StripeRequestRejected). The caller then has the purchase's session already, or must
-        give up on that purchase; a retry within the same second reuses the session.
+        The key ``checkout:{purchase_id}`` replays the session, but Stripe replays a key only
+        with the same parameters, and ``expires_at`` moves with the clock: a retry a second or
+        more later (after a timeout or a crash) is refused as ``idempotency_error``. The
+        session that key made is then found among the sessions of the last day by its
+        ``client_reference_id``; it may have expired meanwhile (``fetch_payment`` says so).
         """
         metadata = {
             "purchase_id": request.purchase_id,
@@ -186,12 +190,36 @@ class StripeProvider:
             "success_url": self._success_url.replace(PURCHASE_PLACEHOLDER, request.purchase_id),
             "cancel_url": self._cancel_url.replace(PURCHASE_PLACEHOLDER, request.purchase_id),
         }
-        with _stripe_errors(request.purchase_id):
-            session = await self._client.v1.checkout.sessions.create_async(
-                params,  # type: ignore[arg-type]
-                {"idempotency_key": f"checkout:{request.purchase_id}"},
-            )
-        return Checkout(session_id=session.id, url=session.url, payment=None)
+        try:
+            with _stripe_errors(request.purchase_id):
+                session = (
+                    await self._client.v1.checkout.sessions.create_async(
+                        params,  # type: ignore[arg-type]
+                        {"idempotency_key": f"checkout:{request.purchase_id}"},
+                    )
+                ).to_dict()
+        except StripeRequestRejected as refused:
+            if refused.code != "idempotency_error":
+                raise
+            session = await self._find_checkout(request.purchase_id, refused)
+        return Checkout(session_id=session["id"], url=session.get("url"), payment=None)
+
+    async def _find_checkout(
+        self, purchase_id: str, refused: StripeRequestRejected
+    ) -> dict[str, Any]:
+        """The newest session of the last day made for ``purchase_id`` (a rare, slow path)."""
+        since = self._clock.now() - IDEMPOTENCY_WINDOW
+        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": SESSION_PAGE}
+        while True:
+            with _stripe_errors(purchase_id):
+                page = (await self._client.v1.checkout.sessions.list_async(params)).to_dict()
+            sessions = page.get("data") or []
+            for session in sessions:  # newest first
+                if session.get("client_reference_id") == purchase_id:
+                    return dict(session)
+            if not page.get("has_more") or not sessions:
+                raise refused
+            params["starting_after"] = sessions[-1]["id"]
 
     async def fetch_payment(self, session_id: str) -> Payment:
         """How the session stands at Stripe now, whatever an event said."""
@@ -263,7 +291,7 @@ class StripeProvider:
             event = self._client.construct_event(body, signature, self._webhook_secret)
         except stripe.SignatureVerificationError as exc:
             raise InvalidWebhook(f"The Stripe signature does not verify: {exc}") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
             raise InvalidWebhook(f"The webhook body is not a Stripe event: {exc}") from exc
         return _provider_event(event.to_dict())
@@ -292,7 +320,8 @@ def _provider_event(event: Mapping[str, Any]) -> ProviderEvent:
     if not isinstance(event_id, str) or not isinstance(event_type, str):
         raise InvalidWebhook("The webhook body is not a Stripe event: no id or type.")
     data = event.get("data")
-    obj: Mapping[str, Any] = (data.get("object") or {}) if isinstance(data, Mapping) else {}
+    found = data.get("object") if isinstance(data, Mapping) else None
+    obj: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     metadata = obj.get("metadata") or {}
     purchase_id = metadata.get("purchase_id") if isinstance(metadata, Mapping) else None
     object_id = _id_of(obj.get("id"))
@@ -308,6 +337,8 @@ def _provider_event(event: Mapping[str, Any]) -> ProviderEvent:
         kind = EventKind.DISPUTE
     else:
         return ProviderEvent(event_id, event_type, EventKind.IGNORED)
+    if object_id is None:
+        raise InvalidWebhook(f"The {event_type} event names no object to re-read.")
     payment_reference = _id_of(obj.get("payment_intent"))
     if payment_reference:
         extra["payment_reference"] = payment_reference

@@ -7,6 +7,7 @@ prefixes, Stripe's error bodies (``resource_missing`` 404s), ``expires_at`` held
 30-minute minimum, and idempotency keys replayed only with the same parameters.
 
     POST /v1/checkout/sessions              create (Idempotency-Key replays)
+    GET  /v1/checkout/sessions              list (created[gte], limit, starting_after)
     GET  /v1/checkout/sessions/{id}         retrieve (expand[]=payment_intent embeds the PI)
     POST /v1/checkout/sessions/{id}/expire  expire an open session
     POST /v1/refunds                        refund a PaymentIntent's charge (idempotent)
@@ -338,6 +339,8 @@ class FakeStripe:
         match method, parts:
             case "POST", ["v1", "checkout", "sessions"]:
                 return self._create_session(params)
+            case "GET", ["v1", "checkout", "sessions"]:
+                return self._list_sessions(params)
             case "GET", ["v1", "checkout", "sessions", session_id]:
                 session = dict(self._session(session_id))
                 if "payment_intent" in expand and session["payment_intent"]:
@@ -405,6 +408,23 @@ class FakeStripe:
         self.sessions[session_id] = session
         self.checkout_params[session_id] = params
         return dict(session)
+
+    def _list_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, as Stripe lists, by ``created[gte]``, ``limit`` and ``starting_after``."""
+        since = int((params.get("created") or {}).get("gte") or 0)
+        # Creation order stands in for Stripe's (created, id) order within one second.
+        newest_first = [s for s in reversed(self.sessions.values()) if s["created"] >= since]
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [s["id"] for s in newest_first]
+            newest_first = newest_first[ids.index(after) + 1 :]
+        limit = int(params.get("limit") or 10)
+        return {
+            "object": "list",
+            "data": [dict(s) for s in newest_first[:limit]],
+            "has_more": len(newest_first) > limit,
+            "url": "/v1/checkout/sessions",
+        }
 
     def _expire(self, session_id: str) -> dict[str, Any]:
         session = self._session(session_id)

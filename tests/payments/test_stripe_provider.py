@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import stripe
 
 from app.clock import FrozenClock
 from app.domain.purchases import PaymentState
+from app.payments import stripe_provider as stripe_provider_module
 from app.payments.port import (
     CheckoutRequest,
     DisputeState,
@@ -130,12 +132,53 @@ async def test_checkout_retried_for_the_same_purchase_returns_the_same_session(
     assert keys == ["checkout:pur-1", "checkout:pur-1"]
 
 
-async def test_checkout_retried_after_the_clock_moved_is_refused_as_an_idempotency_conflict(
+async def test_checkout_retried_after_the_clock_moved_finds_the_session_its_key_made(
     stripe_provider: StripeProvider, fake_stripe: FakeStripe, clock: FrozenClock
 ) -> None:
-    # Stripe replays a key only with the same parameters; expires_at moved with the clock.
-    await stripe_provider.create_checkout(purchase())
+    # given a checkout whose answer was lost (a timeout, a crash before the commit)
+    first = await stripe_provider.create_checkout(purchase())
+    await stripe_provider.create_checkout(purchase("pur-other"))
     clock.advance(timedelta(minutes=5))
+
+    # when the retry's expires_at differs, so Stripe refuses to replay the key
+    again = await stripe_provider.create_checkout(purchase())
+
+    # then the session the key made is found, and no second one is made
+    assert (again.session_id, again.url) == (first.session_id, first.url)
+    assert len(fake_stripe.sessions) == 2
+    assert [r.method for r in fake_stripe.requests if r.path == "/v1/checkout/sessions"] == [
+        "POST",
+        "POST",
+        "POST",
+        "GET",
+    ]
+
+
+async def test_checkout_retried_finds_its_session_beyond_the_first_page_of_sessions(
+    stripe_provider: StripeProvider,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stripe_provider_module, "SESSION_PAGE", 2)
+    first = await stripe_provider.create_checkout(purchase())
+    later = [await stripe_provider.create_checkout(purchase(f"pur-later-{n}")) for n in range(5)]
+    clock.advance(timedelta(minutes=5))
+
+    again = await stripe_provider.create_checkout(purchase())
+
+    assert again.session_id == first.session_id
+    # Newest first, two a page: later 4-3, later 2-1, then later 0 and the one sought.
+    pages = [r.params.get("starting_after") for r in fake_stripe.requests if r.method == "GET"]
+    assert pages == [None, later[3].session_id, later[1].session_id]
+
+
+async def test_checkout_conflict_whose_session_is_gone_is_refused_not_made_twice(
+    stripe_provider: StripeProvider, fake_stripe: FakeStripe, clock: FrozenClock
+) -> None:
+    # Stripe keeps keys at least 24 hours; the session is older than the search window.
+    await stripe_provider.create_checkout(purchase())
+    clock.advance(timedelta(hours=26))
 
     with pytest.raises(StripeRequestRejected) as refused:
         await stripe_provider.create_checkout(purchase())
@@ -488,12 +531,21 @@ def test_an_event_without_a_usable_signature_header_is_refused(
         stripe_provider.verify_webhook(body, headers)
 
 
-def test_a_well_signed_body_that_is_not_json_is_refused(
-    stripe_provider: StripeProvider,
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'"event"',
+        b"{}",
+        b'{"id": 1, "type": "charge.refunded"}',
+        b'{"id": "evt_1", "type": "charge.refunded", "data": {"object": [1]}}',
+        b'{"id": "evt_1", "type": "checkout.session.completed", "data": {"object": {}}}',
+    ],
+)
+def test_a_well_signed_body_that_is_not_a_usable_event_is_refused(
+    stripe_provider: StripeProvider, body: bytes
 ) -> None:
-    import stripe
-
-    body = b"not json"
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
 
     with pytest.raises(InvalidWebhook):
