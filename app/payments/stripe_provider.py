@@ -250,12 +250,21 @@ class StripeProvider:
         return Reversal(ReversalKind.REFUND, refund.id, payment_reference, refund.amount)
 
     async def fetch_refunds(self, object_id: str) -> list[Reversal]:
-        """The succeeded refunds of a Charge (the object of ``charge.refunded``)."""
+        """The succeeded refunds of a Charge (the object of ``charge.refunded``), every page."""
         with _stripe_errors(object_id):
             found = await self._client.v1.charges.retrieve_async(object_id, {"expand": ["refunds"]})
-        charge = found.to_dict()
+            charge = found.to_dict()
+            page = charge.get("refunds") or {}
+            refunds = list(page.get("data") or [])
+            # The expanded list holds the newest 10; the rest is paged from /v1/refunds.
+            while page.get("has_more") and refunds:
+                page = (
+                    await self._client.v1.refunds.list_async(
+                        {"charge": object_id, "limit": 100, "starting_after": refunds[-1]["id"]}
+                    )
+                ).to_dict()
+                refunds.extend(page.get("data") or [])
         payment_reference = _id_of(charge.get("payment_intent")) or charge["id"]
-        refunds = (charge.get("refunds") or {}).get("data") or []
         return [
             Reversal(ReversalKind.REFUND, refund["id"], payment_reference, refund["amount"])
             for refund in refunds

@@ -11,7 +11,8 @@ prefixes, Stripe's error bodies (``resource_missing`` 404s), ``expires_at`` held
     GET  /v1/checkout/sessions/{id}         retrieve (expand[]=payment_intent embeds the PI)
     POST /v1/checkout/sessions/{id}/expire  expire an open session
     POST /v1/refunds                        refund a PaymentIntent's charge (idempotent)
-    GET  /v1/charges/{id}                   retrieve (expand[]=refunds lists its refunds)
+    GET  /v1/refunds                        list (charge, limit, starting_after)
+    GET  /v1/charges/{id}                   retrieve (expand[]=refunds: its newest 10 refunds)
     GET  /v1/disputes/{id}                  retrieve
 
 Tests drive what the customer, the bank and the dashboard do with the controls (``pay``,
@@ -354,15 +355,11 @@ class FakeStripe:
                 return dict(self._create_refund(params))
             case "GET", ["v1", "charges", charge_id]:
                 charge = dict(self._get(self.charges, "charge", charge_id))
-                if "refunds" in expand:
-                    mine = [r for r in self.refunds.values() if r["charge"] == charge_id]
-                    charge["refunds"] = {
-                        "object": "list",
-                        "data": sorted(mine, key=lambda r: r["created"], reverse=True),
-                        "has_more": False,
-                        "url": f"/v1/charges/{charge_id}/refunds",
-                    }
+                if "refunds" in expand:  # Stripe embeds the first page of 10
+                    charge["refunds"] = self._list_refunds({"charge": charge_id})
                 return charge
+            case "GET", ["v1", "refunds"]:
+                return self._list_refunds(params)
             case "GET", ["v1", "disputes", dispute_id]:
                 return dict(self._get(self.disputes, "dispute", dispute_id))
         raise StripeFailure(
@@ -414,16 +411,29 @@ class FakeStripe:
         since = int((params.get("created") or {}).get("gte") or 0)
         # Creation order stands in for Stripe's (created, id) order within one second.
         newest_first = [s for s in reversed(self.sessions.values()) if s["created"] >= since]
+        return self._page(newest_first, params, "/v1/checkout/sessions")
+
+    def _list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
+        charge_id = params.get("charge")
+        newest_first = [
+            r for r in reversed(self.refunds.values()) if charge_id in (None, r["charge"])
+        ]
+        return self._page(newest_first, params, "/v1/refunds")
+
+    @staticmethod
+    def _page(
+        newest_first: list[dict[str, Any]], params: dict[str, Any], url: str
+    ) -> dict[str, Any]:
         after = params.get("starting_after")
         if after is not None:
-            ids = [s["id"] for s in newest_first]
+            ids = [item["id"] for item in newest_first]
             newest_first = newest_first[ids.index(after) + 1 :]
         limit = int(params.get("limit") or 10)
         return {
             "object": "list",
-            "data": [dict(s) for s in newest_first[:limit]],
+            "data": [dict(item) for item in newest_first[:limit]],
             "has_more": len(newest_first) > limit,
-            "url": "/v1/checkout/sessions",
+            "url": url,
         }
 
     def _expire(self, session_id: str) -> dict[str, Any]:

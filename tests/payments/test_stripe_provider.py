@@ -336,6 +336,21 @@ async def test_refunds_of_a_charge_are_its_succeeded_refunds_only(
     assert refunds == [Reversal(ReversalKind.REFUND, partial["id"], intent_id, 200)]
 
 
+async def test_refunds_of_a_charge_are_read_past_the_ten_stripe_embeds(
+    stripe_provider: StripeProvider, fake_stripe: FakeStripe
+) -> None:
+    _, _, charge_id = await paid_checkout(stripe_provider, fake_stripe)
+    made = [fake_stripe.refund_charge(charge_id, 10)["id"] for _ in range(12)]
+
+    refunds = await stripe_provider.fetch_refunds(charge_id)
+
+    assert sorted(r.reversal_id for r in refunds) == sorted(made)
+    assert [r.path for r in fake_stripe.requests][-2:] == [
+        f"/v1/charges/{charge_id}",
+        "/v1/refunds",
+    ]
+
+
 async def test_a_charge_without_refunds_has_none(
     stripe_provider: StripeProvider, fake_stripe: FakeStripe
 ) -> None:
