@@ -181,6 +181,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             # Requests in flight have finished and websockets are closed by now (uvicorn).
             await live.stop()
+            await services.payments.aclose()
             await services.db.dispose()
             if limiter is not None:
                 await limiter.aclose()
@@ -197,7 +198,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             Route("/metrics", probes.metrics),
             Route(
                 "/payments/stripe/webhook",
-                ProviderWebhook(services, metrics),
+                ProviderWebhook(services, metrics).handle,
                 methods=["POST"],
             ),
         ],

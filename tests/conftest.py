@@ -204,6 +204,7 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
     yield build
     for application, http in opened:
         await http.aclose()
+        await application.state.services.payments.aclose()
         await application.state.services.db.dispose()
         if application.state.rate_limiter is not None:
             await application.state.rate_limiter.aclose()

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain.purchases import GRANTED_STATUSES, PurchaseStatus
+from app.domain.purchases import PurchaseStatus
+
+ALWAYS_CREDITED = frozenset(
+    {PurchaseStatus.FULFILLED, PurchaseStatus.DISPUTED, PurchaseStatus.REVOKED}
+)
+# REFUNDED may be either: refunded after it was credited, or refunded as undeliverable.
+NEVER_CREDITED = frozenset(
+    {
+        PurchaseStatus.PENDING,
+        PurchaseStatus.FAILED,
+        PurchaseStatus.EXPIRED,
+        PurchaseStatus.REFUND_PENDING,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class PurchaseFacts:
     purchase_id: str
     status: str
+    # Whether the purchase was ever credited (its fulfilment instant is set).
+    credited: bool
     credits: int
     revoked_credits: int
     revocation_target: int
@@ -24,7 +39,12 @@ class PurchaseFacts:
 def purchase_findings(facts: PurchaseFacts) -> list[str]:
     found = []
     who = f"pack purchase {facts.purchase_id} ({facts.status})"
-    if PurchaseStatus(facts.status) in GRANTED_STATUSES:
+    status = PurchaseStatus(facts.status)
+    if status in ALWAYS_CREDITED and not facts.credited:
+        found.append(f"{who}: never credited")
+    if status in NEVER_CREDITED and facts.credited:
+        found.append(f"{who}: credited, though its payment never was")
+    if facts.credited:
         if facts.grants != 1 or facts.granted != facts.credits:
             found.append(
                 f"{who}: {facts.grants} grants of {facts.granted} credits, expected one of "

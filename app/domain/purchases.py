@@ -28,17 +28,6 @@ class PurchaseStatus(enum.StrEnum):
     REVOKED = "REVOKED"
 
 
-# Statuses in which the purchase's credits were granted (some may since be revoked).
-GRANTED_STATUSES = frozenset(
-    {
-        PurchaseStatus.FULFILLED,
-        PurchaseStatus.REFUNDED,
-        PurchaseStatus.DISPUTED,
-        PurchaseStatus.REVOKED,
-    }
-)
-
-
 class ProviderName(enum.StrEnum):
     SANDBOX = "SANDBOX"
     STRIPE = "STRIPE"

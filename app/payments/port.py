@@ -122,6 +122,14 @@ class PaymentProvider(Protocol):
 
     async def fetch_dispute(self, object_id: str) -> Reversal: ...
 
+    async def checkout_of_payment(self, payment_reference: str) -> str | None:
+        """The checkout that took a payment: for a reversal heard of before the payment."""
+        ...
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         """Verify the raw body's signature before anything parses it; InvalidWebhook if not."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the process stops."""
         ...

@@ -105,8 +105,18 @@ class SandboxProvider:
             dispute_state=payment.dispute,
         )
 
+    async def checkout_of_payment(self, payment_reference: str) -> str | None:
+        try:
+            payment = self._by_reference(payment_reference)
+        except LookupError:
+            return None
+        return self.session_id(payment.request.purchase_id)
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         raise InvalidWebhook("the sandbox sends no webhooks")
+
+    async def aclose(self) -> None:
+        return None
 
     def settle(self, purchase_id: str, outcome: SandboxOutcome) -> ProviderEvent:
         """Move a sandbox payment on and return the event a real provider would send."""

@@ -291,6 +291,15 @@ class StripeProvider:
             ReversalKind.DISPUTE, dispute["id"], payment_reference, dispute["amount"], state
         )
 
+    async def checkout_of_payment(self, payment_reference: str) -> str | None:
+        """The Checkout Session that created a PaymentIntent (Stripe lists them by it)."""
+        with _stripe_errors(payment_reference):
+            page = await self._client.v1.checkout.sessions.list_async(
+                {"payment_intent": payment_reference, "limit": 1}
+            )
+        sessions = page.to_dict().get("data") or []
+        return str(sessions[0]["id"]) if sessions else None
+
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         """Verify the raw body's signature (300 s tolerance) before parsing a byte of it."""
         signature = _header(headers, "stripe-signature")

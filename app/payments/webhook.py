@@ -26,7 +26,7 @@ class ProviderWebhook:
         self._services = services
         self._metrics = metrics
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> JSONResponse:
         provider = self._services.payments
         body = await request.body()
         try:

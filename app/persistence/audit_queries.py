@@ -141,6 +141,7 @@ async def purchase_facts(session: AsyncSession) -> list[PurchaseFacts]:
             PurchaseFacts(
                 purchase_id=p.id,
                 status=p.status,
+                credited=p.fulfilled_at is not None,
                 credits=p.credits,
                 revoked_credits=p.revoked_credits,
                 revocation_target=p.revocation_target,

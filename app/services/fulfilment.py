@@ -16,7 +16,6 @@ from app.domain.errors import PurchaseNotFound
 from app.domain.events import PurchaseStatusChanged
 from app.domain.model import Bucket, LedgerKind
 from app.domain.purchases import (
-    GRANTED_STATUSES,
     PurchaseStatus,
     ReportedPayment,
     Settlement,
@@ -179,4 +178,4 @@ async def outcome_of(row: PackPurchaseRow, services: Services) -> PurchaseOutcom
     return PurchaseClosed(purchase)
 
 
-__all__ = ["GRANTED_STATUSES", "PackPurchased", "PaymentPending", "PurchaseClosed"]
+__all__ = ["PackPurchased", "PaymentPending", "PurchaseClosed"]

@@ -32,11 +32,15 @@ async def apply_reversal(reversal: Reversal, services: Services) -> str:
     async with services.db.reading() as uow:
         found = await uow.purchases.by_payment(provider, reversal.payment_reference)
     if found is None:
-        log.warning("%s %s names no purchase of ours", reversal.kind, reversal.reversal_id)
-        return "unknown_purchase"
-    if found.status == PurchaseStatus.PENDING:
-        # Events come in any order: settle the payment before reversing it.
-        await fulfil_purchase(found.id, services)
+        # Events come in any order: a reversal of a payment not yet heard of settles the
+        # payment first (found through its checkout), then reverses it.
+        session_id = await services.payments.checkout_of_payment(reversal.payment_reference)
+        async with services.db.reading() as uow:
+            found = await uow.purchases.by_session(provider, session_id) if session_id else None
+        if found is None:
+            log.warning("%s %s names no purchase of ours", reversal.kind, reversal.reversal_id)
+            return "unknown_purchase"
+        await fulfil_purchase(found.id, services, session_hint=session_id)
     async with services.db.writing() as uow:
         account = await lock_account(uow, found.account_id)
         now = services.clock.now()

@@ -410,7 +410,12 @@ class FakeStripe:
         """Newest first, as Stripe lists, by ``created[gte]``, ``limit`` and ``starting_after``."""
         since = int((params.get("created") or {}).get("gte") or 0)
         # Creation order stands in for Stripe's (created, id) order within one second.
-        newest_first = [s for s in reversed(self.sessions.values()) if s["created"] >= since]
+        intent = params.get("payment_intent")
+        newest_first = [
+            s
+            for s in reversed(self.sessions.values())
+            if s["created"] >= since and intent in (None, s["payment_intent"])
+        ]
         return self._page(newest_first, params, "/v1/checkout/sessions")
 
     def _list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
