@@ -4,7 +4,9 @@ By default a checkout is paid the moment it is opened, so ``make run`` credits p
 once through the same fulfilment as real payments. With ``pending`` checkouts stay open
 until ``sandboxSettlePayment`` says how they end, so front-ends can build the pending,
 failed, refunded and disputed screens. Its books live in this process: a restart forgets
-unsettled sandbox checkouts, which then read as expired.
+unsettled sandbox checkouts, which then read as expired, while checkouts of the default
+mode read as paid (the sale is written into the session id), so a server restarted in the
+middle of a purchase finishes it as it would have.
 """
 
 from __future__ import annotations
@@ -47,7 +49,21 @@ class _SandboxPayment:
 
     @property
     def reference(self) -> str:
-        return f"sandbox_pay_{self.request.purchase_id}"
+        return f"sandbox_pay_{_sale_suffix(self.request)}"
+
+
+def _sale_suffix(request: CheckoutRequest) -> str:
+    return f"{request.purchase_id}.{request.amount_cents}.{request.currency}"
+
+
+def _sale_of(object_id: str) -> CheckoutRequest | None:
+    """The sale a sandbox session or payment id was made for (ids carry it)."""
+    _, _, suffix = object_id.partition("_cs_" if "_cs_" in object_id else "_pay_")
+    parts = suffix.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    purchase_id, amount, currency = parts
+    return CheckoutRequest(purchase_id, "", "", 0, int(amount), currency)
 
 
 class SandboxProvider:
@@ -58,12 +74,8 @@ class SandboxProvider:
         self._success_url = success_url
         self._payments: dict[str, _SandboxPayment] = {}
 
-    @staticmethod
-    def session_id(purchase_id: str) -> str:
-        return f"sandbox_cs_{purchase_id}"
-
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        session_id = self.session_id(request.purchase_id)
+        session_id = f"sandbox_cs_{_sale_suffix(request)}"
         payment = self._payments.get(session_id)
         if payment is None:
             state = PaymentState.PAID if self._pay_at_once else PaymentState.OPEN
@@ -73,10 +85,18 @@ class SandboxProvider:
         return Checkout(session_id, url, paid if paid.state is PaymentState.PAID else None)
 
     async def fetch_payment(self, session_id: str) -> Payment:
-        payment = self._payments.get(session_id)
+        payment = self._recall(session_id)
         if payment is None:
             return Payment(session_id, PaymentState.EXPIRED, None, None, None)
         return self._payment(session_id, payment)
+
+    def _recall(self, session_id: str) -> _SandboxPayment | None:
+        """What this process knows of a session; after a restart, what its id says."""
+        payment = self._payments.get(session_id)
+        sale = _sale_of(session_id)
+        if payment is None and self._pay_at_once and sale is not None:
+            payment = self._payments[session_id] = _SandboxPayment(sale, PaymentState.PAID)
+        return payment
 
     async def refund(self, payment_reference: str, *, purchase_id: str) -> Reversal:
         payment = self._by_reference(payment_reference)
@@ -94,7 +114,7 @@ class SandboxProvider:
         ]
 
     async def fetch_dispute(self, object_id: str) -> Reversal:
-        reference = object_id.removeprefix("sandbox_dp_")
+        reference = object_id.replace("sandbox_dp_", "sandbox_pay_", 1)
         payment = self._by_reference(reference)
         assert payment.dispute is not None
         return Reversal(
@@ -106,11 +126,8 @@ class SandboxProvider:
         )
 
     async def checkout_of_payment(self, payment_reference: str) -> str | None:
-        try:
-            payment = self._by_reference(payment_reference)
-        except LookupError:
-            return None
-        return self.session_id(payment.request.purchase_id)
+        sale = _sale_of(payment_reference)
+        return f"sandbox_cs_{_sale_suffix(sale)}" if sale else None
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
         raise InvalidWebhook("the sandbox sends no webhooks")
@@ -118,12 +135,12 @@ class SandboxProvider:
     async def aclose(self) -> None:
         return None
 
-    def settle(self, purchase_id: str, outcome: SandboxOutcome) -> ProviderEvent:
+    def settle(self, session_id: str, outcome: SandboxOutcome) -> ProviderEvent:
         """Move a sandbox payment on and return the event a real provider would send."""
-        session_id = self.session_id(purchase_id)
-        payment = self._payments.get(session_id)
+        payment = self._recall(session_id)
         if payment is None:
-            raise LookupError(purchase_id)
+            raise LookupError(session_id)
+        purchase_id = payment.request.purchase_id
         event_id = f"sandbox_evt_{uuid.uuid4().hex}"
         if outcome in (SandboxOutcome.PAID, SandboxOutcome.FAILED, SandboxOutcome.EXPIRED):
             if payment.state is PaymentState.OPEN:
@@ -143,7 +160,7 @@ class SandboxProvider:
             SandboxOutcome.DISPUTE_LOST: DisputeState.LOST,
         }[outcome]
         return ProviderEvent(
-            event_id, "sandbox.dispute", EventKind.DISPUTE, f"sandbox_dp_{payment.reference}"
+            event_id, "sandbox.dispute", EventKind.DISPUTE, payment.reference.replace("sandbox_pay_", "sandbox_dp_", 1)
         )
 
     def _payment(self, session_id: str, payment: _SandboxPayment) -> Payment:
@@ -158,7 +175,8 @@ class SandboxProvider:
         )
 
     def _by_reference(self, payment_reference: str) -> _SandboxPayment:
-        for payment in self._payments.values():
-            if payment.reference == payment_reference:
-                return payment
-        raise LookupError(payment_reference)
+        session = payment_reference.replace("sandbox_pay_", "sandbox_cs_", 1)
+        payment = self._recall(session)
+        if payment is None or payment.reference != payment_reference:
+            raise LookupError(payment_reference)
+        return payment

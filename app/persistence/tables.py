@@ -183,7 +183,7 @@ class LedgerEntryRow(SQLModel, table=True):
     amount: int
     balance_after: int
     reference_type: str = Field(max_length=16)
-    reference_id: str | None = Field(default=None, max_length=64)
+    reference_id: str | None = Field(default=None, max_length=255)
     lot_id: str | None = Field(default=None, max_length=36)
     occurred_at: datetime = _utc()
     recorded_at: datetime = _utc()

@@ -115,10 +115,10 @@ async def sandbox_settle(
         raise PurchaseNotFound(purchase_id)
     async with services.db.reading() as uow:
         row = await uow.purchases.get(purchase_id)
-    if row is None:
+    if row is None or row.checkout_session_id is None:
         raise PurchaseNotFound(purchase_id)
     try:
-        event = sandbox.settle(purchase_id, outcome)
+        event = sandbox.settle(row.checkout_session_id, outcome)
     except LookupError:
         raise PurchaseNotFound(purchase_id) from None
     await handle_event(event, services)

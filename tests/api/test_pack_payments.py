@@ -303,6 +303,4 @@ async def test_without_the_sandbox_there_is_no_sandbox_mutation(make_api: ApiFac
     stripe = await make_api(env="production")
     settle_one = 'mutation { sandboxSettlePayment(purchaseId: "x", outcome: PAID) { __typename } }'
     response = await stripe.post(settle_one, token=stripe.token())
-    assert response["errors"][0]["message"].startswith(
-        "Cannot query field 'sandboxSettlePayment'"
-    )
+    assert response["errors"][0]["message"].startswith("Cannot query field 'sandboxSettlePayment'")

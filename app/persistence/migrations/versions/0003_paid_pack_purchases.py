@@ -64,6 +64,17 @@ def upgrade() -> None:
     with op.batch_alter_table("pack_purchases", schema=None) as batch:
         batch.alter_column("created_at", existing_type=sa.DateTime(timezone=True), nullable=False)
 
+    # Ledger entries of reversals name the provider's refund or dispute id (up to 255).
+    # SQLite does not enforce a VARCHAR's length, and a batch rebuild would drop the
+    # ledger's immutability triggers: PostgreSQL alone widens the column.
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column(
+            "ledger_entries",
+            "reference_id",
+            existing_type=sa.String(64),
+            type_=sa.String(255),
+            existing_nullable=True,
+        )
     op.create_table(
         "payment_events",
         sa.Column("provider", _text(16), nullable=False),
@@ -94,6 +105,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column(
+            "ledger_entries",
+            "reference_id",
+            existing_type=sa.String(255),
+            type_=sa.String(64),
+            existing_nullable=True,
+        )
     op.drop_table("purchase_reversals")
     op.drop_table("payment_events")
     with op.batch_alter_table("pack_purchases", schema=None) as batch:
