@@ -118,6 +118,8 @@ class FakeStripe:
         self._idempotent: dict[str, tuple[str, str, dict[str, Any], int, dict[str, Any]]] = {}
         self._failures_left = 0
         self._failure_status = 500
+        self._hold: threading.Event | None = None
+        self.checkout_held = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -154,6 +156,11 @@ class FakeStripe:
                     self.headers.get("Idempotency-Key"),
                     self.headers.get("Authorization"),
                 )
+                hold = fake._hold
+                if hold is not None and (method, url.path) == ("POST", "/v1/checkout/sessions"):
+                    # The session exists at Stripe; its answer waits (a test kills the caller).
+                    fake.checkout_held.set()
+                    hold.wait(timeout=30)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -177,6 +184,7 @@ class FakeStripe:
         return self
 
     def stop(self) -> None:
+        self.release_checkouts()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -184,6 +192,16 @@ class FakeStripe:
             self._thread.join()
 
     # -- controls -----------------------------------------------------------------------
+
+    def hold_checkouts(self) -> None:
+        """Create Checkout Sessions but keep their answers back until released."""
+        self._hold = threading.Event()
+        self.checkout_held.clear()
+
+    def release_checkouts(self) -> None:
+        if self._hold is not None:
+            self._hold.set()
+            self._hold = None
 
     def fail_next(self, n: int, *, status: int = 500) -> None:
         """Answer ``status`` (500, or 429 for a rate limit) to the next ``n`` API calls."""
