@@ -39,7 +39,7 @@ import stripe
 
 from app.clock import Clock
 
-API_VERSION = "2026-04-22.dahlia"
+API_VERSION = stripe.api_version  # what the pinned SDK asks for
 _KEY_PART = re.compile(r"\[([^\]]*)\]")
 
 
