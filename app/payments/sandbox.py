@@ -160,7 +160,10 @@ class SandboxProvider:
             SandboxOutcome.DISPUTE_LOST: DisputeState.LOST,
         }[outcome]
         return ProviderEvent(
-            event_id, "sandbox.dispute", EventKind.DISPUTE, payment.reference.replace("sandbox_pay_", "sandbox_dp_", 1)
+            event_id,
+            "sandbox.dispute",
+            EventKind.DISPUTE,
+            payment.reference.replace("sandbox_pay_", "sandbox_dp_", 1),
         )
 
     def _payment(self, session_id: str, payment: _SandboxPayment) -> Payment:

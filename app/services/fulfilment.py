@@ -27,7 +27,7 @@ from app.persistence.tables import PackPurchaseRow
 from app.services.accounts import get_account
 from app.services.deps import Services
 from app.services.mapping import purchase_of, sale_of, terms_of
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 log = logging.getLogger("creditgate.payments")
 
@@ -95,12 +95,11 @@ async def settle_payment(purchase_id: str, payment: Payment, services: Services)
         found = await uow.purchases.get(purchase_id)
         assert found is not None
         account = await lock_account(uow, found.account_id)
-        now = services.clock.now()
+        subscription, now = await acting_now(uow, account, services.clock)
         row = await uow.purchases.lock(purchase_id)
         assert row is not None
         if row.status != PurchaseStatus.PENDING:
             return row  # another call settled it first
-        subscription = await current_subscription(uow, account)
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, subscription, postings, now)
         terms = terms_of(subscription)

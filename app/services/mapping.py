@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.accounts import AccountView, account_view
+from app.domain.holds import RecordedCycle
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
 from app.domain.purchases import ProviderName, PurchaseStatus, Sale
 from app.domain.records import Generation, LedgerEntry, PackPurchase
@@ -29,6 +30,7 @@ def terms_of(row: SubscriptionRow | None) -> SubscriptionTerms | None:
         started_at=row.started_at,
         monthly_credits=row.monthly_credits,
         canceled_at=row.canceled_at,
+        recorded_at=row.created_at,
     )
 
 
@@ -109,3 +111,8 @@ def ledger_entry_of(row: LedgerEntryRow) -> LedgerEntry:
         reference_id=row.reference_id,
         occurred_at=row.occurred_at,
     )
+
+
+def recorded_cycle_of(row: AccountRow) -> RecordedCycle:
+    """The cycle the locked account is recorded in: what refunds and expiries judge by."""
+    return RecordedCycle(row.subscription_id, row.cycle_index, row.cycle_ends_at)

@@ -29,7 +29,7 @@ from app.services.fulfilment import (
 )
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import terms_of
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 OPERATION = "purchasePack"
 
@@ -41,7 +41,7 @@ async def purchase_pack(
     request = fingerprint(OPERATION, pack_id=pack_id)
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        now = services.clock.now()
+        subscription, now = await acting_now(uow, account, services.clock)
         first = await replayed_result(uow, account_id, idempotency_key, request)
         if first is not None:
             row = await uow.purchases.get(first)
@@ -50,7 +50,6 @@ async def purchase_pack(
             pack = await uow.catalog.pack(pack_id)
             if pack is None or not pack.on_sale:
                 raise PackNotFound(pack_id)
-            subscription = await current_subscription(uow, account)
             await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
             terms = terms_of(subscription)
             if terms is None or not terms.allows_packs_at(now):

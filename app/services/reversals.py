@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 
 from app.domain.events import PurchaseStatusChanged
+from app.domain.holds import lot_is_live
 from app.domain.model import Bucket, LedgerKind
 from app.domain.purchases import PurchaseStatus, credits_for_refund, revoke
 from app.payments.port import DisputeState, Reversal, ReversalKind
@@ -20,8 +21,8 @@ from app.persistence.tables import AccountRow, PackPurchaseRow, PurchaseReversal
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.fulfilment import fulfil_purchase
-from app.services.mapping import sale_of
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.mapping import recorded_cycle_of, sale_of
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 log = logging.getLogger("creditgate.payments")
 
@@ -43,11 +44,10 @@ async def apply_reversal(reversal: Reversal, services: Services) -> str:
         await fulfil_purchase(found.id, services, session_hint=session_id)
     async with services.db.writing() as uow:
         account = await lock_account(uow, found.account_id)
-        now = services.clock.now()
+        subscription, now = await acting_now(uow, account, services.clock)
         row = await uow.purchases.lock(found.id)
         assert row is not None
         existing = await uow.reversals.get(provider, reversal.reversal_id)
-        subscription = await current_subscription(uow, account)
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, subscription, postings, now)
         before = row.status
@@ -196,7 +196,7 @@ def _give_back(
         reference_id=dispute.reversal_id,
         lot=row,
     )
-    if not pack_is_live(row, account):
+    if row.expires_at is None or not lot_is_live(row.expires_at, recorded_cycle_of(account)):
         postings.post(
             LedgerKind.EXPIRY,
             Bucket.PACK,
@@ -205,12 +205,3 @@ def _give_back(
             reference_id=row.id,
             lot=row,
         )
-
-
-def pack_is_live(row: PackPurchaseRow, account: AccountRow) -> bool:
-    """A pack lives while the account is still in the cycle it expires at the end of."""
-    return (
-        row.expires_at is not None
-        and account.cycle_ends_at is not None
-        and row.expires_at >= account.cycle_ends_at
-    )
