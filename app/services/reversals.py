@@ -78,8 +78,11 @@ def _refund(
     row.refunded_cents = min(row.price_cents, refunded_before + reversal.amount_cents)
     target = take = 0
     if row.fulfilled_at is not None:
-        target = credits_for_refund(sale, row.refunded_cents) - credits_for_refund(
-            sale, refunded_before
+        # What the money stands for, less what a dispute already took back for it.
+        target = min(
+            credits_for_refund(sale, row.refunded_cents)
+            - credits_for_refund(sale, refunded_before),
+            row.credits - row.revocation_target,
         )
         take = _take(row, target, postings, reversal)
     elif row.status == PurchaseStatus.REFUND_PENDING:
@@ -146,9 +149,12 @@ def _dispute(
     if state is DisputeState.LOST:
         row.status = PurchaseStatus.REVOKED.value
         return "dispute_lost"
+    if row.refunded_cents >= row.price_cents:
+        # Refunded in full meanwhile: the money is gone either way, nothing comes back.
+        row.status = PurchaseStatus.REFUNDED.value
+        return "dispute_won"
     _give_back(row, account, existing, postings)
-    fully_refunded = row.refunded_cents >= row.price_cents
-    row.status = (PurchaseStatus.REFUNDED if fully_refunded else PurchaseStatus.FULFILLED).value
+    row.status = PurchaseStatus.FULFILLED.value
     return "dispute_won"
 
 
