@@ -1,10 +1,11 @@
 """Random interleavings of every credit operation, checked against a reference model.
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
-buy packs and settle, refund or dispute their sandbox payments, run generators, claim, complete and fail them, cancel, resubscribe, sweep, move
-the clock), one weighted random action per step, and after every step compares the app
-with ``tests/reference_model.py``: the balances clients read, each generation and its
-holds, the ledger entry by entry, and the audit. The machine owns its event loop (an
+buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
+complete and fail them, cancel, resubscribe, sweep, move the clock), one weighted random
+action per step, and after every step compares the app with ``tests/reference_model.py``:
+the balances clients read, each generation and its holds, the ledger entry by entry, and
+the audit. The machine owns its event loop (an
 ``asyncio.Runner`` per example): the pytest-asyncio loop is not usable inside a hypothesis
 state machine.
 
