@@ -50,3 +50,22 @@ class GenerationStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+
+
+class HoldStatus(enum.StrEnum):
+    """A generation's held credits: open while it runs, then settled (spent) or released."""
+
+    OPEN = "OPEN"
+    SETTLED = "SETTLED"
+    RELEASED = "RELEASED"
+
+
+class ReferenceType(enum.StrEnum):
+    """What a ledger entry's ``reference_id`` names."""
+
+    GENERATION = "GENERATION"
+    PURCHASE = "PURCHASE"
+    RENEWAL = "RENEWAL"
+    SUBSCRIPTION = "SUBSCRIPTION"
+    REFUND = "REFUND"
+    DISPUTE = "DISPUTE"

@@ -23,6 +23,10 @@ class EventBus(Protocol):
     def committed(self, events: list[DomainEvent]) -> None:
         """After COMMIT succeeded. Must not raise: the data is already written."""
 
+    def notifications(self, events: Sequence[DomainEvent]) -> tuple[str, list[str]] | None:
+        """The channel and payloads a write plan's own statement sends (None: nothing to
+        send in the database; the events are handed to :meth:`stage` as usual)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -39,6 +43,9 @@ class InProcessEventBus:
         self._observers = list(observers)
 
     async def stage(self, session: AsyncSession, events: list[DomainEvent]) -> None:
+        return None
+
+    def notifications(self, events: Sequence[DomainEvent]) -> tuple[str, list[str]] | None:
         return None
 
     def committed(self, events: list[DomainEvent]) -> None:

@@ -96,6 +96,10 @@ class PostgresEventBus(InProcessEventBus):
         for payload in encode(live_events(events)):
             await connection.execute(NOTIFY, {"channel": CHANNEL, "payload": payload})
 
+    def notifications(self, events: Sequence[DomainEvent]) -> tuple[str, list[str]] | None:
+        """For a write plan's statement, which sends them itself (same transaction)."""
+        return CHANNEL, encode(live_events(list(events)))
+
     def committed(self, events: list[DomainEvent]) -> None:
         # Live events come back through LISTEN, to this process as to every other.
         self._observe(events)

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.domain.aggregate import AccountState, OpenHold, WritePlan
 from app.domain.events import DomainEvent
+from app.persistence import plans
 from app.persistence.engine import WRITE, session_factory
 from app.persistence.repositories import (
     AccountRepository,
@@ -53,6 +55,8 @@ class UnitOfWork:
         self._committed = False
         self._bus = events
         self._events: list[DomainEvent] = []
+        # Events a plan's statement already sent (pg_notify); handed on after commit only.
+        self._sent: list[DomainEvent] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -85,6 +89,30 @@ class UnitOfWork:
     async def flush(self) -> None:
         await self.session.flush()
 
+    async def lock_account(self, account_id: str) -> plans.LockedAccount | None:
+        """The account row, locked first: every write to one account queues here."""
+        return await plans.lock_account(await self.session.connection(), account_id)
+
+    async def account_state(
+        self,
+        account: plans.LockedAccount,
+        *,
+        key: str | None = None,
+        generation_id: str | None = None,
+    ) -> AccountState:
+        """The rest of the locked account's state, in one statement."""
+        connection = await self.session.connection()
+        return await plans.read_state(connection, account, key=key, generation_id=generation_id)
+
+    async def open_holds(self, generation_id: str) -> list[OpenHold]:
+        return await plans.open_holds(await self.session.connection(), generation_id)
+
+    async def write(self, plan: WritePlan) -> None:
+        """Write a plan: on PostgreSQL one statement, its notification included."""
+        notify = self._bus.notifications(plan.events) if self._bus is not None else None
+        await plans.write_plan(await self.session.connection(), plan, notify)
+        (self._events if notify is None else self._sent).extend(plan.events)
+
     def publish(self, event: DomainEvent) -> None:
         """Queue an event; it goes out only if and after this transaction commits."""
         self._events.append(event)
@@ -95,6 +123,7 @@ class UnitOfWork:
             await self._bus.stage(self.session, events)
         await self.session.commit()
         self._committed = True
+        events, self._sent = self._sent + events, []
         if events and self._bus is not None:
             self._bus.committed(events)
 

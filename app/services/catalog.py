@@ -1,10 +1,46 @@
-"""The public price lists: tariffs per tool, plans, credit packs."""
+"""The public price lists: tariffs per tool, plans, credit packs.
+
+Tariffs are read once per process and kept for :data:`TARIFF_TTL_SECONDS`, so a run does not
+read its price per request; a price changed in the database (an operator's migration)
+applies within that time. Packs are read when used: a purchase and its settlement are rare
+and must see a pack taken off sale at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
 from app.domain.model import Plan, Tool
 from app.domain.records import CreditPack, Tariff
-from app.services.deps import Services
+
+if TYPE_CHECKING:
+    from app.persistence.unit_of_work import Database
+    from app.services.deps import Services
+
+TARIFF_TTL_SECONDS = 5.0
+
+
+class TariffCache:
+    """The tariffs as last read, refreshed once they are older than the TTL."""
+
+    def __init__(self, ttl_seconds: float = TARIFF_TTL_SECONDS) -> None:
+        self._ttl = ttl_seconds
+        self._tariffs: dict[Tool, int] = {}
+        self._read_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def credits(self, db: Database, tool: Tool) -> int | None:
+        """The tool's price, or None when it has no tariff."""
+        if time.monotonic() - self._read_at > self._ttl:
+            async with self._lock:
+                if time.monotonic() - self._read_at > self._ttl:
+                    async with db.reading() as uow:
+                        rows = await uow.catalog.tariffs()
+                    self._tariffs = {Tool(row.tool): row.credits for row in rows}
+                    self._read_at = time.monotonic()
+        return self._tariffs.get(tool)
 
 
 async def list_tariffs(services: Services) -> list[Tariff]:

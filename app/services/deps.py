@@ -10,6 +10,7 @@ from app.domain.plans import PlanCatalog
 from app.payments.port import PaymentProvider
 from app.payments.sandbox import SandboxProvider
 from app.persistence.unit_of_work import Database
+from app.services.catalog import TariffCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,5 @@ class Services:
     payments: PaymentProvider = field(default_factory=SandboxProvider)
     # Purchases PENDING longer than this are re-fetched from the provider by the sweep.
     payment_reconcile_after: timedelta = field(default=timedelta(minutes=10))
+    # The tariffs, read once per process and refreshed after a few seconds.
+    tariffs: TariffCache = field(default_factory=TariffCache)

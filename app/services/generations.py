@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.domain.accounts import AccountView
-from app.domain.errors import GenerationNotFound, InvalidInput
+from app.domain.aggregate import RunRequest, WritePlan, acting_at, plan_finish, plan_run
+from app.domain.errors import AccountNotFound, GenerationNotFound, InvalidInput
 from app.domain.events import GenerationUpdated
-from app.domain.generations import check_can_finish, is_stale
-from app.domain.holds import HeldPortion, release
+from app.domain.generations import is_stale
 from app.domain.idempotency import fingerprint, validate_key
-from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
+from app.domain.model import GenerationStatus, Tool
 from app.domain.records import Generation
-from app.domain.spending import allocate
-from app.persistence.tables import AccountRow, GenerationRow, HoldRow
+from app.persistence.plans import LockedAccount
+from app.persistence.tables import GenerationRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
-from app.services.idempotency import remember, replayed_result
-from app.services.mapping import generation_of, lot_of, recorded_cycle_of, view_of
-from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
+from app.services.mapping import generation_of, view_of_books
 
 OPERATION = "runGenerator"
 MAX_PROMPT_LENGTH = 4000
@@ -44,61 +42,40 @@ async def run_generator(
 ) -> GeneratorRun:
     validate_key(idempotency_key)
     validate_prompt(prompt)
-    request = fingerprint(OPERATION, tool=tool.value, prompt=prompt)
+    request = RunRequest(
+        tool=tool,
+        cost=await services.tariffs.credits(services.db, tool),
+        prompt=prompt,
+        key=idempotency_key,
+        operation=OPERATION,
+        fingerprint=fingerprint(OPERATION, tool=tool.value, prompt=prompt),
+        generation_id=str(uuid.uuid4()),
+    )
     async with services.db.writing() as uow:
-        account = await lock_account(uow, account_id)
-        subscription, now = await acting_now(uow, account, services.clock)
-        first = await replayed_result(uow, account_id, idempotency_key, request)
-        if first is not None:
-            generation = await uow.generations.get(first)
-            assert generation is not None
-            return GeneratorRun(generation_of(generation), view_of(account, subscription, now))
-        tariff = await uow.catalog.tariff(tool.value)
-        if tariff is None:
-            raise InvalidInput("tool", f"{tool.value} has no tariff.")
-        postings = Postings(uow, account, now)
-        await bring_up_to_date(uow, account, subscription, postings, now)
-        lots = await uow.purchases.with_credits_left(account_id) if account.pack_balance else []
-        portions = allocate(tariff.credits, account.subscription_balance, [lot_of(r) for r in lots])
-        generation = GenerationRow(
-            id=str(uuid.uuid4()),
-            account_id=account_id,
-            tool=tool.value,
-            cost=tariff.credits,
-            status=GenerationStatus.QUEUED.value,
-            prompt=prompt,
-            created_at=now,
-        )
-        uow.generations.add(generation)
-        uow.publish(GenerationUpdated(generation.id, account_id))
-        lots_by_id = {lot.id: lot for lot in lots}
-        for portion in portions:
-            lot = lots_by_id[portion.lot_id] if portion.lot_id else None
-            from_subscription = portion.bucket is Bucket.SUBSCRIPTION
-            postings.post(
-                LedgerKind.SPEND,
-                portion.bucket,
-                -portion.amount,
-                reference_type="GENERATION",
-                reference_id=generation.id,
-                lot=lot,
-                tool=tool,
-            )
-            uow.holds.add(
-                HoldRow(
-                    generation_id=generation.id,
-                    account_id=account_id,
-                    bucket=portion.bucket.value,
-                    lot_id=portion.lot_id,
-                    subscription_id=account.subscription_id if from_subscription else None,
-                    cycle_index=account.cycle_index if from_subscription else None,
-                    amount=portion.amount,
-                    status="OPEN",
-                )
-            )
-        remember(uow, account_id, idempotency_key, OPERATION, request, generation.id, now)
+        account = await uow.lock_account(account_id)
+        if account is None:
+            raise AccountNotFound(account_id)
+        state = await uow.account_state(account, key=idempotency_key)
+        plan = plan_run(state, request, services.clock.now())
+        if plan.replay_of is not None:
+            first = await uow.generations.get(plan.replay_of)
+            assert first is not None
+            view = view_of_books(account, state, state.wallet, plan.now)
+            return GeneratorRun(generation_of(first), view)
+        await uow.write(plan)
         await uow.commit()
-    return GeneratorRun(generation_of(generation), view_of(account, subscription, now))
+    assert plan.new_generation is not None
+    created = plan.new_generation
+    generation = Generation(
+        id=created.id,
+        account_id=account_id,
+        tool=created.tool,
+        cost=created.cost,
+        status=GenerationStatus.QUEUED,
+        prompt=created.prompt,
+        created_at=created.created_at,
+    )
+    return GeneratorRun(generation, view_of_books(account, state, plan.wallet, plan.now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +129,16 @@ async def fail_generation(
     return await _finish(generation_id, services, succeeded=False, detail=reason)
 
 
-async def lock_generation(uow: UnitOfWork, generation_id: str) -> tuple[AccountRow, GenerationRow]:
+async def lock_generation(
+    uow: UnitOfWork, generation_id: str
+) -> tuple[LockedAccount, GenerationRow]:
     """Lock order everywhere: the account row, then the generation row (no deadlocks)."""
     found = await uow.generations.get(generation_id)
     if found is None:
         raise GenerationNotFound(generation_id)
-    account = await lock_account(uow, found.account_id)
+    account = await uow.lock_account(found.account_id)
+    if account is None:
+        raise AccountNotFound(found.account_id)
     row = await uow.generations.lock(generation_id)
     assert row is not None
     return account, row
@@ -168,64 +149,33 @@ async def _finish(
 ) -> GenerationFinished:
     async with services.db.writing() as uow:
         account, row = await lock_generation(uow, generation_id)
-        check_can_finish(generation_of(row), "completed" if succeeded else "failed")
-        subscription, now = await acting_now(uow, account, services.clock)
-        postings = Postings(uow, account, now)
-        await bring_up_to_date(uow, account, subscription, postings, now)
-        if succeeded:
-            await settle_hold(uow, row)
-            row.status, row.result_url = GenerationStatus.SUCCEEDED.value, detail
-        else:
-            await release_hold(uow, account, row, postings)
-            row.status, row.failure_reason = GenerationStatus.FAILED.value, detail
-        row.finished_at = now
-        uow.publish(GenerationUpdated(row.id, row.account_id))
-        await uow.commit()
-    return GenerationFinished(generation_of(row), view_of(account, subscription, now))
-
-
-async def settle_hold(uow: UnitOfWork, generation: GenerationRow) -> None:
-    for hold in await uow.holds.open_for(generation.id):
-        hold.status = "SETTLED"
-
-
-async def release_hold(
-    uow: UnitOfWork,
-    account: AccountRow,
-    generation: GenerationRow,
-    postings: Postings,
-) -> None:
-    """Refund each held portion; what comes back to an expired bucket expires at once.
-
-    ``account`` must be brought up to date first: its recorded cycle decides, not a clock.
-    """
-    holds = await uow.holds.open_for(generation.id)
-    lots = await uow.purchases.by_ids([h.lot_id for h in holds if h.lot_id])
-    portions = [
-        HeldPortion(
-            Bucket(h.bucket),
-            h.amount,
-            cycle=(h.subscription_id, h.cycle_index),
-            lot_id=h.lot_id,
-            lot_expires_at=lots[h.lot_id].expires_at if h.lot_id else None,
+        state = await uow.account_state(account, generation_id=generation_id)
+        holds = await uow.open_holds(generation_id)
+        plan = plan_finish(
+            state,
+            generation_of(row),
+            holds,
+            services.clock.now(),
+            succeeded=succeeded,
+            detail=detail,
         )
-        for h in holds
-    ]
-    outcomes = release(portions, recorded_cycle_of(account))
-    for hold, outcome in zip(holds, outcomes, strict=True):
-        bucket, lot = Bucket(hold.bucket), lots.get(hold.lot_id or "")
-        amounts = [hold.amount, -hold.amount] if outcome.expires else [hold.amount]
-        for kind, amount in zip([LedgerKind.REFUND, LedgerKind.EXPIRY], amounts, strict=False):
-            postings.post(
-                kind,
-                bucket,
-                amount,
-                reference_type="GENERATION",
-                reference_id=generation.id,
-                lot=lot,
-                tool=Tool(generation.tool),
-            )
-        hold.status = "RELEASED"
+        await uow.write(plan)
+        await uow.commit()
+    finished = finished_generation(row, plan)
+    return GenerationFinished(finished, view_of_books(account, state, plan.wallet, plan.now))
+
+
+def finished_generation(row: GenerationRow, plan: WritePlan) -> Generation:
+    """The generation as the plan left it (the row was not changed through the ORM)."""
+    change = plan.generation_change
+    assert change is not None
+    return replace(
+        generation_of(row),
+        status=change.status,
+        finished_at=change.finished_at,
+        result_url=change.result_url or row.result_url,
+        failure_reason=change.failure_reason or row.failure_reason,
+    )
 
 
 async def release_stale_generations(services: Services, *, limit: int = 100) -> int:
@@ -244,17 +194,22 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
     for candidate in stale:
         async with services.db.writing() as uow:
             account, row = await lock_generation(uow, candidate.id)
-            subscription, now = await acting_now(uow, account, services.clock)
+            state = await uow.account_state(account, generation_id=candidate.id)
+            now = acting_at(state, services.clock.now())
             status = GenerationStatus(row.status)
             if not is_stale(status, row.created_at, row.started_at, now, timeout):
                 continue  # finished or claimed meanwhile
-            postings = Postings(uow, account, now)
-            await bring_up_to_date(uow, account, subscription, postings, now)
-            await release_hold(uow, account, row, postings)
-            row.status = GenerationStatus.FAILED.value
-            row.failure_reason = TIMED_OUT
-            row.finished_at = now
-            uow.publish(GenerationUpdated(row.id, row.account_id))
+            holds = await uow.open_holds(candidate.id)
+            plan = plan_finish(
+                state,
+                generation_of(row),
+                holds,
+                now,
+                succeeded=False,
+                detail=TIMED_OUT,
+                check=False,
+            )
+            await uow.write(plan)
             await uow.commit()
             released += 1
     return released

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.accounts import AccountView, account_view
+from app.domain.aggregate import AccountState
 from app.domain.holds import RecordedCycle
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
 from app.domain.purchases import ProviderName, PurchaseStatus, Sale
@@ -12,6 +13,7 @@ from app.domain.records import Generation, LedgerEntry, PackPurchase
 from app.domain.spending import PackLot
 from app.domain.subscriptions import SubscriptionTerms
 from app.domain.wallet import Wallet
+from app.persistence.plans import LockedAccount
 from app.persistence.tables import (
     AccountRow,
     GenerationRow,
@@ -46,6 +48,21 @@ def view_of(row: AccountRow, subscription: SubscriptionRow | None, now: datetime
         wallet=wallet_of(row),
         subscription_id=subscription.id if subscription else None,
         terms=terms_of(subscription),
+        now=now,
+    )
+
+
+def view_of_books(
+    account: LockedAccount, state: AccountState, wallet: Wallet, now: datetime
+) -> AccountView:
+    """The account as a write plan leaves it (``wallet``), seen at the write's instant."""
+    return account_view(
+        account_id=account.id,
+        email=account.email,
+        created_at=account.created_at,
+        wallet=wallet,
+        subscription_id=state.subscription_id,
+        terms=state.terms,
         now=now,
     )
 

@@ -1,0 +1,489 @@
+"""One account's credits as an aggregate: its state in, a write plan out, no I/O.
+
+A use case loads :class:`AccountState` under the account's lock and calls one function here
+(:func:`plan_run`, :func:`plan_finish`, :func:`plan_pack_grant`, :func:`plan_renewals`). The
+function decides everything that changes: the acting instant (after the lock, never before
+what the account recorded), the renewals that fell due, the spend order, holds, refunds and
+expiries, the new balances and cycle, and the events; persistence only writes the
+:class:`WritePlan` it returns. Every balance change is an explicit :class:`Posting`.
+
+The rules themselves are not restated: cycles and renewals are ``wallet``'s, the spend
+order ``spending``'s, which held credits come back ``holds``'s; this module applies them to
+one account's books.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.domain.errors import InvalidInput
+from app.domain.events import AccountChanged, CreditsPosted, DomainEvent, GenerationUpdated
+from app.domain.generations import check_can_finish
+from app.domain.holds import HeldPortion, RecordedCycle, release
+from app.domain.idempotency import check_retry
+from app.domain.model import Bucket, GenerationStatus, HoldStatus, LedgerKind, ReferenceType, Tool
+from app.domain.purchases import ReportedPayment, Sale, Settlement, SettlementDecision, settle
+from app.domain.records import Generation
+from app.domain.spending import PackLot, allocate
+from app.domain.subscriptions import SubscriptionTerms
+from app.domain.wallet import Renewal, Wallet, acting_instant, renewals_due
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    key: str
+    operation: str
+    fingerprint: str
+    result_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenHold:
+    """Credits a running generation holds from one bucket."""
+
+    id: int
+    bucket: Bucket
+    amount: int
+    subscription_id: str | None = None
+    cycle_index: int | None = None
+    lot_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What the rules need of one account, read after its row was locked.
+
+    ``lots``: at least every lot with credits left, in spend order, and every lot an open
+    hold came from (their expiry decides whether held credits come back).
+    """
+
+    account_id: str
+    subscription_id: str | None
+    wallet: Wallet
+    terms: SubscriptionTerms | None
+    lots: tuple[PackLot, ...] = ()
+    idempotency: IdempotencyRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One immutable ledger entry: a signed change of one bucket and the balance after."""
+
+    kind: LedgerKind
+    bucket: Bucket
+    amount: int
+    balance_after: int
+    reference_type: ReferenceType
+    reference_id: str | None
+    lot_id: str | None
+    occurred_at: datetime
+    tool: Tool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LotChange:
+    lot_id: str
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewHold:
+    bucket: Bucket
+    amount: int
+    lot_id: str | None
+    subscription_id: str | None
+    cycle_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewGeneration:
+    id: str
+    tool: Tool
+    cost: int
+    prompt: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationChange:
+    id: str
+    status: GenerationStatus
+    finished_at: datetime
+    result_url: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """Everything one write changes, for persistence to write as it is."""
+
+    account_id: str
+    now: datetime
+    wallet: Wallet
+    postings: tuple[Posting, ...] = ()
+    lots: tuple[LotChange, ...] = ()
+    new_generation: NewGeneration | None = None
+    generation_change: GenerationChange | None = None
+    new_holds: tuple[NewHold, ...] = ()
+    hold_changes: tuple[tuple[int, HoldStatus], ...] = ()
+    idempotency: IdempotencyRecord | None = None
+    events: tuple[DomainEvent, ...] = ()
+    # A retry: the first result under the idempotency key; nothing else is written.
+    replay_of: str | None = None
+
+
+@dataclass(slots=True)
+class _Lot:
+    remaining: int
+    expires_at: datetime
+    purchased_at: datetime
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class Book:
+    """An account's books while one write is decided: balances, lots, what was posted."""
+
+    state: AccountState
+    now: datetime
+    subscription_balance: int = 0
+    pack_balance: int = 0
+    cycle_index: int | None = None
+    cycle_ends_at: datetime | None = None
+    postings: list[Posting] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)
+    _lots: dict[str, _Lot] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, state: AccountState, now: datetime) -> Book:
+        wallet = state.wallet
+        book = cls(
+            state,
+            now,
+            wallet.subscription_balance,
+            wallet.pack_balance,
+            wallet.cycle_index,
+            wallet.cycle_ends_at,
+        )
+        for lot in state.lots:
+            book._lots[lot.id] = _Lot(lot.remaining, lot.expires_at, lot.purchased_at)
+        # Whoever writes an account may change it; subscribers hear of it only on commit.
+        book.events.append(AccountChanged(state.account_id))
+        return book
+
+    @property
+    def wallet(self) -> Wallet:
+        return Wallet(
+            self.subscription_balance, self.pack_balance, self.cycle_index, self.cycle_ends_at
+        )
+
+    @property
+    def recorded_cycle(self) -> RecordedCycle:
+        """The cycle as recorded now: what refunds and expiries are judged by."""
+        return RecordedCycle(self.state.subscription_id, self.cycle_index, self.cycle_ends_at)
+
+    def live_lots(self) -> list[PackLot]:
+        return [
+            PackLot(lot_id, lot.remaining, lot.expires_at, lot.purchased_at)
+            for lot_id, lot in self._lots.items()
+            if lot.remaining > 0
+        ]
+
+    def lot_expires_at(self, lot_id: str) -> datetime | None:
+        lot = self._lots.get(lot_id)
+        return lot.expires_at if lot else None
+
+    def add_lot(self, lot_id: str, expires_at: datetime, purchased_at: datetime) -> None:
+        """A lot that holds nothing yet (a pack about to be granted)."""
+        self._lots[lot_id] = _Lot(0, expires_at, purchased_at, changed=True)
+
+    def post(
+        self,
+        kind: LedgerKind,
+        bucket: Bucket,
+        amount: int,
+        reference_type: ReferenceType,
+        reference_id: str | None,
+        *,
+        lot_id: str | None = None,
+        occurred_at: datetime | None = None,
+        tool: Tool | None = None,
+    ) -> None:
+        """Apply a signed amount to one bucket (and lot); no bucket goes below zero."""
+        if bucket is Bucket.SUBSCRIPTION:
+            self.subscription_balance += amount
+            after = self.subscription_balance
+        else:
+            lot = self._lots.get(lot_id or "")
+            if lot is None:
+                raise ValueError("a pack posting names a known lot")
+            lot.remaining += amount
+            lot.changed = True
+            self.pack_balance += amount
+            after = self.pack_balance
+            if lot.remaining < 0:
+                raise ValueError("a pack lot cannot go below zero")
+        if after < 0:
+            raise ValueError("a bucket cannot go below zero")
+        self.postings.append(
+            Posting(
+                kind,
+                bucket,
+                amount,
+                after,
+                reference_type,
+                reference_id,
+                lot_id if bucket is Bucket.PACK else None,
+                occurred_at or self.now,
+                tool,
+            )
+        )
+        self.events.append(CreditsPosted(kind, bucket, amount, tool))
+
+    def bring_up_to_date(self) -> None:
+        """Record every renewal that fell due since the account was last written."""
+        renewals, wallet = renewals_due(self.wallet, self.state.terms, self.now)
+        for renewal in renewals:
+            self.record_renewal(renewal, ReferenceType.RENEWAL, self.state.subscription_id)
+        self.cycle_index, self.cycle_ends_at = wallet.cycle_index, wallet.cycle_ends_at
+
+    def record_renewal(
+        self, renewal: Renewal, reference_type: ReferenceType, reference_id: str | None
+    ) -> None:
+        """A renewal in the ledger: what expired (subscription, then lots due), the grant."""
+        if renewal.expired_subscription:
+            self.post(
+                LedgerKind.EXPIRY,
+                Bucket.SUBSCRIPTION,
+                -renewal.expired_subscription,
+                reference_type,
+                reference_id,
+                occurred_at=renewal.at,
+            )
+        if renewal.expired_packs:
+            for lot in sorted(self.live_lots(), key=_spend_order):
+                if lot.expires_at <= renewal.at:
+                    self.post(
+                        LedgerKind.EXPIRY,
+                        Bucket.PACK,
+                        -lot.remaining,
+                        ReferenceType.PURCHASE,
+                        lot.id,
+                        lot_id=lot.id,
+                        occurred_at=renewal.at,
+                    )
+        if renewal.granted:
+            self.post(
+                LedgerKind.GRANT,
+                Bucket.SUBSCRIPTION,
+                renewal.granted,
+                reference_type,
+                reference_id,
+                occurred_at=renewal.at,
+            )
+
+    def lot_changes(self) -> tuple[LotChange, ...]:
+        return tuple(
+            LotChange(lot_id, lot.remaining, lot.expires_at)
+            for lot_id, lot in self._lots.items()
+            if lot.changed
+        )
+
+    def plan(self, **parts: object) -> WritePlan:
+        return WritePlan(
+            account_id=self.state.account_id,
+            now=self.now,
+            wallet=self.wallet,
+            postings=tuple(self.postings),
+            lots=self.lot_changes(),
+            events=tuple(self.events),
+            **parts,  # type: ignore[arg-type]
+        )
+
+
+def _spend_order(lot: PackLot) -> tuple[datetime, datetime, str]:
+    return (lot.expires_at, lot.purchased_at, lot.id)
+
+
+def acting_at(state: AccountState, reading: datetime) -> datetime:
+    """The instant a write on ``state`` acts at (see :func:`acting_instant`)."""
+    return acting_instant(reading, state.wallet, state.terms)
+
+
+def replayed(state: AccountState, key: str, fingerprint: str) -> str | None:
+    """The first result under ``key``, or None; the same key for other arguments is refused."""
+    record = state.idempotency
+    if record is None or record.key != key:
+        return None
+    # The operation is part of the fingerprint: one key can't serve two mutations.
+    check_retry(key, record.fingerprint, fingerprint)
+    return record.result_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    tool: Tool
+    cost: int | None  # the tool's tariff; None when it has none
+    prompt: str | None
+    key: str
+    operation: str
+    fingerprint: str
+    generation_id: str
+
+
+def plan_run(state: AccountState, request: RunRequest, reading: datetime) -> WritePlan:
+    """Run a generator: renewals due, then the cost taken in spend order and held for the run.
+
+    Raises ``InsufficientCredits`` (nothing written) when the account cannot pay.
+    """
+    now = acting_at(state, reading)
+    first = replayed(state, request.key, request.fingerprint)
+    if first is not None:
+        return WritePlan(state.account_id, now, state.wallet, replay_of=first)
+    if request.cost is None:
+        raise InvalidInput("tool", f"{request.tool.value} has no tariff.")
+    book = Book.open(state, now)
+    book.bring_up_to_date()
+    lots = book.live_lots() if book.pack_balance else []
+    portions = allocate(request.cost, book.subscription_balance, lots)
+    generation_id = request.generation_id
+    holds = []
+    for portion in portions:
+        book.post(
+            LedgerKind.SPEND,
+            portion.bucket,
+            -portion.amount,
+            ReferenceType.GENERATION,
+            generation_id,
+            lot_id=portion.lot_id,
+            tool=request.tool,
+        )
+        from_subscription = portion.bucket is Bucket.SUBSCRIPTION
+        holds.append(
+            NewHold(
+                portion.bucket,
+                portion.amount,
+                portion.lot_id,
+                state.subscription_id if from_subscription else None,
+                book.cycle_index if from_subscription else None,
+            )
+        )
+    book.events.append(GenerationUpdated(generation_id, state.account_id))
+    return book.plan(
+        new_generation=NewGeneration(
+            generation_id, request.tool, request.cost, request.prompt, now
+        ),
+        new_holds=tuple(holds),
+        idempotency=IdempotencyRecord(
+            request.key, request.operation, request.fingerprint, generation_id
+        ),
+    )
+
+
+def plan_finish(
+    state: AccountState,
+    generation: Generation,
+    holds: list[OpenHold],
+    reading: datetime,
+    *,
+    succeeded: bool,
+    detail: str,
+    check: bool = True,
+) -> WritePlan:
+    """A run finished: success settles its holds; failure releases them, once.
+
+    A released portion goes back to the bucket it came from if that bucket still lives in
+    the recorded cycle (after the renewals due), else it comes back and expires at once.
+    ``check``: a worker's completion must find the run RUNNING (the sweep judges staleness).
+    """
+    if check:
+        check_can_finish(generation, "completed" if succeeded else "failed")
+    now = acting_at(state, reading)
+    book = Book.open(state, now)
+    book.bring_up_to_date()
+    if succeeded:
+        changes = tuple((hold.id, HoldStatus.SETTLED) for hold in holds)
+        change = GenerationChange(generation.id, GenerationStatus.SUCCEEDED, now, result_url=detail)
+    else:
+        release_holds(book, generation, holds)
+        changes = tuple((hold.id, HoldStatus.RELEASED) for hold in holds)
+        change = GenerationChange(
+            generation.id, GenerationStatus.FAILED, now, failure_reason=detail
+        )
+    book.events.append(GenerationUpdated(generation.id, state.account_id))
+    return book.plan(generation_change=change, hold_changes=changes)
+
+
+def release_holds(book: Book, generation: Generation, holds: list[OpenHold]) -> None:
+    """Refund each held portion; what comes back to an expired bucket expires at once."""
+    portions = [
+        HeldPortion(
+            hold.bucket,
+            hold.amount,
+            cycle=(hold.subscription_id, hold.cycle_index),
+            lot_id=hold.lot_id,
+            lot_expires_at=book.lot_expires_at(hold.lot_id) if hold.lot_id else None,
+        )
+        for hold in holds
+    ]
+    for outcome in release(portions, book.recorded_cycle):
+        portion = outcome.portion
+        for kind, amount in (
+            [(LedgerKind.REFUND, portion.amount), (LedgerKind.EXPIRY, -portion.amount)]
+            if outcome.expires
+            else [(LedgerKind.REFUND, portion.amount)]
+        ):
+            book.post(
+                kind,
+                portion.bucket,
+                amount,
+                ReferenceType.GENERATION,
+                generation.id,
+                lot_id=portion.lot_id,
+                tool=generation.tool,
+            )
+
+
+def plan_renewals(state: AccountState, reading: datetime) -> WritePlan:
+    """Only the renewals due (the sweep, and the opening of writes not planned here yet)."""
+    book = Book.open(state, acting_at(state, reading))
+    book.bring_up_to_date()
+    return book.plan()
+
+
+def plan_settlement(
+    state: AccountState,
+    sale: Sale,
+    payment: ReportedPayment,
+    reading: datetime,
+    *,
+    pack_on_sale: bool,
+) -> tuple[SettlementDecision, WritePlan]:
+    """What a payment means for a pending purchase, and the write: renewals due first, then,
+    for a grant, the pack's credits in a lot that lives to the end of the cycle in force now
+    (not the one at checkout)."""
+    book = Book.open(state, acting_at(state, reading))
+    book.bring_up_to_date()
+    terms = state.terms
+    decision = settle(
+        sale,
+        payment,
+        subscription_active=(
+            terms is not None and terms.allows_packs_at(book.now) and book.cycle_ends_at is not None
+        ),
+        pack_on_sale=pack_on_sale,
+    )
+    if decision.settlement is Settlement.GRANT:
+        assert book.cycle_ends_at is not None  # a grant needs a live cycle
+        book.add_lot(sale.purchase_id, book.cycle_ends_at, book.now)
+        book.post(
+            LedgerKind.GRANT,
+            Bucket.PACK,
+            sale.credits,
+            ReferenceType.PURCHASE,
+            sale.purchase_id,
+            lot_id=sale.purchase_id,
+        )
+    return decision, book.plan()

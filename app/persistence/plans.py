@@ -1,0 +1,428 @@
+"""An account's state read under its lock, and a write plan written in few round trips.
+
+SQLAlchemy Core over the same SQLModel tables, each statement built once at import (the
+compiled form is cached per dialect). On PostgreSQL a write is: BEGIN, ``SELECT ... FOR
+UPDATE`` of the account row, one statement reading the rest of the state (after the lock
+is granted: a joined ``FOR UPDATE`` would see the other rows as they were before the wait
+under READ COMMITTED), one statement of data-modifying CTEs writing the whole plan with its
+``pg_notify``, COMMIT. SQLite runs the same reads and ordinary statements per part under
+``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
+from app.domain.model import BillingInterval, Bucket, HoldStatus, Plan
+from app.domain.spending import PackLot
+from app.domain.subscriptions import SubscriptionTerms
+from app.domain.wallet import Wallet
+from app.persistence.tables import (
+    AccountRow,
+    GenerationRow,
+    HoldRow,
+    IdempotencyRow,
+    LedgerEntryRow,
+    PackPurchaseRow,
+    SubscriptionRow,
+)
+
+accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
+subscriptions: sa.Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+lots_t: sa.Table = PackPurchaseRow.__table__  # type: ignore[attr-defined]
+idempotency_t: sa.Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
+holds_t: sa.Table = HoldRow.__table__  # type: ignore[attr-defined]
+generations_t: sa.Table = GenerationRow.__table__  # type: ignore[attr-defined]
+ledger_t: sa.Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAccount:
+    id: str
+    email: str
+    created_at: datetime
+    subscription_id: str | None
+    wallet: Wallet
+
+
+LOCK = (
+    sa.select(
+        accounts.c.id,
+        accounts.c.email,
+        accounts.c.created_at,
+        accounts.c.subscription_id,
+        accounts.c.subscription_balance,
+        accounts.c.pack_balance,
+        accounts.c.cycle_index,
+        accounts.c.cycle_ends_at,
+    )
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .with_for_update()
+)
+
+# One statement for the rest of the state: the subscription, the idempotency record under
+# the request's key, and one row per lot with credits left or held by the generation named.
+_held_lots = (
+    sa.select(holds_t.c.lot_id)
+    .where(holds_t.c.generation_id == sa.bindparam("generation_id"))
+    .where(holds_t.c.status == HoldStatus.OPEN.value)
+    .where(holds_t.c.lot_id.is_not(None))
+)
+STATE = (
+    sa.select(
+        subscriptions.c.plan,
+        subscriptions.c.interval,
+        subscriptions.c.started_at,
+        subscriptions.c.monthly_credits,
+        subscriptions.c.canceled_at,
+        subscriptions.c.created_at.label("subscription_created_at"),
+        idempotency_t.c.operation,
+        idempotency_t.c.fingerprint,
+        idempotency_t.c.result_id,
+        lots_t.c.id.label("lot_id"),
+        lots_t.c.remaining,
+        lots_t.c.expires_at,
+        lots_t.c.purchased_at,
+    )
+    .select_from(
+        accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
+        .outerjoin(
+            idempotency_t,
+            sa.and_(
+                idempotency_t.c.account_id == accounts.c.id,
+                idempotency_t.c.key == sa.bindparam("key"),
+            ),
+        )
+        .outerjoin(
+            lots_t,
+            sa.and_(
+                lots_t.c.account_id == accounts.c.id,
+                lots_t.c.expires_at.is_not(None),
+                sa.or_(lots_t.c.remaining > 0, lots_t.c.id.in_(_held_lots)),
+            ),
+        )
+    )
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .order_by(lots_t.c.expires_at, lots_t.c.purchased_at, lots_t.c.id)
+)
+
+OPEN_HOLDS = (
+    sa.select(
+        holds_t.c.id,
+        holds_t.c.bucket,
+        holds_t.c.amount,
+        holds_t.c.subscription_id,
+        holds_t.c.cycle_index,
+        holds_t.c.lot_id,
+    )
+    .where(holds_t.c.generation_id == sa.bindparam("generation_id"))
+    .where(holds_t.c.status == HoldStatus.OPEN.value)
+    .order_by(holds_t.c.id)
+)
+
+
+async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount | None:
+    """The account row, locked for this transaction (SQLite: BEGIN IMMEDIATE already)."""
+    row = (await conn.execute(LOCK, {"account_id": account_id})).first()
+    if row is None:
+        return None
+    wallet = Wallet(row.subscription_balance, row.pack_balance, row.cycle_index, row.cycle_ends_at)
+    return LockedAccount(row.id, row.email, row.created_at, row.subscription_id, wallet)
+
+
+async def read_state(
+    conn: AsyncConnection,
+    account: LockedAccount,
+    *,
+    key: str | None = None,
+    generation_id: str | None = None,
+) -> AccountState:
+    """The rest of the account's state, read once its row is locked."""
+    result = await conn.execute(
+        STATE, {"account_id": account.id, "key": key, "generation_id": generation_id}
+    )
+    rows = result.all()
+    first = rows[0]
+    terms = None
+    if account.subscription_id is not None and first.plan is not None:
+        terms = SubscriptionTerms(
+            plan=Plan(first.plan),
+            interval=BillingInterval(first.interval),
+            started_at=first.started_at,
+            monthly_credits=first.monthly_credits,
+            canceled_at=first.canceled_at,
+            recorded_at=first.subscription_created_at,
+        )
+    record = None
+    if key is not None and first.result_id is not None:
+        record = IdempotencyRecord(key, first.operation, first.fingerprint, first.result_id)
+    lots = tuple(
+        PackLot(r.lot_id, r.remaining, r.expires_at, r.purchased_at)
+        for r in rows
+        if r.lot_id is not None
+    )
+    return AccountState(account.id, account.subscription_id, account.wallet, terms, lots, record)
+
+
+async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold]:
+    result = await conn.execute(OPEN_HOLDS, {"generation_id": generation_id})
+    return [
+        OpenHold(r.id, Bucket(r.bucket), r.amount, r.subscription_id, r.cycle_index, r.lot_id)
+        for r in result
+    ]
+
+
+# -- writing a plan -------------------------------------------------------------------------
+
+
+def _parameters(plan: WritePlan) -> dict[str, Any]:
+    wallet, generation, change = plan.wallet, plan.new_generation, plan.generation_change
+    record = plan.idempotency
+    postings = plan.postings
+    return {
+        "account_id": plan.account_id,
+        "now": plan.now,
+        "subscription_balance": wallet.subscription_balance,
+        "pack_balance": wallet.pack_balance,
+        "cycle_index": wallet.cycle_index,
+        "cycle_ends_at": wallet.cycle_ends_at,
+        "g_id": generation.id if generation else None,
+        "g_tool": generation.tool.value if generation else None,
+        "g_cost": generation.cost if generation else None,
+        "g_prompt": generation.prompt if generation else None,
+        "gc_id": change.id if change else None,
+        "gc_status": change.status.value if change else None,
+        "gc_result_url": change.result_url if change else None,
+        "gc_failure_reason": change.failure_reason if change else None,
+        "e_kind": [p.kind.value for p in postings],
+        "e_bucket": [p.bucket.value for p in postings],
+        "e_amount": [p.amount for p in postings],
+        "e_after": [p.balance_after for p in postings],
+        "e_reference_type": [p.reference_type.value for p in postings],
+        "e_reference_id": [p.reference_id for p in postings],
+        "e_lot_id": [p.lot_id for p in postings],
+        "e_occurred_at": [p.occurred_at for p in postings],
+        "h_bucket": [h.bucket.value for h in plan.new_holds],
+        "h_lot_id": [h.lot_id for h in plan.new_holds],
+        "h_subscription_id": [h.subscription_id for h in plan.new_holds],
+        "h_cycle_index": [h.cycle_index for h in plan.new_holds],
+        "h_amount": [h.amount for h in plan.new_holds],
+        "hc_id": [hold_id for hold_id, _ in plan.hold_changes],
+        "hc_status": [status.value for _, status in plan.hold_changes],
+        "l_id": [lot.lot_id for lot in plan.lots],
+        "l_remaining": [lot.remaining for lot in plan.lots],
+        "l_expires_at": [lot.expires_at for lot in plan.lots],
+        "i_key": record.key if record else None,
+        "i_operation": record.operation if record else None,
+        "i_fingerprint": record.fingerprint if record else None,
+        "i_result_id": record.result_id if record else None,
+    }
+
+
+# PostgreSQL: the whole plan in one statement. Sibling CTEs see one snapshot and none reads
+# another's rows, so each writes its own table; foreign keys (holds -> generations) are
+# checked at the end of the statement. Arrays carry the variable parts, so the text is fixed.
+_PG_WRITE = sa.text(
+    """
+WITH
+acc AS (
+  UPDATE accounts SET subscription_balance = CAST(:subscription_balance AS integer),
+    pack_balance = CAST(:pack_balance AS integer), cycle_index = CAST(:cycle_index AS integer),
+    cycle_ends_at = CAST(:cycle_ends_at AS timestamptz)
+  WHERE id = CAST(:account_id AS varchar)
+),
+gen AS (
+  INSERT INTO generations (id, account_id, tool, cost, status, prompt, created_at)
+  SELECT CAST(:g_id AS varchar), CAST(:account_id AS varchar), CAST(:g_tool AS varchar),
+    CAST(:g_cost AS integer), 'QUEUED', CAST(:g_prompt AS varchar), CAST(:now AS timestamptz)
+  WHERE CAST(:g_id AS varchar) IS NOT NULL
+),
+finished AS (
+  UPDATE generations SET status = CAST(:gc_status AS varchar),
+    finished_at = CAST(:now AS timestamptz),
+    result_url = COALESCE(CAST(:gc_result_url AS varchar), result_url),
+    failure_reason = COALESCE(CAST(:gc_failure_reason AS varchar), failure_reason)
+  WHERE id = CAST(:gc_id AS varchar)
+),
+led AS (
+  INSERT INTO ledger_entries (account_id, kind, bucket, amount, balance_after, reference_type,
+    reference_id, lot_id, occurred_at, recorded_at)
+  SELECT CAST(:account_id AS varchar), e.kind, e.bucket, e.amount, e.after, e.reference_type,
+    e.reference_id, e.lot_id, e.occurred_at, CAST(:now AS timestamptz)
+  FROM unnest(CAST(:e_kind AS varchar[]), CAST(:e_bucket AS varchar[]),
+    CAST(:e_amount AS integer[]), CAST(:e_after AS integer[]),
+    CAST(:e_reference_type AS varchar[]), CAST(:e_reference_id AS varchar[]),
+    CAST(:e_lot_id AS varchar[]), CAST(:e_occurred_at AS timestamptz[]))
+    WITH ORDINALITY AS e(kind, bucket, amount, after, reference_type, reference_id, lot_id,
+      occurred_at, n)
+  ORDER BY e.n
+),
+held AS (
+  INSERT INTO holds (generation_id, account_id, bucket, lot_id, subscription_id, cycle_index,
+    amount, status)
+  SELECT CAST(:g_id AS varchar), CAST(:account_id AS varchar), h.bucket, h.lot_id,
+    h.subscription_id, h.cycle_index, h.amount, 'OPEN'
+  FROM unnest(CAST(:h_bucket AS varchar[]), CAST(:h_lot_id AS varchar[]),
+    CAST(:h_subscription_id AS varchar[]), CAST(:h_cycle_index AS integer[]),
+    CAST(:h_amount AS integer[]))
+    WITH ORDINALITY AS h(bucket, lot_id, subscription_id, cycle_index, amount, n)
+  ORDER BY h.n
+),
+moved AS (
+  UPDATE holds SET status = c.status
+  FROM unnest(CAST(:hc_id AS bigint[]), CAST(:hc_status AS varchar[])) AS c(id, status)
+  WHERE holds.id = c.id
+),
+lot_rest AS (
+  UPDATE pack_purchases SET remaining = l.remaining, expires_at = l.expires_at
+  FROM unnest(CAST(:l_id AS varchar[]), CAST(:l_remaining AS integer[]),
+    CAST(:l_expires_at AS timestamptz[])) AS l(id, remaining, expires_at)
+  WHERE pack_purchases.id = l.id
+),
+idem AS (
+  INSERT INTO idempotency_keys (account_id, key, operation, fingerprint, result_id, created_at)
+  SELECT CAST(:account_id AS varchar), CAST(:i_key AS varchar), CAST(:i_operation AS varchar),
+    CAST(:i_fingerprint AS varchar), CAST(:i_result_id AS varchar), CAST(:now AS timestamptz)
+  WHERE CAST(:i_key AS varchar) IS NOT NULL
+)
+SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p
+"""
+)
+
+
+async def write_plan(
+    conn: AsyncConnection, plan: WritePlan, notify: tuple[str, Sequence[str]] | None
+) -> None:
+    """Write every part of ``plan``; ``notify`` (channel, payloads) goes out on commit."""
+    if conn.dialect.name == "postgresql":
+        channel, payloads = notify or ("", ())
+        params = _parameters(plan) | {"channel": channel, "payloads": list(payloads)}
+        await conn.execute(_PG_WRITE, params)
+        return
+    await _write_statements(conn, plan)
+
+
+_UPDATE_ACCOUNT = (
+    sa.update(accounts)
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .values(
+        subscription_balance=sa.bindparam("b_subscription"),
+        pack_balance=sa.bindparam("b_pack"),
+        cycle_index=sa.bindparam("b_cycle_index"),
+        cycle_ends_at=sa.bindparam("b_cycle_ends_at", type_=accounts.c.cycle_ends_at.type),
+    )
+)
+_UPDATE_LOT = (
+    sa.update(lots_t)
+    .where(lots_t.c.id == sa.bindparam("l_id"))
+    .values(
+        remaining=sa.bindparam("l_remaining"),
+        expires_at=sa.bindparam("l_expires_at", type_=lots_t.c.expires_at.type),
+    )
+)
+_UPDATE_HOLD = (
+    sa.update(holds_t)
+    .where(holds_t.c.id == sa.bindparam("hc_id"))
+    .values(status=sa.bindparam("hc_status"))
+)
+
+
+async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
+    """The same plan as ordinary statements (SQLite, under BEGIN IMMEDIATE)."""
+    wallet = plan.wallet
+    await conn.execute(
+        _UPDATE_ACCOUNT,
+        {
+            "account_id": plan.account_id,
+            "b_subscription": wallet.subscription_balance,
+            "b_pack": wallet.pack_balance,
+            "b_cycle_index": wallet.cycle_index,
+            "b_cycle_ends_at": wallet.cycle_ends_at,
+        },
+    )
+    if (generation := plan.new_generation) is not None:
+        await conn.execute(
+            sa.insert(generations_t),
+            {
+                "id": generation.id,
+                "account_id": plan.account_id,
+                "tool": generation.tool.value,
+                "cost": generation.cost,
+                "status": "QUEUED",
+                "prompt": generation.prompt,
+                "created_at": plan.now,
+            },
+        )
+    if (change := plan.generation_change) is not None:
+        values: dict[str, Any] = {"status": change.status.value, "finished_at": plan.now}
+        if change.result_url is not None:
+            values["result_url"] = change.result_url
+        if change.failure_reason is not None:
+            values["failure_reason"] = change.failure_reason
+        await conn.execute(
+            sa.update(generations_t).where(generations_t.c.id == change.id).values(values)
+        )
+    # One statement per entry, in order: the entry ids keep the order they were posted in.
+    for posting in plan.postings:
+        await conn.execute(
+            sa.insert(ledger_t),
+            {
+                "account_id": plan.account_id,
+                "kind": posting.kind.value,
+                "bucket": posting.bucket.value,
+                "amount": posting.amount,
+                "balance_after": posting.balance_after,
+                "reference_type": posting.reference_type.value,
+                "reference_id": posting.reference_id,
+                "lot_id": posting.lot_id,
+                "occurred_at": posting.occurred_at,
+                "recorded_at": plan.now,
+            },
+        )
+    for hold in plan.new_holds:
+        assert generation is not None
+        await conn.execute(
+            sa.insert(holds_t),
+            {
+                "generation_id": generation.id,
+                "account_id": plan.account_id,
+                "bucket": hold.bucket.value,
+                "lot_id": hold.lot_id,
+                "subscription_id": hold.subscription_id,
+                "cycle_index": hold.cycle_index,
+                "amount": hold.amount,
+                "status": HoldStatus.OPEN.value,
+            },
+        )
+    if plan.hold_changes:
+        await conn.execute(
+            _UPDATE_HOLD,
+            [{"hc_id": hold, "hc_status": status.value} for hold, status in plan.hold_changes],
+        )
+    if plan.lots:
+        await conn.execute(
+            _UPDATE_LOT,
+            [
+                {"l_id": lot.lot_id, "l_remaining": lot.remaining, "l_expires_at": lot.expires_at}
+                for lot in plan.lots
+            ],
+        )
+    if (record := plan.idempotency) is not None:
+        await conn.execute(
+            sa.insert(idempotency_t),
+            {
+                "account_id": plan.account_id,
+                "key": record.key,
+                "operation": record.operation,
+                "fingerprint": record.fingerprint,
+                "result_id": record.result_id,
+                "created_at": plan.now,
+            },
+        )
