@@ -12,22 +12,20 @@ import logging
 from dataclasses import dataclass
 
 from app.domain.accounts import AccountView
-from app.domain.errors import PurchaseNotFound
+from app.domain.aggregate import plan_settlement
+from app.domain.errors import AccountNotFound, PurchaseNotFound
 from app.domain.events import PurchaseStatusChanged
-from app.domain.model import Bucket, LedgerKind
 from app.domain.purchases import (
     PurchaseStatus,
     ReportedPayment,
     Settlement,
-    settle,
 )
 from app.domain.records import PackPurchase
 from app.payments.port import Payment, ProviderUnavailable
 from app.persistence.tables import PackPurchaseRow
 from app.services.accounts import get_account
 from app.services.deps import Services
-from app.services.mapping import purchase_of, sale_of, terms_of
-from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
+from app.services.mapping import purchase_of, sale_of
 
 log = logging.getLogger("creditgate.payments")
 
@@ -94,26 +92,22 @@ async def settle_payment(purchase_id: str, payment: Payment, services: Services)
     async with services.db.writing() as uow:
         found = await uow.purchases.get(purchase_id)
         assert found is not None
-        account = await lock_account(uow, found.account_id)
-        subscription, now = await acting_now(uow, account, services.clock)
+        account = await uow.lock_account(found.account_id)
+        if account is None:
+            raise AccountNotFound(found.account_id)
         row = await uow.purchases.lock(purchase_id)
         assert row is not None
         if row.status != PurchaseStatus.PENDING:
             return row  # another call settled it first
-        postings = Postings(uow, account, now)
-        await bring_up_to_date(uow, account, subscription, postings, now)
-        terms = terms_of(subscription)
+        state = await uow.account_state(account)
         pack = await uow.catalog.pack(row.pack_id)
-        decision = settle(
+        decision, plan = plan_settlement(
+            state,
             sale_of(row),
             ReportedPayment(
                 payment.state, payment.purchase_id, payment.amount_cents, payment.currency
             ),
-            subscription_active=(
-                terms is not None
-                and terms.allows_packs_at(now)
-                and account.cycle_ends_at is not None
-            ),
+            services.clock.now(),
             pack_on_sale=pack is not None and pack.on_sale,
         )
         if decision.settlement is Settlement.WAIT:
@@ -121,22 +115,15 @@ async def settle_payment(purchase_id: str, payment: Payment, services: Services)
         status = SETTLED_AS[decision.settlement]
         if not await uow.purchases.move(row.id, PurchaseStatus.PENDING, status):
             return row
+        await uow.write(plan)
         row.status, row.status_reason = status.value, decision.reason
         if row.checkout_session_id is None:
             row.checkout_session_id = payment.session_id
         row.payment_reference = payment.payment_reference
-        if decision.settlement is Settlement.GRANT:
-            # The pack lives until the end of the cycle in force now, not at checkout.
-            row.purchased_at = row.fulfilled_at = now
-            row.expires_at = account.cycle_ends_at
-            postings.post(
-                LedgerKind.GRANT,
-                Bucket.PACK,
-                row.credits,
-                reference_type="PURCHASE",
-                reference_id=row.id,
-                lot=row,
-            )
+        for lot in plan.lots:
+            if lot.lot_id == row.id:  # granted: the plan made the purchase a lot
+                row.purchased_at = row.fulfilled_at = plan.now
+                row.expires_at, row.remaining = lot.expires_at, lot.remaining
         if decision.mismatch:
             log.error(
                 "purchase %s: payment %s does not match the sale: %s",
