@@ -284,6 +284,46 @@ class Book:
                 occurred_at=renewal.at,
             )
 
+    def replace_cycle(self, renewal: Renewal, reference_id: str | None) -> None:
+        """A new subscription replaces the cycle: what the old one left expires at once.
+
+        ``state.lots`` are then every lot not yet past its date at ``renewal.at``: they
+        expire there even before their date, and their date moves there, so credits a
+        failed run gives back later expire too instead of reviving.
+        """
+        if renewal.expired_subscription:
+            self.post(
+                LedgerKind.EXPIRY,
+                Bucket.SUBSCRIPTION,
+                -renewal.expired_subscription,
+                ReferenceType.SUBSCRIPTION,
+                reference_id,
+                occurred_at=renewal.at,
+            )
+        if renewal.expired_packs:
+            for lot_id, lot in self._lots.items():
+                if lot.expires_at > renewal.at:
+                    lot.expires_at, lot.changed = renewal.at, True
+                if lot.remaining:
+                    self.post(
+                        LedgerKind.EXPIRY,
+                        Bucket.PACK,
+                        -lot.remaining,
+                        ReferenceType.PURCHASE,
+                        lot_id,
+                        lot_id=lot_id,
+                        occurred_at=renewal.at,
+                    )
+        if renewal.granted:
+            self.post(
+                LedgerKind.GRANT,
+                Bucket.SUBSCRIPTION,
+                renewal.granted,
+                ReferenceType.SUBSCRIPTION,
+                reference_id,
+                occurred_at=renewal.at,
+            )
+
     def lot_changes(self) -> tuple[LotChange, ...]:
         return tuple(
             LotChange(lot_id, lot.remaining, lot.expires_at)

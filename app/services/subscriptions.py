@@ -18,7 +18,7 @@ from app.services.wallets import (
     acting_now,
     bring_up_to_date,
     lock_account,
-    record_renewal,
+    replace_cycle,
 )
 
 
@@ -60,15 +60,7 @@ async def start_subscription(
         uow.subscriptions.add(row)
         renewal, wallet = start_cycle(wallet_of(account), terms, now)
         # Starting a plan is a renewal: whatever the last one left expires, packs included.
-        await record_renewal(
-            uow,
-            account,
-            postings,
-            renewal,
-            reference_type="SUBSCRIPTION",
-            reference_id=row.id,
-            all_lots=True,
-        )
+        await replace_cycle(uow, account, row, postings, renewal)
         account.subscription_id = row.id
         account.cycle_index = wallet.cycle_index
         account.cycle_ends_at = wallet.cycle_ends_at

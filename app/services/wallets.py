@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.clock import Clock
+from app.domain.aggregate import AccountState, Book
 from app.domain.errors import AccountNotFound
 from app.domain.events import AccountChanged, CreditsPosted
-from app.domain.model import Bucket, LedgerKind, Tool
-from app.domain.wallet import Renewal, acting_instant, renewals_due
+from app.domain.model import Bucket, LedgerKind, ReferenceType, Tool
+from app.domain.wallet import Renewal, acting_instant
 from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
 from app.persistence.unit_of_work import UnitOfWork
-from app.services.mapping import terms_of, wallet_of
+from app.services.mapping import lot_of, terms_of, wallet_of
 
 
 class Postings:
@@ -28,7 +29,7 @@ class Postings:
         bucket: Bucket,
         amount: int,
         *,
-        reference_type: str,
+        reference_type: ReferenceType | str,
         reference_id: str | None,
         lot: PackPurchaseRow | None = None,
         occurred_at: datetime | None = None,
@@ -56,7 +57,7 @@ class Postings:
                 bucket=bucket.value,
                 amount=amount,
                 balance_after=after,
-                reference_type=reference_type,
+                reference_type=str(reference_type),
                 reference_id=reference_id,
                 lot_id=lot.id if lot else None,
                 occurred_at=occurred_at or self._now,
@@ -100,83 +101,58 @@ async def bring_up_to_date(
     postings: Postings,
     now: datetime,
 ) -> None:
-    """Write down every renewal that fell due since the account was last written."""
-    renewals, wallet = renewals_due(wallet_of(account), terms_of(subscription), now)
-    for renewal in renewals:
-        await record_renewal(
-            uow,
-            account,
-            postings,
-            renewal,
-            reference_type="RENEWAL",
-            reference_id=subscription.id if subscription else None,
-        )
-    account.cycle_index = wallet.cycle_index
-    account.cycle_ends_at = wallet.cycle_ends_at
+    """Write down every renewal that fell due since the account was last written.
+
+    The renewals are the aggregate's (:meth:`Book.bring_up_to_date`); this applies them to
+    the rows of the use cases that still write through the ORM.
+    """
+    if account.cycle_ends_at is None or account.cycle_ends_at > now:
+        return
+    lots = await uow.purchases.with_credits_left(account.id) if account.pack_balance else []
+    book = Book.open(_state_of(account, subscription, lots), now)
+    book.bring_up_to_date()
+    _apply(book, postings, lots)
+    account.cycle_index, account.cycle_ends_at = book.cycle_index, book.cycle_ends_at
 
 
-async def record_renewal(
+async def replace_cycle(
     uow: UnitOfWork,
     account: AccountRow,
+    subscription: SubscriptionRow,
     postings: Postings,
     renewal: Renewal,
-    *,
-    reference_type: str,
-    reference_id: str | None,
-    all_lots: bool = False,
 ) -> None:
-    """A renewal in the ledger: what expired, then what the new cycle grants."""
-    if renewal.expired_subscription:
-        postings.post(
-            LedgerKind.EXPIRY,
-            Bucket.SUBSCRIPTION,
-            -renewal.expired_subscription,
-            reference_type=reference_type,
-            reference_id=reference_id,
-            occurred_at=renewal.at,
-        )
-    if renewal.expired_packs:
-        await expire_packs(uow, account, postings, renewal.at, all_lots=all_lots)
-    if renewal.granted:
-        postings.post(
-            LedgerKind.GRANT,
-            Bucket.SUBSCRIPTION,
-            renewal.granted,
-            reference_type=reference_type,
-            reference_id=reference_id,
-            occurred_at=renewal.at,
-        )
+    """Starting a plan is a renewal that replaces the cycle (:meth:`Book.replace_cycle`)."""
+    lots = await uow.purchases.unexpired(account.id, renewal.at) if renewal.expired_packs else []
+    book = Book.open(_state_of(account, subscription, lots), renewal.at)
+    book.replace_cycle(renewal, subscription.id)
+    _apply(book, postings, lots)
 
 
-async def expire_packs(
-    uow: UnitOfWork,
-    account: AccountRow,
-    postings: Postings,
-    at: datetime,
-    *,
-    all_lots: bool = False,
-) -> None:
-    """Expire the lots due at ``at``; ``all_lots`` when a new subscription replaces the cycle.
-
-    A replaced cycle's lots expire at ``at`` even if it is before their date, and their date
-    moves there, so credits a failed run gives back later expire too instead of reviving.
-    """
-    lots = (
-        await uow.purchases.unexpired(account.id, at)
-        if all_lots
-        else await uow.purchases.with_credits_left(account.id)
+def _state_of(
+    account: AccountRow, subscription: SubscriptionRow | None, lots: list[PackPurchaseRow]
+) -> AccountState:
+    return AccountState(
+        account.id,
+        subscription.id if subscription else None,
+        wallet_of(account),
+        terms_of(subscription),
+        tuple(lot_of(row) for row in lots),
     )
-    for lot in lots:
-        if not (all_lots or lot.expires_at <= at):
-            continue
-        lot.expires_at = min(lot.expires_at, at)
-        if lot.remaining:
-            postings.post(
-                LedgerKind.EXPIRY,
-                Bucket.PACK,
-                -lot.remaining,
-                reference_type="PURCHASE",
-                reference_id=lot.id,
-                lot=lot,
-                occurred_at=at,
-            )
+
+
+def _apply(book: Book, postings: Postings, lots: list[PackPurchaseRow]) -> None:
+    rows = {row.id: row for row in lots}
+    for posting in book.postings:
+        postings.post(
+            posting.kind,
+            posting.bucket,
+            posting.amount,
+            reference_type=posting.reference_type,
+            reference_id=posting.reference_id,
+            lot=rows[posting.lot_id] if posting.lot_id else None,
+            occurred_at=posting.occurred_at,
+            tool=posting.tool,
+        )
+    for change in book.lot_changes():
+        rows[change.lot_id].expires_at = change.expires_at
