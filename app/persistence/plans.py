@@ -179,6 +179,63 @@ async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold
     ]
 
 
+# -- reading accounts as clients see them ---------------------------------------------------
+
+ACCOUNT_VIEWS = (
+    sa.select(
+        accounts.c.id,
+        accounts.c.email,
+        accounts.c.created_at,
+        accounts.c.subscription_id,
+        accounts.c.subscription_balance,
+        accounts.c.pack_balance,
+        accounts.c.cycle_index,
+        accounts.c.cycle_ends_at,
+        subscriptions.c.plan,
+        subscriptions.c.interval,
+        subscriptions.c.started_at,
+        subscriptions.c.monthly_credits,
+        subscriptions.c.canceled_at,
+        subscriptions.c.created_at.label("subscription_created_at"),
+    )
+    .select_from(
+        accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
+    )
+    .where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """An account as stored (balances as of its last write) with its subscription's terms."""
+
+    id: str
+    email: str
+    created_at: datetime
+    subscription_id: str | None
+    wallet: Wallet
+    terms: SubscriptionTerms | None
+
+
+async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredAccount]:
+    """Accounts and their subscriptions in one statement, for any number of ids."""
+    found = []
+    for r in await conn.execute(ACCOUNT_VIEWS, {"ids": list(ids)}):
+        terms = None
+        if r.subscription_id is not None and r.plan is not None:
+            terms = SubscriptionTerms(
+                plan=Plan(r.plan),
+                interval=BillingInterval(r.interval),
+                started_at=r.started_at,
+                monthly_credits=r.monthly_credits,
+                canceled_at=r.canceled_at,
+                recorded_at=r.subscription_created_at,
+            )
+        wallet = Wallet(r.subscription_balance, r.pack_balance, r.cycle_index, r.cycle_ends_at)
+        found.append(StoredAccount(r.id, r.email, r.created_at, r.subscription_id, wallet, terms))
+    return found
+
+
 # -- writing a plan -------------------------------------------------------------------------
 
 

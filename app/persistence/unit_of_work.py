@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,18 @@ class Database:
         self.dialect = engine.dialect.name
         self.events = events
         self._sessions = session_factory(engine)
+        # Reads of one statement need no transaction on PostgreSQL: no BEGIN, no ROLLBACK.
+        # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py).
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
+
+    async def stored_accounts(self, ids: Sequence[str]) -> list[plans.StoredAccount]:
+        """Accounts with their subscriptions, in one autocommit statement."""
+        async with self._reads.connect() as connection:
+            return await plans.stored_accounts(connection, ids)
 
     def writing(self) -> UnitOfWork:
         return UnitOfWork(self._sessions, write=True, dialect=self.dialect, events=self.events)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from app.domain.accounts import AccountView
+from app.domain.accounts import AccountView, account_view
 from app.domain.errors import AccountNotFound, EmailTaken, InvalidInput
 from app.persistence.tables import AccountRow
 from app.services.deps import Services
@@ -52,9 +52,18 @@ async def create_account(email: str, services: Services) -> AccountView:
 async def load_accounts(ids: Sequence[str], services: Services) -> list[AccountView | None]:
     """Accounts in the order asked, None where none exists; one query whatever the count."""
     now = services.clock.now()
-    async with services.db.reading() as uow:
-        rows = await uow.accounts.with_subscriptions(ids)
-    found = {account.id: view_of(account, sub, now) for account, sub in rows}
+    found = {
+        stored.id: account_view(
+            account_id=stored.id,
+            email=stored.email,
+            created_at=stored.created_at,
+            wallet=stored.wallet,
+            subscription_id=stored.subscription_id,
+            terms=stored.terms,
+            now=now,
+        )
+        for stored in await services.db.stored_accounts(ids)
+    }
     return [found.get(account_id) for account_id in ids]
 
 
