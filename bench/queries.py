@@ -23,17 +23,31 @@ query Accounts($ids: [ID!]!) {
 
 
 @contextmanager
-def recorded(engine: AsyncEngine) -> Iterator[list[str]]:
+def recorded(engine: AsyncEngine, trips: list[str] | None = None) -> Iterator[list[str]]:
+    """The statements sent; ``trips`` also gets each BEGIN and COMMIT (round trips)."""
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
+        if trips is not None:
+            trips.append(statements[-1])
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    def begin(_conn: Any) -> None:
+        if trips is not None:
+            trips.append("BEGIN")
+
+    def commit(_conn: Any) -> None:
+        if trips is not None:
+            trips.append("COMMIT")
+
+    listeners = [("before_cursor_execute", record), ("begin", begin), ("commit", commit)]
+    for name, listener in listeners:
+        event.listen(engine.sync_engine, name, listener)
     try:
         yield statements
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for name, listener in listeners:
+            event.remove(engine.sync_engine, name, listener)
 
 
 @asynccontextmanager
@@ -59,7 +73,7 @@ async def statement_counts(
     operation on creditgate and on the reference, which must send the same statements."""
     creditgate = create_app(settings)
     reference = create_reference_app(settings)
-    result: dict[str, Any] = {"accounts_ids": {}, "operations": {}}
+    result: dict[str, Any] = {"accounts_ids": {}, "operations": {}, "round_trips": {}}
     try:
         async with client(creditgate) as http:
             for size in (1, 10, 100):
@@ -76,9 +90,14 @@ async def statement_counts(
             for name, app in (("creditgate", creditgate), ("reference", reference)):
                 path, body, authorization = targets[name]
                 headers = {"Authorization": authorization} if authorization else {}
+                trips: list[str] = []
                 async with client(app) as http:
-                    with recorded(_engine(app)) as statements:
+                    with recorded(_engine(app), trips if name == "creditgate" else None) as (
+                        statements
+                    ):
                         response = await http.post(path, json=body, headers=headers)
+                if name == "creditgate":
+                    result["round_trips"][operation] = len(trips)
                 assert response.status_code == 200, response.text
                 assert "errors" not in response.json(), response.text
                 seen[name] = statements

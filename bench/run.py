@@ -42,11 +42,19 @@ from app.settings import Settings
 from bench import seed
 from bench.load import KEY, Call, LoadResult, LoadSpec, have_wrk, run_python, run_wrk
 from bench.queries import statement_counts
-from bench.servers import ROOT, Server, creditgate_command, pinned, reference_command
+from bench.servers import (
+    ROOT,
+    Server,
+    bare_command,
+    creditgate_command,
+    pinned,
+    reference_command,
+)
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DATABASE = "creditgate_bench"
-TARGETS = ("creditgate", "reference")  # the ratio is the first over the second
+TARGETS = ("creditgate", "reference", "bare")  # ratios: the first over each other
+STRICT = "bare"  # the strict reference: only the essential SQL (bench/bare.py)
 RESULTS = ROOT / "bench" / "results"
 ACCOUNTS = 200
 HISTORY_PAIRS = 49_999  # + its grant and one run: 100,000 ledger entries
@@ -67,8 +75,11 @@ OPERATIONS = {
     "run_many": "runGenerator, many accounts",
     "run_one": "runGenerator, one account (lock contention)",
 }
-# Targets that must hold on PostgreSQL with one worker.
+# Targets that must hold on PostgreSQL with one worker: against the same-work reference,
+# and against the bare endpoint doing only the essential SQL.
 MIN_RPS_RATIO = {"editor": 0.70, "dashboard": 0.70, "run_many": 0.70}
+MIN_STRICT_RPS_RATIO = {"editor": 0.75, "dashboard": 0.70, "run_many": 0.50}
+MAX_RUN_ROUND_TRIPS = 5
 MAX_P99_RATIO = 2.0
 MAX_RSS_MB = 200.0
 MAX_HISTORY_DRIFT = 0.10
@@ -185,18 +196,22 @@ class Bench:
             "editor": {
                 "creditgate": gql(EDITOR, accounts),
                 "reference": ref("/read/editor", accounts),
+                "bare": ref("/read/editor", accounts),
             },
             "dashboard": {
                 "creditgate": gql(DASHBOARD, accounts),
                 "reference": ref("/read/dashboard", accounts),
+                "bare": ref("/read/dashboard", accounts),
             },
             "run_many": {
                 "creditgate": gql(RUN, accounts, keyed=True),
                 "reference": ref("/run", accounts, keyed=True),
+                "bare": ref("/run", accounts, keyed=True),
             },
             "run_one": {
                 "creditgate": gql(RUN, [hot], keyed=True),
                 "reference": ref("/run", [hot], keyed=True),
+                "bare": ref("/run", [hot], keyed=True),
             },
         }
 
@@ -351,6 +366,12 @@ class Bench:
                     env,
                     self.workdir / f"{backend}-ref-{pair}.log",
                 ),
+                "bare": Server(
+                    "bare",
+                    pinned(bare_command(), self.server_cpus),
+                    env,
+                    self.workdir / f"{backend}-bare-{pair}.log",
+                ),
             }
             for server in servers.values():
                 stack.callback(server.stop)
@@ -481,16 +502,23 @@ def _summary(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {name: _median(rounds[name]) for name in names}
     # A round's two loads ran back to back, under the same background load: ratios are
     # taken per round, then their median, which the machine's swings disturb least.
-    pairs = list(zip(rounds[names[0]], rounds[names[1]], strict=True))
+    summary["ratio"] = _ratios(rounds[names[0]], rounds[names[1]])
+    if STRICT in names[2:]:
+        summary["strict"] = _ratios(rounds[names[0]], rounds[STRICT])
+    summary["rounds"] = rounds
+    return summary
+
+
+def _ratios(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> dict[str, Any]:
+    pairs = list(zip(first, second, strict=True))
     per_round = {
         "rps": [a["rps"] / b["rps"] for a, b in pairs],
         "p50": [a["p50_ms"] / b["p50_ms"] for a, b in pairs],
         "p99": [a["p99_ms"] / b["p99_ms"] for a, b in pairs],
     }
-    summary["ratio"] = {key: statistics.median(values) for key, values in per_round.items()}
-    summary["ratio"]["rps_per_round"] = per_round["rps"]
-    summary["rounds"] = rounds
-    return summary
+    ratio: dict[str, Any] = {key: statistics.median(values) for key, values in per_round.items()}
+    ratio["rps_per_round"] = per_round["rps"]
+    return ratio
 
 
 def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -507,12 +535,15 @@ def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _progress(backend: str, what: str, summary: dict[str, Any]) -> None:
-    ratio = summary["ratio"]
-    print(
-        f"  {backend:8} {what:10} ratio req/s {ratio['rps']:.2f}x  p99 {ratio['p99']:.2f}x  "
-        f"rounds {' '.join(f'{r:.2f}' for r in ratio['rps_per_round'])}",
-        flush=True,
-    )
+    for label, key in (("ratio", "ratio"), ("bare ", "strict")):
+        if key not in summary:
+            continue
+        ratio = summary[key]
+        print(
+            f"  {backend:8} {what:10} {label} req/s {ratio['rps']:.2f}x  p99 {ratio['p99']:.2f}x"
+            f"  rounds {' '.join(f'{r:.2f}' for r in ratio['rps_per_round'])}",
+            flush=True,
+        )
 
 
 # -- report -------------------------------------------------------------------------------
@@ -541,6 +572,33 @@ def checks(report: dict[str, Any]) -> list[tuple[str, bool, str]]:
                         f"{ratio:.2f}x",
                     )
                 )
+            for operation, minimum in MIN_STRICT_RPS_RATIO.items():
+                ratio = operations[operation]["strict"]["rps"]
+                results.append(
+                    (
+                        f"postgres {operation} req/s >= {minimum}x bare endpoint",
+                        ratio >= minimum,
+                        f"{ratio:.2f}x",
+                    )
+                )
+            for operation in OPERATIONS:
+                ratio = operations[operation]["strict"]["p99"]
+                results.append(
+                    (
+                        f"postgres {operation} p99 <= {MAX_P99_RATIO}x bare endpoint",
+                        ratio <= MAX_P99_RATIO,
+                        f"{ratio:.2f}x",
+                    )
+                )
+            # The second probe run: the first in a process also reads the tariffs once.
+            trips = data["sql"]["round_trips"]["run_one"]
+            results.append(
+                (
+                    f"postgres round trips per runGenerator <= {MAX_RUN_ROUND_TRIPS}",
+                    trips <= MAX_RUN_ROUND_TRIPS,
+                    str(trips),
+                )
+            )
             rss = data["peak_rss_mb"]["creditgate"]
             results.append(
                 (f"postgres peak RSS < {MAX_RSS_MB:.0f} MB", rss < MAX_RSS_MB, f"{rss:.0f} MB")
@@ -564,9 +622,7 @@ def checks(report: dict[str, Any]) -> list[tuple[str, bool, str]]:
         )
         same = all(op["same_sql"] for op in sql["operations"].values())
         results.append((f"{backend} reference sends the same SQL as creditgate", same, ""))
-        errors = sum(
-            op[t]["errors"] for op in operations.values() for t in ("creditgate", "reference")
-        )
+        errors = sum(op[t]["errors"] for op in operations.values() for t in TARGETS)
         results.append((f"{backend} no HTTP errors under load", errors == 0, str(errors)))
         bad = data["consistency"]["accounts_with_balance_not_ledger_sum"]
         results.append((f"{backend} balances equal ledger sums after load", bad == 0, str(bad)))
@@ -585,7 +641,8 @@ def _pinning(report: dict[str, Any]) -> str:
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        f"creditgate vs reference -- {report['cores']} cores, commit {report['commit']}, "
+        f"creditgate vs reference and bare endpoint -- {report['cores']} cores, "
+        f"commit {report['commit']}, "
         f"{report['load_generator']}, concurrency {report['concurrency']}, "
         f"{report['rounds']} rounds x {report['duration_s']:g}s "
         f"({report.get('sqlite_rounds', report['rounds'])} on SQLite) over "
@@ -598,18 +655,19 @@ def table(report: dict[str, Any]) -> str:
     for backend, data in report["backends"].items():
         for operation, label in OPERATIONS.items():
             summary = data["operations"][operation]
-            for target in ("creditgate", "reference"):
+            for target in TARGETS:
                 row = summary[target]
                 lines.append(
                     f"{backend:9}{label:46}{target:12}{row['rps']:8.0f}{row['p50_ms']:9.1f}"
                     f"{row['p99_ms']:9.1f}{row['cpu_ms_per_request']:12.2f}"
                     f"{data['peak_rss_mb'][target]:13.0f}"
                 )
-            ratio = summary["ratio"]
-            lines.append(
-                f"{'':9}{'':46}{'ratio':12}{ratio['rps']:7.2f}x{ratio['p50']:8.2f}x"
-                f"{ratio['p99']:8.2f}x"
-            )
+            for label, key in (("ratio ref", "ratio"), ("ratio bare", "strict")):
+                ratio = summary[key]
+                lines.append(
+                    f"{'':9}{'':46}{label:12}{ratio['rps']:7.2f}x{ratio['p50']:8.2f}x"
+                    f"{ratio['p99']:8.2f}x"
+                )
         lines.append("")
     lines.append("scaling")
     for backend, data in report["backends"].items():
@@ -620,6 +678,13 @@ def table(report: dict[str, Any]) -> str:
             f"{op} {v['creditgate']}/{v['reference']}" for op, v in sql["operations"].items()
         )
         lines.append(f"  {backend}: statements per request, creditgate/reference -- {per_op}")
+        trips = ", ".join(
+            f"{op} {n}" for op, n in sql["round_trips"].items() if op.startswith("run")
+        )
+        lines.append(
+            f"  {backend}: round trips per runGenerator on creditgate (statements, BEGIN, "
+            f"COMMIT) -- {trips}"
+        )
         if "history" in data:
             h = data["history"]
             lines.append(
@@ -715,8 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS / f"bench-{stamp}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    # The table with its ratios to both references, kept beside the JSON (markdown, tracked).
+    rendered = table(report)
+    (RESULTS / f"bench-{stamp}.md").write_text(f"# make bench, {stamp}\n\n```\n{rendered}\n```\n")
     print()
-    print(table(report))
+    print(rendered)
     print(f"\nwrote {path.relative_to(ROOT)} in {report['elapsed_s']}s")
     return 0 if all(ok for _, ok, _ in report["checks"]) else 1
 

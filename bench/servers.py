@@ -124,3 +124,7 @@ def creditgate_command(workers: int = 1) -> list[str]:
 
 def reference_command() -> list[str]:
     return [sys.executable, "-m", "bench.reference"]
+
+
+def bare_command() -> list[str]:
+    return [sys.executable, "-m", "bench.bare"]
