@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -40,7 +40,11 @@ def recorded(engine: AsyncEngine, trips: list[str] | None = None) -> Iterator[li
         if trips is not None:
             trips.append("COMMIT")
 
-    listeners = [("before_cursor_execute", record), ("begin", begin), ("commit", commit)]
+    listeners: list[tuple[str, Callable[..., Any]]] = [
+        ("before_cursor_execute", record),
+        ("begin", begin),
+        ("commit", commit),
+    ]
     for name, listener in listeners:
         event.listen(engine.sync_engine, name, listener)
     try:

@@ -6,7 +6,7 @@ Counted in the process with SQLAlchemy's engine events: every statement sent
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -35,7 +35,11 @@ def round_trips(rows: Rows) -> Iterator[list[str]]:
     def commit(_conn: Any) -> None:
         sent.append("COMMIT")
 
-    listeners = [("before_cursor_execute", statement), ("begin", begin), ("commit", commit)]
+    listeners: list[tuple[str, Callable[..., Any]]] = [
+        ("before_cursor_execute", statement),
+        ("begin", begin),
+        ("commit", commit),
+    ]
     for name, listener in listeners:
         event.listen(engine, name, listener)
     try:
