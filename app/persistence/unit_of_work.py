@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.aggregate import AccountState, OpenHold, WritePlan
@@ -61,9 +61,10 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
+        self._connection: AsyncConnection | None = None
         if self._write:
             # Procure the connection with the write flag so SQLite begins IMMEDIATE.
-            await self.session.connection(execution_options=WRITE)
+            self._connection = await self.session.connection(execution_options=WRITE)
         s = self.session
         row_locks = self.dialect == "postgresql"
         self.accounts = AccountRepository(s, row_locks=row_locks)
@@ -90,9 +91,15 @@ class UnitOfWork:
     async def flush(self) -> None:
         await self.session.flush()
 
+    async def _core(self) -> AsyncConnection:
+        """The transaction's connection, for Core statements (kept: one per transaction)."""
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return self._connection
+
     async def lock_account(self, account_id: str) -> plans.LockedAccount | None:
         """The account row, locked first: every write to one account queues here."""
-        return await plans.lock_account(await self.session.connection(), account_id)
+        return await plans.lock_account(await self._core(), account_id)
 
     async def account_state(
         self,
@@ -102,16 +109,16 @@ class UnitOfWork:
         generation_id: str | None = None,
     ) -> AccountState:
         """The rest of the locked account's state, in one statement."""
-        connection = await self.session.connection()
+        connection = await self._core()
         return await plans.read_state(connection, account, key=key, generation_id=generation_id)
 
     async def open_holds(self, generation_id: str) -> list[OpenHold]:
-        return await plans.open_holds(await self.session.connection(), generation_id)
+        return await plans.open_holds(await self._core(), generation_id)
 
     async def write(self, plan: WritePlan) -> None:
         """Write a plan: on PostgreSQL one statement, its notification included."""
         notify = self._bus.notifications(plan.events) if self._bus is not None else None
-        await plans.write_plan(await self.session.connection(), plan, notify)
+        await plans.write_plan(await self._core(), plan, notify)
         (self._events if notify is None else self._sent).extend(plan.events)
 
     def publish(self, event: DomainEvent) -> None:
@@ -124,6 +131,7 @@ class UnitOfWork:
             await self._bus.stage(self.session, events)
         await self.session.commit()
         self._committed = True
+        self._connection = None
         events, self._sent = self._sent + events, []
         if events and self._bus is not None:
             self._bus.committed(events)
