@@ -18,6 +18,7 @@ import argparse
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import sqlalchemy as sa
 import uvicorn
@@ -48,6 +49,11 @@ SETUP = [
 COST = 1  # BACKGROUND_REMOVAL's tariff, as the bench's runGenerator
 
 
+def _iso(moment: object) -> object:
+    # Text SQL gets SQLite's stored text as it is, PostgreSQL's datetimes as datetimes.
+    return moment.isoformat() if isinstance(moment, datetime) else moment
+
+
 def _engine(database_url: str, pool_size: int) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         return create_async_engine(database_url, connect_args={"timeout": 30})
@@ -74,13 +80,13 @@ def create_bare_app(database_url: str, pool_size: int) -> Starlette:
                 "me": {
                     "subscriptionBalance": row[0],
                     "packBalance": row[1],
-                    "nextRenewalAt": row[2] and row[2].isoformat(),
+                    "nextRenewalAt": _iso(row[2]),
                     "subscription": {
                         "plan": row[3],
                         "interval": row[4],
                         "monthlyCredits": row[5],
-                        "startedAt": row[6] and row[6].isoformat(),
-                        "canceledAt": row[7] and row[7].isoformat(),
+                        "startedAt": _iso(row[6]),
+                        "canceledAt": _iso(row[7]),
                     },
                 }
             }
