@@ -26,6 +26,7 @@ from app.hardening import (
     http_middleware,
     list_limits,
     operation_policy,
+    persisted_queries,
     rate_limiter,
     trusted_documents,
 )
@@ -46,12 +47,13 @@ from graphql_schema.errors import ApiError
 from graphql_schema.json_posts import JsonPostLane
 from graphql_schema.masking import quiet_expected_errors
 from graphql_schema.observability import log_errors_without_documents
+from graphql_schema.over_http import GraphQLOverHTTP
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
 
 
-class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
+class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL[Context, None]):
     def __init__(
         self,
         services: Services,
@@ -67,7 +69,9 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
                 field_suggestions=not settings.is_production,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
-            allow_queries_via_get=not settings.is_production,
+            # Queries over GET in every environment (graphql_schema/over_http.py): tokens
+            # travel in Authorization, never in cookies, so a GET cannot be forged cross-site.
+            allow_queries_via_get=True,
             # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
@@ -75,6 +79,8 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
         self._jwt_secret = settings.jwt_secret
         self._lists = list_limits(settings)
         self.trusted_documents = trusted_documents(settings)
+        self.persisted_queries = persisted_queries(settings)
+        self.max_batch_size = settings.max_batch_size
         self._feeds = live.hub if live else None
 
     def encode_json(self, data: object) -> str:
@@ -158,6 +164,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             await services.db.dispose()
             if limiter is not None:
                 await limiter.aclose()
+            await graphql.persisted_queries.aclose()
             logger.info("stopped: event listener closed, connection pool disposed")
 
     graphql = CreditGateGraphQL(services, settings, limiter=limiter, live=live, metrics=metrics)

@@ -63,11 +63,40 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rate_limit_key_prefix: str = Field(default="creditgate", min_length=1, max_length=64)
 
+    # Clients (README, "Clients"; docs/clients.md): APQ, batching, CORS request headers.
+    # Automatic persisted queries: registered texts kept in this process (LRU by entries and
+    # bytes), or in Redis (under the key prefix, each for a TTL) when redis_url is set.
+    apq_enabled: bool = True
+    apq_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
+    apq_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    apq_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    # Operations in one batch (a JSON array, as Apollo's BatchHttpLink sends); 0: no batches.
+    max_batch_size: int = Field(default=10, ge=0, le=100)
+    # Comma-separated request headers a cross-origin page may send (CORS preflight).
+    cors_allow_headers: Annotated[tuple[str, ...], NoDecode] = (
+        "authorization",
+        "content-type",
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "sentry-trace",
+        "apollographql-client-name",
+        "apollographql-client-version",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("cors_allow_headers", mode="before")
+    @classmethod
+    def _split_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip().lower() for name in value.split(",") if name.strip())
         return value
 
     @field_validator(
