@@ -183,6 +183,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app.state.services = services
     app.state.settings = settings
     app.state.rate_limiter = limiter
+    app.state.persisted_queries = graphql.persisted_queries
     app.state.live = live
     app.state.metrics = metrics
     return app

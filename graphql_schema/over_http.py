@@ -224,6 +224,13 @@ class GraphQLOverHTTP:
             headers=headers,
         )
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that names a persisted query: that is a client, whatever it accepts."""
+        params = request.query_params
+        if params.get("extensions") is not None or params.get("documentId") is not None:
+            return False
+        return bool(super().should_render_graphql_ide(request))  # type: ignore[misc]
+
     async def get_sub_response(self, request: Request) -> Response:
         sub_response: Response = await super().get_sub_response(request)  # type: ignore[misc]
         sub_response.accept = request.headers.get("accept")  # type: ignore[attr-defined]

@@ -196,3 +196,4 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
         await application.state.services.db.dispose()
         if application.state.rate_limiter is not None:
             await application.state.rate_limiter.aclose()
+        await application.state.persisted_queries.aclose()

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.api_client import Api
-from tests.db import Rows
 from tests.conftest import ApiFactory
+from tests.db import Rows
 
 INTROSPECTION = "{ __schema { queryType { name } } }"
 ALLOWED = "https://app.example.com"
