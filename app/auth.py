@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import jwt
 
@@ -15,6 +16,7 @@ Role = Literal["user", "service"]
 ALGORITHM = "HS256"
 # Verified tokens remembered per process: a client sends the same token on every request.
 VERIFIED_TOKENS_CACHED = 2048
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
 
 
 class InvalidToken(Exception):
@@ -52,7 +54,9 @@ def decode_token(token: str, secret: str, now: datetime) -> Principal:
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("The token is invalid.") from exc
     expires = claims.get("exp")
-    if not isinstance(expires, int | float) or expires <= now.timestamp():
+    if not _sane_expiry(expires):
+        raise InvalidToken("The token is invalid.")
+    if expires <= now.timestamp():
         raise InvalidToken("The token has expired.")
     role, subject = claims.get("role"), claims.get("sub")
     if role == "service":
@@ -60,6 +64,17 @@ def decode_token(token: str, secret: str, now: datetime) -> Principal:
     if role == "user" and isinstance(subject, str) and subject:
         return Principal("user", subject)
     raise InvalidToken("The token is invalid.")
+
+
+def _sane_expiry(expires: object) -> TypeGuard[int | float]:
+    """``exp`` is a finite number of seconds after 1970 and before year 9999: NaN compares
+    false with everything and 1e400 parses as infinity, so either would never expire."""
+    return (
+        isinstance(expires, int | float)
+        and not isinstance(expires, bool)
+        and math.isfinite(expires)
+        and 0 < expires < LATEST_EXPIRY
+    )
 
 
 @lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
@@ -87,3 +102,15 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("Use 'Authorization: Bearer <token>'.")
     return token.strip()
+
+
+def token_expires_at(token: str, secret: str) -> datetime | None:
+    """When a token ``decode_token`` accepted runs out: a live connection closes then.
+
+    None if its ``exp`` names no representable moment (the caller treats that as now).
+    """
+    try:
+        expires = float(_verified_claims(token, secret)["exp"])
+        return datetime.fromtimestamp(expires, UTC)
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None

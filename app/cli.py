@@ -19,6 +19,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.main import create_served_app
     from app.observability.logging import configure_logging
     from app.persistence.migrate import upgrade
+    from app.security.slow_clients import head_timeout_protocol
 
     configure_logging(settings)
     if args.workers > 1 and settings.is_sqlite:
@@ -38,6 +39,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_max_size=settings.max_body_bytes,
+        # Slow clients (README, "Security"): idle keep-alive connections close, a request
+        # head must arrive in time; the app bounds the body (408).
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        http=head_timeout_protocol(settings.header_read_timeout_seconds),  # type: ignore[arg-type]
     )
     return 0
 

@@ -15,6 +15,21 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class OffsetClock:
+    """The system clock moved by a fixed offset: a process whose clock lags or leads (tests)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self._offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
+def clock_for(offset_seconds: float) -> Clock:
+    """The system clock, or one running ``offset_seconds`` off it."""
+    return OffsetClock(timedelta(seconds=offset_seconds)) if offset_seconds else SystemClock()
+
+
 class FrozenClock:
     """A clock that moves only when told to; for tests and simulations."""
 

@@ -7,6 +7,7 @@ HTTP middleware from the settings.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cross_web import HTTPException
@@ -18,7 +19,12 @@ from strawberry.types import ExecutionResult
 
 from app.observability.metrics import Metrics
 from app.observability.requests import RequestMiddleware
-from app.security.http_guards import HttpGuardsMiddleware, has_lone_surrogate
+from app.security.http_guards import (
+    MAX_JSON_DEPTH,
+    HttpGuardsMiddleware,
+    has_lone_surrogate,
+    nested_deeper_than,
+)
 from app.security.rate_limits import RateLimiter
 from app.settings import Settings
 from graphql_schema.context import Context
@@ -38,13 +44,31 @@ from graphql_schema.persisted_queries import (
 from graphql_schema.rate_limiting import MutationRateLimit
 from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
+from graphql_schema.websocket import GatewayTransportWS, TextFrames, WebSocketLimits
+
+TOO_DEEP = f"JSON may nest lists and objects at most {MAX_JSON_DEPTH} deep."
+
+
+class TooDeeplyNested(json.JSONDecodeError):
+    """JSON nested past ``MAX_JSON_DEPTH``: a decoding error, so each transport refuses it
+    as it refuses malformed JSON (HTTP 400 here; the websocket closes with 4400)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(TOO_DEEP, text, 0)
 
 
 class HardenedRequests:
-    """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``."""
+    """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``.
+
+    The websocket gets the gateway's handler (graphql_schema/websocket.py): the same
+    trusted documents, policy and body limit as HTTP, and per-account caps.
+    """
 
     trusted_documents = TrustedDocuments({})
     persisted_queries = PersistedQueries(None)
+    websocket_limits = WebSocketLimits()
+    graphql_transport_ws_handler_class = GatewayTransportWS
+    websocket_adapter_class = TextFrames
 
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry answers 500 to a body in another encoding or a bare number or string.
@@ -52,13 +76,26 @@ class HardenedRequests:
             text = data.decode() if isinstance(data, bytes) else data
         except UnicodeDecodeError as exc:
             raise HTTPException(400, "The body must be JSON in UTF-8.") from exc
-        payload = super().decode_json(text)  # type: ignore[misc]
+        try:
+            payload = super().decode_json(text)  # type: ignore[misc]
+        except RecursionError as exc:
+            raise TooDeeplyNested(text) from exc
+        if nested_deeper_than(payload):
+            raise TooDeeplyNested(text)
         if not isinstance(payload, dict | list):
             raise HTTPException(400, "The body must be a JSON object.")
         if has_lone_surrogate(text, payload):
             raise HTTPException(400, "Strings must be valid Unicode: no lone surrogates.")
         # ``documentId`` is not kept by Strawberry's parser: carried as an extension.
         return with_document_id(payload)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except TooDeeplyNested as exc:
+            raise HTTPException(400, TOO_DEEP) from exc
+        except json.JSONDecodeError as exc:  # as Strawberry answers it
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         return with_document_id(super().parse_query_params(params))  # type: ignore[misc,no-any-return]
@@ -89,6 +126,11 @@ class HardenedRequests:
         return result
 
 
+def websocket_limits(settings: Settings) -> WebSocketLimits:
+    """A websocket frame is bounded like an HTTP body (uvicorn's ws_max_size matches)."""
+    return WebSocketLimits(max_frame_bytes=settings.max_body_bytes)
+
+
 def list_limits(settings: Settings) -> ListLimits:
     return ListLimits(max_ids=settings.max_account_ids, max_page_size=settings.max_page_size)
 
@@ -108,7 +150,11 @@ def operation_policy(
     if limiter is not None:
         guards.append(MutationRateLimit(limiter))
     return OperationPolicy(
-        documents=Documents(maxsize=settings.document_cache_size),
+        documents=Documents(
+            maxsize=settings.document_cache_size,
+            max_bytes=settings.document_cache_bytes,
+            hide_suggestions=settings.is_production,
+        ),
         rules=(*document_rules(limits), NoNulInStringLiterals),
         max_tokens=limits.max_tokens,
         guards=tuple(guards),
@@ -168,7 +214,10 @@ def http_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         )
     middleware.append(
         Middleware(
-            HttpGuardsMiddleware, max_bytes=settings.max_body_bytes, json_paths=("/graphql",)
+            HttpGuardsMiddleware,
+            max_bytes=settings.max_body_bytes,
+            json_paths=("/graphql",),
+            body_timeout=settings.body_read_timeout_seconds,
         )
     )
     return middleware

@@ -17,7 +17,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from app.clock import Clock, SystemClock
+from app.clock import Clock, SystemClock, clock_for
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.events.live import LiveEvents, build_live_events
@@ -29,6 +29,7 @@ from app.hardening import (
     persisted_queries,
     rate_limiter,
     trusted_documents,
+    websocket_limits,
 )
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -81,6 +82,7 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
         self.trusted_documents = trusted_documents(settings)
         self.persisted_queries = persisted_queries(settings)
         self.max_batch_size = settings.max_batch_size
+        self.websocket_limits = websocket_limits(settings)
         self._feeds = live.hub if live else None
 
     def encode_json(self, data: object) -> str:
@@ -100,19 +102,24 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
             jwt_secret=self._jwt_secret,
             authorization=request.headers.get("authorization"),
             request=request if isinstance(request, Request) else None,
+            websocket_client=(
+                request.client.host if isinstance(request, WebSocket) and request.client else None
+            ),
             request_id=request_id_of(request.scope),
             lists=self._lists,
             feeds=self._feeds,
         )
 
     async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
-        """Refuse the connection (4403) unless connection_init carries a valid token."""
+        """Refuse the connection (4403) unless connection_init carries a valid token; over
+        the account's connection cap, OverCapacity (the handler closes with 4429)."""
         try:
             principal = context.authorize_connection()
         except ApiError:
             principal = None
         if principal is None:
             raise ConnectionRejectionError({"message": "Send a valid Authorization token."})
+        context.open_session(principal)
         record = current_request.get()
         if record is not None:
             record.account_id = principal.account_id or "service"
@@ -140,7 +147,7 @@ def build_services(
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings.clock_offset_seconds)
     quiet_expected_errors()
     log_errors_without_documents()
     metrics = Metrics()

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=30.0, ge=0, le=3600)
     # GraphQL document caches (parse, validate): bounded so hostile documents can't grow them.
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
+    # ... and by bytes each (estimated from the document text), so large documents can't.
+    document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    # Slow clients: the longest a request head, then its body, may take to arrive (closed;
+    # 408), and how long an idle keep-alive connection stays open.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=600)
     # Logs: JSON lines by default in production, readable lines elsewhere.
     log_format: Literal["json", "text"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -44,6 +51,12 @@ class Settings(BaseSettings):
     events_database_url: str | None = None
     # Longest sleep of the renewal alarm between checks of the clock.
     renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Only with env=test: this process's clock runs this many seconds off the system clock,
+    # so process tests can put a renewal between two processes' clocks without sleeping.
+    clock_offset_seconds: float = Field(default=0.0, ge=-366 * 86400, le=366 * 86400)
+    # One account's share of a process's live updates (README, "Live balances").
+    max_connections_per_account: int = Field(default=5, ge=1, le=10_000)
+    max_subscriptions_per_account: int = Field(default=20, ge=1, le=100_000)
 
     # Hardening (README, "Security"): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -121,6 +134,12 @@ class Settings(BaseSettings):
                 "CREDITGATE_JWT_SECRET must be set to a random secret of 32+ characters "
                 "in production"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _clock_offset_only_in_tests(self) -> Settings:
+        if self.clock_offset_seconds and self.env != "test":
+            raise ValueError("CREDITGATE_CLOCK_OFFSET_SECONDS is for CREDITGATE_ENV=test only")
         return self
 
     @model_validator(mode="after")

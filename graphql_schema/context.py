@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
-from app.auth import InvalidToken, Principal, bearer_token, decode_token
-from app.events.hub import Hub
+from app.auth import InvalidToken, Principal, bearer_token, decode_token, token_expires_at
+from app.events.hub import Hub, Session
 from app.services.deps import Services
 from graphql_schema.errors import ApiError, forbidden, to_api_error, unauthenticated
 from graphql_schema.limits import ListLimits
@@ -24,18 +24,29 @@ class Context:
     jwt_secret: str
     authorization: str | None
     request: Request | None = None
+    # The caller's address over a websocket (``request`` is HTTP only): the per-IP budget.
+    websocket_client: str | None = None
     request_id: str | None = None
     lists: ListLimits = field(default_factory=ListLimits)
     # This process's live subscribers; set where the app serves subscriptions.
     feeds: Hub | None = None
     # The websocket's connection_init payload (Strawberry sets it).
     connection_params: dict[str, Any] | None = None
+    # The websocket's place in the hub, from connection_init until the socket closes.
+    session: Session | None = field(default=None, init=False)
     accounts: AccountLoader = field(init=False)
     _principal: object = field(default=_UNSET, init=False)
 
     def __post_init__(self) -> None:
         # Loaders bind the running event loop: built here, inside the async get_context.
         self.accounts = AccountLoader(self.services)
+
+    @property
+    def client_host(self) -> str | None:
+        """The caller's IP, over HTTP or a websocket alike."""
+        if self.request is not None:
+            return self.request.client.host if self.request.client else None
+        return self.websocket_client
 
     def renew_loaders(self) -> None:
         """Fresh loaders for the next event: a websocket keeps one context for its lifetime,
@@ -44,6 +55,8 @@ class Context:
 
     def still_authorized(self) -> bool:
         """Whether the token still holds now: a subscription outlives the moment it was checked."""
+        if self.session is not None and self.session.expired.is_set():
+            return False
         self._principal = _UNSET
         try:
             return self.principal is not None
@@ -74,6 +87,23 @@ class Context:
                 self.authorization = value
                 self._principal = _UNSET
         return self.principal
+
+    def open_session(self, principal: Principal) -> None:
+        """Hold the websocket's place in the hub until it closes or its token runs out.
+
+        Raises OverCapacity when the account already holds all its connections.
+        """
+        token = bearer_token(self.authorization)
+        if self.feeds is None or token is None:
+            return
+        # An ``exp`` that names no moment ends the connection at once.
+        expires_at = token_expires_at(token, self.jwt_secret) or self.services.clock.now()
+        self.session = self.feeds.connect(principal.account_id, expires_at)
+
+    def close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
     def require_principal(self) -> Principal:
         principal = self.principal

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql import FragmentDefinitionNode, FragmentSpreadNode, Visitor, visit
+from graphql.validation import (
+    ASTValidationRule,
+    NoSchemaIntrospectionCustomRule,
+    ValidationContext,
+    ValidationRule,
+)
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 
 from graphql_schema.errors import bad_input
@@ -41,12 +47,53 @@ def document_rules(limits: DocumentLimits) -> tuple[type[ASTValidationRule], ...
     the document cache (graphql_schema/documents.py), whose key includes the rules.
     """
     rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *(
+            _when_fragments_known(rule)
+            for rule in QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
+        ),
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
     ]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return tuple(rules)
+
+
+def _when_fragments_known(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """``rule``, skipped for a document that spreads a fragment it does not define.
+
+    Strawberry's depth limiter looks every spread up and raised KeyError on an undefined
+    one (an HTTP 500); ``KnownFragmentNamesRule`` already refuses such a document.
+    """
+
+    class IfFragmentsKnown(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            if not _spreads_undefined_fragment(context):
+                rule(context)  # the depth limiter does its work, and reports, when made
+
+    IfFragmentsKnown.__name__ = f"{rule.__name__}IfFragmentsKnown"
+    return IfFragmentsKnown
+
+
+class _Spreads(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_args: object) -> None:
+        self.names.add(node.name.value)
+
+
+def _spreads_undefined_fragment(context: ValidationContext) -> bool:
+    document = context.document
+    defined = {
+        definition.name.value
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    spreads = _Spreads()
+    visit(document, spreads)
+    return not spreads.names <= defined
 
 
 def checked_list(values: Sequence[T], limit: int, field: str) -> Sequence[T]:

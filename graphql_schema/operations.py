@@ -34,7 +34,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
 
-from graphql_schema.documents import DocumentCache, Documents
+from graphql_schema.documents import DocumentCache, Documents, without_suggestions
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 from graphql_schema.execution import GatewayExecutionContext
 from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
@@ -136,7 +136,7 @@ class GatewaySchema(strawberry.Schema):
         # Bound after the build: the executor's shortcuts are read off the finished schema.
         self.execution_context_class = GatewayExecutionContext.for_schema(self._schema)
         self.policy = policy
-        self.plans = QueryPlans(policy.documents.maxsize)
+        self.plans = QueryPlans(policy.documents.maxsize, policy.documents.max_bytes)
 
     async def execute(  # type: ignore[override]
         self,
@@ -221,8 +221,12 @@ class GatewaySchema(strawberry.Schema):
                 is_awaitable=optimized_is_awaitable,
                 executor_class=self.execution_context_class,
                 operation_extensions=operation_extensions,
+                # Variable coercion errors would suggest enum values and input fields.
+                hide_suggestions=policy.documents.hide_suggestions,
             )
         )
+        if outcome.errors and policy.documents.hide_suggestions:
+            without_suggestions(outcome.errors)
         if outcome.data is None and outcome.errors:
             # No data and no field's error: the variables did not coerce, nothing ran.
             coded([e for e in outcome.errors if e.path is None], BAD_USER_INPUT)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 import strawberry
@@ -14,6 +15,15 @@ from graphql_schema.errors import bad_input
 
 T = TypeVar("T")
 N = TypeVar("N")
+
+# What a cursor of ours can hold: a BIGINT id; an instant every database stores, in UTC;
+# a generation id (a UUID, printable). Anything else was forged and is refused here, before
+# a database or ``int`` gets to fail on it unexpectedly.
+_LEDGER_ID = re.compile(r"[0-9]{1,19}")
+MAX_LEDGER_ID = 2**63 - 1
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_ID_LENGTH = 64
 
 
 @strawberry.type
@@ -52,9 +62,9 @@ def _decode(cursor: str, prefix: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_input("after is not a cursor from this connection.", "after") from None
+        raise _not_a_cursor() from None
     if not raw.startswith(prefix):
-        raise bad_input("after is not a cursor from this connection.", "after")
+        raise _not_a_cursor()
     return raw[len(prefix) :]
 
 
@@ -66,8 +76,9 @@ def decode_ledger_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     value = _decode(cursor, "ledger:")
-    if not value.isdigit():
-        raise bad_input("after is not a cursor from this connection.", "after")
+    # ``str.isdigit`` takes "²" and "٣"; only ASCII digits, at most a BIGINT.
+    if not _LEDGER_ID.fullmatch(value) or int(value) > MAX_LEDGER_ID:
+        raise _not_a_cursor()
     return int(value)
 
 
@@ -81,8 +92,20 @@ def decode_generation_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     created, _, generation_id = _decode(cursor, "generation:").partition("|")
     try:
         moment = datetime.fromisoformat(created)
-    except ValueError:
-        raise bad_input("after is not a cursor from this connection.", "after") from None
-    if moment.tzinfo is None or not generation_id:
-        raise bad_input("after is not a cursor from this connection.", "after")
+        # An offset near the ends of the calendar overflows in conversion (+14:00 on 0001).
+        moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    except (ValueError, OverflowError):
+        raise _not_a_cursor() from None
+    if (
+        moment.tzinfo is None
+        or not EARLIEST <= moment < LATEST
+        or not generation_id
+        or len(generation_id) > MAX_ID_LENGTH
+        or not generation_id.isprintable()  # NUL, which PostgreSQL cannot take
+    ):
+        raise _not_a_cursor()
     return moment, generation_id
+
+
+def _not_a_cursor() -> Exception:
+    return bad_input("after is not a cursor from this connection.", "after")

@@ -60,7 +60,7 @@ from graphql.type import GraphQLResolveInfoHelpers, TypeNameMetaFieldDef
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_schema.documents import PerDocument
+from graphql_schema.documents import DEFAULT_MAX_BYTES, PerDocument
 from graphql_schema.execution import PlainLeaf, coerced_leaf, plain_attribute
 
 logger = logging.getLogger("creditgate")
@@ -433,8 +433,9 @@ def _completion(
 class QueryPlans:
     """Plans by query text and operation name, bounded like the document caches."""
 
-    def __init__(self, maxsize: int) -> None:
-        self._plans: PerDocument[tuple[str, str | None], QueryPlan | None] = PerDocument(maxsize)
+    def __init__(self, maxsize: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._plans: PerDocument[tuple[str, str | None], QueryPlan | None]
+        self._plans = PerDocument(maxsize, max_bytes)
 
     def get(
         self,

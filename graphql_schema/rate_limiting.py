@@ -88,5 +88,4 @@ def _principal_of(context: Context) -> Principal | None:
 
 
 def _ip_of(context: Context) -> str | None:
-    request = context.request
-    return request.client.host if request is not None and request.client else None
+    return context.client_host

@@ -186,6 +186,10 @@ class CreditModel:
                     lot.remaining = 0
         return entries
 
+    def record_due_renewals(self) -> None:
+        """A write that only records the renewals due (the first page of the ledger)."""
+        self._record([])
+
     def _record(self, entries: list[Entry]) -> None:
         """A write committed: it wrote down the due renewals first, then its own entries."""
         chunk = self.pending + entries

@@ -1,8 +1,14 @@
-"""Reconciliation: every balance explained by its entries, every hold by its generation."""
+"""Reconciliation: every balance explained by its entries, every hold by its generation, and
+no credits alive past their expiry in the cycle the account has recorded."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.domain.cycles import cycle_end, cycle_start
+from app.domain.holds import RecordedCycle, lot_is_live
+from app.domain.subscriptions import SubscriptionTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +19,11 @@ class AccountFacts:
     ledger_subscription: int
     ledger_pack: int
     lots_remaining: int
+    cycle_index: int | None = None
+    cycle_ends_at: datetime | None = None
+    # The account's current subscription (None: it never had one).
+    subscription_id: str | None = None
+    terms: SubscriptionTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +32,9 @@ class LotFacts:
     account_id: str
     remaining: int
     ledger_total: int
+    expires_at: datetime | None = None
+    # The cycle its account has recorded: a lot holding credits must still be live in it.
+    account_cycle: RecordedCycle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +66,52 @@ def account_findings(facts: AccountFacts) -> list[str]:
         found.append(
             f"{who}: pack balance {facts.pack_balance} but its packs hold {facts.lots_remaining}"
         )
+    return found + cycle_findings(facts)
+
+
+def cycle_findings(facts: AccountFacts) -> list[str]:
+    """Subscription credits only in a cycle the plan really has, and only before it ends."""
+    who = f"account {facts.account_id}"
+    terms, k = facts.terms, facts.cycle_index
+    if k is None or terms is None:
+        if facts.subscription_balance:
+            return [
+                f"{who}: subscription bucket holds {facts.subscription_balance} credits "
+                "but the account is in no cycle"
+            ]
+        return []
+    found = []
+    if facts.cycle_ends_at != cycle_end(terms.started_at, k):
+        found.append(
+            f"{who}: cycle {k} recorded to end at {facts.cycle_ends_at}, but its plan's "
+            f"cycle {k} ends at {cycle_end(terms.started_at, k)}"
+        )
+    ends = terms.ends_at()
+    if ends is not None and cycle_start(terms.started_at, k) >= ends:
+        found.append(
+            f"{who}: subscription {facts.subscription_id} ended at {ends}, but its bucket "
+            f"holds {facts.subscription_balance} credits of cycle {k}, after its end"
+        )
     return found
 
 
 def lot_findings(facts: LotFacts) -> list[str]:
+    found = _lot_ledger_findings(facts)
+    cycle = facts.account_cycle
+    if (
+        facts.remaining > 0
+        and facts.expires_at is not None
+        and cycle is not None
+        and not lot_is_live(facts.expires_at, cycle)
+    ):
+        found.append(
+            f"pack purchase {facts.lot_id}: holds {facts.remaining} credits past its expiry "
+            f"{facts.expires_at}; its account is in a later cycle (ending {cycle.ends_at})"
+        )
+    return found
+
+
+def _lot_ledger_findings(facts: LotFacts) -> list[str]:
     if facts.remaining < 0:
         return [f"pack purchase {facts.lot_id}: negative remaining {facts.remaining}"]
     if facts.remaining != facts.ledger_total:

@@ -3,6 +3,11 @@
 A portion goes back only if its bucket still lives: subscription credits to the same monthly
 cycle, pack credits to a lot that has not expired. Otherwise the credits expire, as they would
 have if they had never been held.
+
+Both are judged against the cycle the account has recorded (brought up to date under its
+lock), never against a clock reading: a lot lives exactly while the account's cycle is the one
+it was bought in (its expiry is that cycle's end), so a reading taken before a renewal that
+another request recorded cannot revive expired credits.
 """
 
 from __future__ import annotations
@@ -24,20 +29,37 @@ class HeldPortion:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedCycle:
+    """The account's cycle as recorded under its lock: no cycle once its plan has ended."""
+
+    subscription_id: str | None
+    index: int | None
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     portion: HeldPortion
     expires: bool
 
 
-def release(
-    portions: list[HeldPortion], *, cycle: tuple[str | None, int | None], now: datetime
-) -> list[Release]:
-    """How each held portion comes back; ``cycle`` is the account's current one."""
+def lot_is_live(expires_at: datetime, cycle: RecordedCycle) -> bool:
+    """A lot lives while the account's recorded cycle ends no later than the lot does."""
+    return cycle.index is not None and cycle.ends_at is not None and cycle.ends_at <= expires_at
+
+
+def release(portions: list[HeldPortion], cycle: RecordedCycle) -> list[Release]:
+    """How each held portion comes back to an account in its recorded ``cycle``."""
     releases = []
     for portion in portions:
         if portion.bucket is Bucket.SUBSCRIPTION:
-            alive = cycle[1] is not None and portion.cycle == cycle
+            alive = cycle.index is not None and portion.cycle == (
+                cycle.subscription_id,
+                cycle.index,
+            )
         else:
-            alive = portion.lot_expires_at is not None and now < portion.lot_expires_at
+            alive = portion.lot_expires_at is not None and lot_is_live(
+                portion.lot_expires_at, cycle
+            )
         releases.append(Release(portion, expires=not alive))
     return releases

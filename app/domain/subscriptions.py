@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.domain.cycles import cycle_end, cycle_index_at
+from app.domain.errors import InvalidInput
 from app.domain.model import BillingInterval, Plan, SubscriptionStatus
+
+
+def utc_anchor(started_at: datetime) -> datetime:
+    """A given start as the UTC instant its cycles are counted from, or a typed refusal."""
+    if started_at.tzinfo is None or started_at.utcoffset() is None:
+        raise InvalidInput("startedAt", "startedAt needs a UTC offset.")
+    try:
+        return started_at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant Python has
+        raise InvalidInput("startedAt", "startedAt is out of range.") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +27,8 @@ class SubscriptionTerms:
     started_at: datetime
     monthly_credits: int
     canceled_at: datetime | None = None
+    # When the start was recorded: the instant its first cycle was opened in the ledger.
+    recorded_at: datetime | None = None
 
     def ends_at(self) -> datetime | None:
         """End of the cycle it was cancelled in; None while it renews."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain.cycles import cycle_end, cycle_index_at
+from app.domain.cycles import cycle_end, cycle_index_at, cycle_start
 from app.domain.subscriptions import SubscriptionTerms
 
 
@@ -76,3 +76,30 @@ def start_cycle(wallet: Wallet, terms: SubscriptionTerms, now: datetime) -> tupl
         now, k, wallet.subscription_balance, wallet.pack_balance, terms.monthly_credits
     )
     return renewal, Wallet(terms.monthly_credits, 0, k, cycle_end(terms.started_at, k))
+
+
+def recorded_until(wallet: Wallet, terms: SubscriptionTerms | None) -> datetime | None:
+    """The latest instant the account's records already speak of (None: nothing timed).
+
+    That is the start of its recorded cycle, or the end of a plan whose end was recorded,
+    and the instants its subscription was started and cancelled at.
+    """
+    if terms is None:
+        return None
+    instants = [i for i in (terms.recorded_at, terms.canceled_at) if i is not None]
+    if wallet.cycle_index is not None:
+        instants.append(cycle_start(terms.started_at, wallet.cycle_index))
+    elif (ended := terms.ends_at()) is not None:
+        instants.append(ended)
+    return max(instants, default=None)
+
+
+def acting_instant(reading: datetime, wallet: Wallet, terms: SubscriptionTerms | None) -> datetime:
+    """The instant a write acts at: the clock's reading, never before what was recorded.
+
+    ``wallet`` and ``terms`` are as loaded under the account's lock. A reading taken before
+    another request recorded a renewal (or from a process whose clock is behind) is moved up
+    to that renewal, so every decision of the write sees the cycle the account is in.
+    """
+    floor = recorded_until(wallet, terms)
+    return reading if floor is None or reading >= floor else floor

@@ -33,7 +33,10 @@ class LiveEvents:
 def build_live_events(
     settings: Settings, clock: Clock, observers: Sequence[Observer] = ()
 ) -> LiveEvents:
-    hub = Hub()
+    hub = Hub(
+        max_connections_per_account=settings.max_connections_per_account,
+        max_subscriptions_per_account=settings.max_subscriptions_per_account,
+    )
     url = settings.events_database_url or settings.database_url
     bus: EventBus
     if make_url(url).get_backend_name() == "postgresql":

@@ -9,12 +9,14 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.audit import AccountFacts, GenerationFacts, LotFacts
+from app.domain.holds import RecordedCycle
 from app.persistence.tables import (
     AccountRow,
     GenerationRow,
     HoldRow,
     LedgerEntryRow,
     PackPurchaseRow,
+    SubscriptionRow,
 )
 
 
@@ -54,9 +56,23 @@ async def account_facts(session: AsyncSession) -> list[AccountFacts]:
             ledger_subscription=sums.get((a.id, "SUBSCRIPTION"), 0),
             ledger_pack=sums.get((a.id, "PACK"), 0),
             lots_remaining=remaining.get(a.id, 0),
+            cycle_index=a.cycle_index,
+            cycle_ends_at=a.cycle_ends_at,
+            subscription_id=a.subscription_id,
         )
         for a in accounts
     ]
+
+
+async def current_subscriptions(session: AsyncSession) -> dict[str, SubscriptionRow]:
+    """Each account's current subscription, by account id."""
+    rows = await _grouped(
+        session,
+        select(AccountRow.id, SubscriptionRow).join(
+            SubscriptionRow, col(AccountRow.subscription_id) == col(SubscriptionRow.id)
+        ),
+    )
+    return {account_id: row for account_id, row in rows}
 
 
 async def lot_facts(session: AsyncSession) -> list[LotFacts]:
@@ -67,8 +83,26 @@ async def lot_facts(session: AsyncSession) -> list[LotFacts]:
         .group_by(col(LedgerEntryRow.lot_id)),
     )
     totals = {lot: int(t) for lot, t in ledger}
-    lots = (await session.exec(select(PackPurchaseRow))).all()
-    return [LotFacts(p.id, p.account_id, p.remaining, totals.get(p.id, 0)) for p in lots]
+    lots = await _grouped(
+        session,
+        select(
+            PackPurchaseRow,
+            AccountRow.subscription_id,
+            AccountRow.cycle_index,
+            AccountRow.cycle_ends_at,
+        ).join(AccountRow, col(AccountRow.id) == col(PackPurchaseRow.account_id)),
+    )
+    return [
+        LotFacts(
+            p.id,
+            p.account_id,
+            p.remaining,
+            totals.get(p.id, 0),
+            expires_at=p.expires_at,
+            account_cycle=RecordedCycle(subscription_id, cycle_index, cycle_ends_at),
+        )
+        for p, subscription_id, cycle_index, cycle_ends_at in lots
+    ]
 
 
 async def generation_facts(session: AsyncSession) -> list[GenerationFacts]:

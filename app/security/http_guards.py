@@ -1,9 +1,12 @@
-"""Guards that answer before GraphQL does any work: body size (413) and content type (415)."""
+"""Guards that answer before GraphQL does any work: body size (413), content type (415) and
+a body that takes too long to arrive (408)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -24,8 +27,34 @@ def has_lone_surrogate(text: str, payload: object) -> bool:
     return False
 
 
-def _refusal(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+# Deeper than any input of the schema could use; past it, recursive code (the NUL guard,
+# graphql-core's coercion, the JSON encoder) would hit Python's recursion limit (a 500).
+MAX_JSON_DEPTH = 32
+
+
+def nested_deeper_than(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if JSON ``value`` nests lists and objects more than ``limit`` deep (no recursion:
+    a hostile body is exactly what would exhaust it)."""
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _refusal(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status, headers=headers)
 
 
 def media_type(content_type: str | None) -> str:
@@ -34,19 +63,30 @@ def media_type(content_type: str | None) -> str:
 
 
 class HttpGuardsMiddleware:
-    """Refuse, before the app reads anything: a body over ``max_bytes`` (413), and a POST to
-    ``json_paths`` that is not ``application/json`` (415).
+    """Refuse, before the app reads anything: a body over ``max_bytes`` (413), a POST to
+    ``json_paths`` that is not ``application/json`` (415), and a body not all there within
+    ``body_timeout`` seconds (408, and the connection closed).
 
     Form and text posts are what a browser sends cross-site without a CORS preflight, so
     refusing them keeps mutations out of reach of CSRF. A declared ``Content-Length`` is
     judged before anything is read; a chunked body is read only up to the limit, then
-    replayed to the app. One layer for both guards (bench/README.md).
+    replayed to the app. One layer for the guards (bench/README.md).
+
+    uvicorn bounds no request body in time: a client dripping one byte a second would hold
+    a connection, and its request's memory, for as long as it likes.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, json_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        json_paths: tuple[str, ...],
+        body_timeout: float = 10.0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.json_paths = json_paths
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +105,14 @@ class HttpGuardsMiddleware:
             message = "POST a JSON body: Content-Type: application/json."
             await _refusal(415, "UNSUPPORTED_MEDIA_TYPE", message)(scope, receive, send)
             return
-        body_message = await self._whole_body(receive)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body_message = await self._whole_body(receive)
+        except TimeoutError:
+            message = f"The request body must arrive within {self.body_timeout:g} seconds."
+            refusal = _refusal(408, "REQUEST_TIMEOUT", message, {"connection": "close"})
+            await refusal(scope, receive, send)
+            return
         if body_message is None:
             return  # the client went away
         if len(body_message.get("body", b"")) > self.max_bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy.exc import IntegrityError
+
 from app.domain.accounts import AccountView
 from app.domain.errors import AccountNotFound, EmailTaken, InvalidInput
 from app.persistence.tables import AccountRow
@@ -30,12 +32,20 @@ def normalize_email(email: str) -> str:
 async def create_account(email: str, services: Services) -> AccountView:
     email = normalize_email(email)
     now = services.clock.now()
-    async with services.db.writing() as uow:
-        if await uow.accounts.email_exists(email):
-            raise EmailTaken(email)
-        account = AccountRow(id=str(uuid.uuid4()), email=email, created_at=now)
-        uow.accounts.add(account)
-        await uow.commit()
+    try:
+        async with services.db.writing() as uow:
+            if await uow.accounts.email_exists(email):
+                raise EmailTaken(email)
+            account = AccountRow(id=str(uuid.uuid4()), email=email, created_at=now)
+            uow.accounts.add(account)
+            await uow.commit()
+    except IntegrityError:
+        # Two creations with one email both passed the check; the unique index let one in.
+        # Said as the domain says it, once the other one is there to be seen.
+        async with services.db.reading() as uow:
+            if await uow.accounts.email_exists(email):
+                raise EmailTaken(email) from None
+        raise
     return view_of(account, None, now)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.domain.audit import account_findings, generation_findings, lot_findings
 from app.persistence import audit_queries
 from app.services.deps import Services
+from app.services.mapping import terms_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,12 @@ async def run_audit(services: Services) -> AuditReport:
         session = uow.session
         await audit_queries.snapshot_isolation(session)
         accounts = await audit_queries.account_facts(session)
+        subscriptions = await audit_queries.current_subscriptions(session)
         lots = await audit_queries.lot_facts(session)
         generations = await audit_queries.generation_facts(session)
         entries = await audit_queries.ledger_entry_count(session)
+    # Cycle checks need each account's plan terms, mapped in the one place rows become terms.
+    accounts = [replace(a, terms=terms_of(subscriptions.get(a.account_id))) for a in accounts]
     findings = [f for a in accounts for f in account_findings(a)]
     findings += [f for lot in lots for f in lot_findings(lot)]
     findings += [f for g in generations for f in generation_findings(g)]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from app.domain.accounts import AccountView
 from app.domain.errors import GenerationNotFound, InvalidInput
 from app.domain.events import GenerationUpdated
 from app.domain.generations import check_can_finish, is_stale
-from app.domain.holds import HeldPortion, release
+from app.domain.holds import HeldPortion, RecordedCycle, release
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
 from app.domain.records import Generation
@@ -20,7 +19,7 @@ from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import generation_of, lot_of, view_of
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 OPERATION = "runGenerator"
 MAX_PROMPT_LENGTH = 4000
@@ -46,10 +45,9 @@ async def run_generator(
     validate_key(idempotency_key)
     validate_prompt(prompt)
     request = fingerprint(OPERATION, tool=tool.value, prompt=prompt)
-    now = services.clock.now()
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        subscription = await current_subscription(uow, account)
+        subscription, now = await acting_now(uow, account, services.clock)
         first = await replayed_result(uow, account_id, idempotency_key, request)
         if first is not None:
             generation = await uow.generations.get(first)
@@ -168,18 +166,17 @@ async def lock_generation(uow: UnitOfWork, generation_id: str) -> tuple[AccountR
 async def _finish(
     generation_id: str, services: Services, *, succeeded: bool, detail: str
 ) -> GenerationFinished:
-    now = services.clock.now()
     async with services.db.writing() as uow:
         account, row = await lock_generation(uow, generation_id)
         check_can_finish(generation_of(row), "completed" if succeeded else "failed")
-        subscription = await current_subscription(uow, account)
+        subscription, now = await acting_now(uow, account, services.clock)
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, subscription, postings, now)
         if succeeded:
             await settle_hold(uow, row)
             row.status, row.result_url = GenerationStatus.SUCCEEDED.value, detail
         else:
-            await release_hold(uow, account, row, postings, now)
+            await release_hold(uow, account, row, postings)
             row.status, row.failure_reason = GenerationStatus.FAILED.value, detail
         row.finished_at = now
         uow.publish(GenerationUpdated(row.id, row.account_id))
@@ -197,9 +194,11 @@ async def release_hold(
     account: AccountRow,
     generation: GenerationRow,
     postings: Postings,
-    now: datetime,
 ) -> None:
-    """Refund each held portion; what comes back to an expired bucket expires at once."""
+    """Refund each held portion; what comes back to an expired bucket expires at once.
+
+    ``account`` must be brought up to date first: its recorded cycle decides, not a clock.
+    """
     holds = await uow.holds.open_for(generation.id)
     lots = await uow.purchases.by_ids([h.lot_id for h in holds if h.lot_id])
     portions = [
@@ -212,8 +211,8 @@ async def release_hold(
         )
         for h in holds
     ]
-    current_cycle = (account.subscription_id, account.cycle_index)
-    outcomes = release(portions, cycle=current_cycle, now=now)
+    cycle = RecordedCycle(account.subscription_id, account.cycle_index, account.cycle_ends_at)
+    outcomes = release(portions, cycle)
     for hold, outcome in zip(holds, outcomes, strict=True):
         bucket, lot = Bucket(hold.bucket), lots.get(hold.lot_id or "")
         amounts = [hold.amount, -hold.amount] if outcome.expires else [hold.amount]
@@ -231,22 +230,28 @@ async def release_hold(
 
 
 async def release_stale_generations(services: Services, *, limit: int = 100) -> int:
-    """Fail the jobs no worker finished within the timeout; returns how many were released."""
-    now = services.clock.now()
+    """Fail the jobs no worker finished within the timeout; returns how many were released.
+
+    The first reading only picks candidates; each is judged again at its own account's
+    acting instant, under that account's lock.
+    """
+    picked_at = services.clock.now()
     timeout = services.generation_timeout
     async with services.db.reading() as uow:
-        stale = await uow.generations.unfinished_since(now - timeout, now - timeout, limit)
+        stale = await uow.generations.unfinished_since(
+            picked_at - timeout, picked_at - timeout, limit
+        )
     released = 0
     for candidate in stale:
         async with services.db.writing() as uow:
             account, row = await lock_generation(uow, candidate.id)
+            subscription, now = await acting_now(uow, account, services.clock)
             status = GenerationStatus(row.status)
             if not is_stale(status, row.created_at, row.started_at, now, timeout):
                 continue  # finished or claimed meanwhile
-            subscription = await current_subscription(uow, account)
             postings = Postings(uow, account, now)
             await bring_up_to_date(uow, account, subscription, postings, now)
-            await release_hold(uow, account, row, postings, now)
+            await release_hold(uow, account, row, postings)
             row.status = GenerationStatus.FAILED.value
             row.failure_reason = TIMED_OUT
             row.finished_at = now

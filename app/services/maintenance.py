@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from app.services.deps import Services
 from app.services.generations import release_stale_generations
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,24 +20,28 @@ class SweepReport:
 
 
 async def catch_up(account_id: str, services: Services) -> bool:
-    """Record the account's due renewals; True if there were any (no write otherwise)."""
-    now = services.clock.now()
+    """Record the account's due renewals; True if there were any (no write otherwise).
+
+    The unlocked look only spares a write; what is recorded is judged at the instant taken
+    under the lock.
+    """
+    looked_at = services.clock.now()
     async with services.db.reading() as uow:
         account = await uow.accounts.get(account_id)
-        if account is None or account.cycle_ends_at is None or account.cycle_ends_at > now:
+        if account is None or account.cycle_ends_at is None or account.cycle_ends_at > looked_at:
             return False
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        subscription = await current_subscription(uow, account)
+        subscription, now = await acting_now(uow, account, services.clock)
         await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
         await uow.commit()
     return True
 
 
 async def sweep(services: Services, *, batch: int = 500) -> SweepReport:
-    now = services.clock.now()
+    """Each account is renewed at an instant of its own, taken under its lock."""
     async with services.db.reading() as uow:
-        due = await uow.accounts.due_for_renewal(now, batch)
+        due = await uow.accounts.due_for_renewal(services.clock.now(), batch)
     renewed = 0
     for account_id in due:
         renewed += await catch_up(account_id, services)

@@ -28,6 +28,7 @@ def terms_of(row: SubscriptionRow | None) -> SubscriptionTerms | None:
         started_at=row.started_at,
         monthly_credits=row.monthly_credits,
         canceled_at=row.canceled_at,
+        recorded_at=row.created_at,
     )
 
 

@@ -14,7 +14,7 @@ from app.persistence.tables import PackPurchaseRow
 from app.services.deps import Services
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import purchase_of, terms_of, view_of
-from app.services.wallets import Postings, bring_up_to_date, current_subscription, lock_account
+from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 OPERATION = "purchasePack"
 
@@ -30,10 +30,9 @@ async def purchase_pack(
 ) -> PackPurchased:
     validate_key(idempotency_key)
     request = fingerprint(OPERATION, pack_id=pack_id)
-    now = services.clock.now()
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        subscription = await current_subscription(uow, account)
+        subscription, now = await acting_now(uow, account, services.clock)
         first = await replayed_result(uow, account_id, idempotency_key, request)
         if first is not None:
             purchase = await uow.purchases.get(first)

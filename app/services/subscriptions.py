@@ -8,15 +8,15 @@ from datetime import datetime
 from app.domain.accounts import AccountView
 from app.domain.errors import InvalidInput, NoActiveSubscription, SubscriptionAlreadyActive
 from app.domain.model import BillingInterval, Plan, SubscriptionStatus
-from app.domain.subscriptions import SubscriptionTerms
+from app.domain.subscriptions import SubscriptionTerms, utc_anchor
 from app.domain.wallet import start_cycle
 from app.persistence.tables import SubscriptionRow
 from app.services.deps import Services
 from app.services.mapping import terms_of, view_of, wallet_of
 from app.services.wallets import (
     Postings,
+    acting_now,
     bring_up_to_date,
-    current_subscription,
     lock_account,
     record_renewal,
 )
@@ -29,15 +29,13 @@ async def start_subscription(
     started_at: datetime | None,
     services: Services,
 ) -> AccountView:
-    now = services.clock.now()
-    started_at = started_at or now
-    if started_at.tzinfo is None:
-        raise InvalidInput("startedAt", "startedAt needs a UTC offset.")
-    if started_at > now:
-        raise InvalidInput("startedAt", "startedAt cannot be in the future.")
+    anchor = utc_anchor(started_at) if started_at is not None else None
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        previous = await current_subscription(uow, account)
+        previous, now = await acting_now(uow, account, services.clock)
+        started_at = anchor or now
+        if started_at > now:
+            raise InvalidInput("startedAt", "startedAt cannot be in the future.")
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, previous, postings, now)
         if previous is not None:
@@ -80,10 +78,11 @@ async def start_subscription(
 
 async def cancel_subscription(account_id: str, services: Services) -> AccountView:
     """No new cycles after this one; what the account holds stays spendable until it ends."""
-    now = services.clock.now()
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
-        subscription = await current_subscription(uow, account)
+        # Judged at an instant no earlier than the account's cycle: a cancel that read the
+        # clock before a renewal another request recorded cancels the new cycle, not the old.
+        subscription, now = await acting_now(uow, account, services.clock)
         await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
         terms = terms_of(subscription)
         if (

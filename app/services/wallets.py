@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.clock import Clock
 from app.domain.errors import AccountNotFound
 from app.domain.events import AccountChanged, CreditsPosted
 from app.domain.model import Bucket, LedgerKind, Tool
-from app.domain.wallet import Renewal, renewals_due
+from app.domain.wallet import Renewal, acting_instant, renewals_due
 from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.mapping import terms_of, wallet_of
@@ -78,6 +79,18 @@ async def current_subscription(uow: UnitOfWork, account: AccountRow) -> Subscrip
     if account.subscription_id is None:
         return None
     return await uow.subscriptions.get(account.subscription_id)
+
+
+async def acting_now(
+    uow: UnitOfWork, account: AccountRow, clock: Clock
+) -> tuple[SubscriptionRow | None, datetime]:
+    """The locked account's subscription and the instant the write acts at.
+
+    Call only with ``account`` locked: the clock is read now, after the lock, and the reading
+    is never earlier than what the account recorded (see :func:`acting_instant`).
+    """
+    subscription = await current_subscription(uow, account)
+    return subscription, acting_instant(clock.now(), wallet_of(account), terms_of(subscription))
 
 
 async def bring_up_to_date(

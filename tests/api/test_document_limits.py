@@ -119,13 +119,13 @@ async def test_the_limits_leave_the_validation_cache_hitting(
     from graphql_schema import documents
 
     validations: list[str] = []
-    real_validate = documents.validate_document
+    real_validate = documents.validate
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         validations.append("validated")
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(documents, "validate_document", counting)
+    monkeypatch.setattr(documents, "validate", counting)
     document = "{ plans { plan monthlyCredits } tariffs { tool credits } }"
 
     for _ in range(4):

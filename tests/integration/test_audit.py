@@ -65,3 +65,50 @@ async def test_audit_catches_a_corrupted_row_and_exits_non_zero(
     assert result.returncode == 1
     assert "MISMATCHES" in result.stdout
     assert finding in result.stdout
+
+
+async def renewed_history_with_a_live_pack(api: Api, clock: FrozenClock) -> str:
+    """A busy history recorded into the second cycle, with a pack bought in that cycle."""
+    account_id = await busy_history(api, clock)
+    bought = await api.buy(account_id, key="second-cycle")
+    assert bought["__typename"] == "PackPurchased"
+    return account_id
+
+
+@pytest.mark.parametrize(
+    ("corruption", "finding"),
+    [
+        # a lot still holding credits though its expiry is before the account's cycle
+        (
+            "UPDATE pack_purchases SET expires_at = purchased_at WHERE remaining > 0",
+            "past its expiry",
+        ),
+        # subscription credits the account holds with no cycle to hold them in
+        ("UPDATE accounts SET cycle_index = NULL, cycle_ends_at = NULL", "in no cycle"),
+        # a cycle recorded past its plan's end of that cycle (its credits outlive it)
+        ("UPDATE accounts SET cycle_index = cycle_index - 1", "recorded to end at"),
+        # a plan cancelled in its first cycle while the account is in its second
+        ("UPDATE subscriptions SET canceled_at = started_at", "after its end"),
+    ],
+)
+async def test_audit_finds_credits_alive_past_their_expiry_in_a_later_cycle(
+    api: Api,
+    clock: FrozenClock,
+    rows: Rows,
+    app: object,
+    database_url: str,
+    tmp_path: Path,
+    corruption: str,
+    finding: str,
+) -> None:
+    # given a history the audit passes
+    await renewed_history_with_a_live_pack(api, clock)
+    assert (await run_audit(app.state.services)).findings == []  # type: ignore[attr-defined]
+    # when a row is corrupted so that credits outlive their cycle
+    await rows.execute(corruption)
+    # then the audit names it and exits non-zero
+    report = await run_audit(app.state.services)  # type: ignore[attr-defined]
+    assert any(finding in f for f in report.findings), report.findings
+    result = audit(database_url, JWT_SECRET, tmp_path)
+    assert result.returncode == 1
+    assert finding in result.stdout

@@ -136,6 +136,8 @@ mutation($id: ID!, $arg: String!) {{
 }}"""
 
 
+# The first page of the ledger records the renewals due, as every write does.
+LEDGER_HEAD = "query { me { ledger(first: 1) { edges { node { kind } } } } }"
 COMPLETE = finish_document("completeGeneration", "GenerationCompleted", "resultUrl")
 FAIL = finish_document("failGeneration", "GenerationFailed", "reason")
 
@@ -223,6 +225,17 @@ class Sweep(Action):
 
 
 @dataclass(frozen=True)
+class Straddle(Action):
+    """A fail or a cancel sent just before a renewal that another request records first."""
+
+    fail: bool
+    pick: int
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.straddle_the_next_renewal(self.fail, self.pick)
+
+
+@dataclass(frozen=True)
 class MoveClock(Action):
     step: str
 
@@ -258,6 +271,7 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         *[st.just(Cancel())] * 2,
         *[st.just(Sweep())] * 2,
         *[st.builds(Retry, st.integers(0, 50))] * 2,
+        *[st.builds(Straddle, st.booleans(), st.integers(0, 50))] * 2,
     ]
 ).flatmap(lambda action: action)
 
@@ -550,6 +564,29 @@ class CreditsMachine(RuleBasedStateMachine):
             self.refusals["sweep"] += 1  # nothing to do: a few such sweeps are enough
         report = self.call(sweep(self.services))
         assert (report.renewed_accounts, report.released_generations) == self.model.sweep()
+
+    def straddle_the_next_renewal(self, fail: bool, pick: int) -> None:
+        """The request read the clock just before the renewal; another recorded it first.
+
+        The app's clock says one second before the renewal while that request runs; the
+        model acts at the renewal, as the account has recorded it: a held part from the
+        ended cycle expires, a cancel cancels the new cycle.
+        """
+        renews_at = self.model.cycle_ends_at
+        if renews_at is None:
+            return
+        self.clock.set(renews_at)
+        self.model.advance(renews_at)
+        self.expect_data(self.user(LEDGER_HEAD), "me")
+        self.model.record_due_renewals()
+        self.clock.set(renews_at - timedelta(seconds=1))
+        try:
+            if fail:
+                self.finish(pick, succeed=False, any_job=False)
+            else:
+                self.cancel()
+        finally:
+            self.clock.set(renews_at)
 
     # time ----------------------------------------------------------------------------------
 
