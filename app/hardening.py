@@ -144,7 +144,7 @@ def operation_policy(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
-        introspection=not settings.is_production,
+        introspection=settings.introspection_allowed,
     )
     guards: list[Guard] = [NoNulInVariables()]
     if limiter is not None:

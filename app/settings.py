@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     apq_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
     apq_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
     apq_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    # Introspection (__schema, __type); unset: off in production, on elsewhere.
+    introspection: bool | None = None
     # Operations in one batch (a JSON array, as Apollo's BatchHttpLink sends); 0: no batches.
     max_batch_size: int = Field(default=10, ge=0, le=100)
     # Comma-separated request headers a cross-origin page may send (CORS preflight).
@@ -113,7 +115,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "redis_url", "trusted_documents_file", "log_format", "events_database_url", mode="before"
+        "redis_url",
+        "trusted_documents_file",
+        "log_format",
+        "events_database_url",
+        "introspection",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -153,6 +160,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def introspection_allowed(self) -> bool:
+        return not self.is_production if self.introspection is None else self.introspection
 
     @property
     def is_sqlite(self) -> bool:
