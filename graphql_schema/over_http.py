@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -38,6 +37,9 @@ from graphql_schema.errors import ApiError
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CONTENT_TYPES = {JSON: JSON, GRAPHQL_RESPONSE: f"{GRAPHQL_RESPONSE}; charset=utf-8"}
+# The answer depends on Accept: a cache in between (a CDN caching persisted GET queries)
+# must keep one copy per media type.
+VARY = {"vary": "Accept"}
 
 # Request errors refused as a whole, by code (graphql-response+json only); others are 400.
 REQUEST_ERROR_STATUS: Mapping[str, int] = {
@@ -195,7 +197,7 @@ class GraphQLOverHTTP:
         """A GraphQL error body with ``extensions.code``, in the media type asked for."""
         view: Any = self
         media_type = media_type_for(request.headers.get("accept"))
-        headers = exc.headers if isinstance(exc, Refused) else {}
+        headers = {**VARY, **(exc.headers if isinstance(exc, Refused) else {})}
         return Response(
             view.encode_json(refusal_body(exc.reason, code_of(exc))),
             status_code=exc.status_code,
@@ -221,7 +223,7 @@ class GraphQLOverHTTP:
             view.encode_json(body),
             status_code=status,
             media_type=CONTENT_TYPES[media_type],
-            headers=headers,
+            headers={**VARY, **headers},
         )
 
     def should_render_graphql_ide(self, request: Any) -> bool:
@@ -330,7 +332,6 @@ class GraphQLOverHTTP:
 __all__ = [
     "GRAPHQL_RESPONSE",
     "JSON",
-    "GraphQLError",
     "GraphQLOverHTTP",
     "Refused",
     "is_request_error",

@@ -50,7 +50,10 @@ def not_in_list() -> ApiError:
 
 
 def with_document_id(payload: Any) -> Any:
-    """Carry ``documentId`` as a persistedQuery extension, the one form the view reads on."""
+    """Carry ``documentId`` as a persistedQuery extension, the one form the view reads on
+    (in each operation of a batch too)."""
+    if isinstance(payload, list):
+        return [with_document_id(item) for item in payload]
     if not isinstance(payload, dict) or "documentId" not in payload:
         return payload
     extensions = payload.get("extensions")

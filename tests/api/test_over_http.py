@@ -106,6 +106,8 @@ async def test_queries_over_get_are_answered_in_every_environment(either: Api) -
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
     assert response.json()["data"]["plans"]
+    # the media type depends on Accept: a cache keeps one answer per Accept
+    assert "Accept" in response.headers["vary"]
 
 
 # --- application/graphql-response+json ---

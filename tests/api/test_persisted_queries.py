@@ -235,3 +235,18 @@ async def test_a_codegen_manifest_is_served_as_the_trusted_documents_file(
 
     assert by_hash["data"]["plans"] and by_document_id == by_hash
     assert code(refused) == "PERSISTED_QUERY_NOT_IN_LIST"
+
+
+async def test_a_document_id_in_a_batch_names_a_trusted_document(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    manifest = codegen_manifest(tmp_path, [PLANS])
+    trusted_only = await make_api(trusted_documents_file=manifest, trusted_documents_only=True)
+
+    response = await trusted_only.client.post(
+        "/graphql", json=[{"documentId": document_hash(PLANS)}, {"documentId": "0" * 64}]
+    )
+
+    found, unknown = response.json()
+    assert found["data"]["plans"]
+    assert code(unknown) == "PERSISTED_QUERY_NOT_FOUND"
