@@ -10,15 +10,19 @@ import { fileURLToPath } from "node:url";
 
 import {
   ApolloClient,
+  ApolloLink,
   CombinedGraphQLErrors,
   HttpLink,
   InMemoryCache,
   gql,
 } from "@apollo/client";
 import { BatchHttpLink } from "@apollo/client/link/batch-http";
+import { SetContextLink } from "@apollo/client/link/context";
+import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
+import { OperationTypeNode } from "graphql";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { generatePersistedQueryIdsFromManifest } from "@apollo/persisted-query-lists";
-import { Client as UrqlClient, cacheExchange, fetchExchange } from "@urql/core";
+import { Client as UrqlClient, cacheExchange, fetchExchange, subscriptionExchange } from "@urql/core";
 import { persistedExchange } from "@urql/exchange-persisted";
 import { serverAudits } from "graphql-http";
 import { createClient as createWsClient } from "graphql-ws";
@@ -376,6 +380,93 @@ const scenarios = {
       editor: editor.data.me,
       requests: sent,
     };
+  },
+
+  /** The README's Apollo Client set-up, as written there: one query, one mutation, a
+   * live total over the websocket, with a token read per request. */
+  async "readme-apollo"() {
+    const { sent, fetchFn } = recordingFetch();
+    const getToken = () => token();
+    const url = config.url;
+    const wsUrl = config.wsUrl;
+    // --- as in README.md, "Clients" ---
+    const http = new HttpLink({ uri: url, fetch: fetchFn });
+    const auth = new SetContextLink(({ headers }) => ({
+      headers: { ...headers, authorization: `Bearer ${getToken()}` },
+    }));
+    const ws = new GraphQLWsLink(
+      createWsClient({
+        url: wsUrl,
+        webSocketImpl: WebSocket,
+        connectionParams: async () => ({ Authorization: `Bearer ${getToken()}` }),
+      }),
+    );
+    const client = new ApolloClient({
+      cache: new InMemoryCache({ possibleTypes }),
+      link: ApolloLink.split(
+        ({ operationType }) => operationType === OperationTypeNode.SUBSCRIPTION,
+        ws,
+        ApolloLink.from([auth, new PersistedQueryLink({ sha256, useGETForHashedQueries: true }), http]),
+      ),
+    });
+    // ---
+    const editor = await client.query({ query: EDITOR });
+    const run = await client.mutate({ mutation: RUN, variables: { tool: "TURBO", key: "readme-apollo" } });
+    const live = await new Promise((resolve, reject) => {
+      const subscription = client
+        .subscribe({ query: gql`subscription Live { creditsChanged { id creditsTotal } }` })
+        .subscribe({
+          next: (value) => {
+            subscription.unsubscribe();
+            resolve(value.data.creditsChanged);
+          },
+          error: reject,
+        });
+    });
+    await client.stop();
+    return { editor: editor.data.me, run: run.data.runGenerator, live, requests: sent };
+  },
+
+  /** The README's urql set-up, as written there. */
+  async "readme-urql"() {
+    const { sent, fetchFn } = recordingFetch();
+    const getToken = () => token();
+    const url = config.url;
+    const wsUrl = config.wsUrl;
+    // --- as in README.md, "Clients" ---
+    const ws = createWsClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      connectionParams: async () => ({ Authorization: `Bearer ${getToken()}` }),
+    });
+    const client = new UrqlClient({
+      url,
+      fetch: fetchFn,
+      exchanges: [
+        cacheExchange,
+        persistedExchange(),
+        fetchExchange,
+        subscriptionExchange({
+          forwardSubscription: (request) => ({
+            subscribe: (sink) => ({ unsubscribe: ws.subscribe(request, sink) }),
+          }),
+        }),
+      ],
+      fetchOptions: () => ({ headers: { authorization: `Bearer ${getToken()}` } }),
+    });
+    // ---
+    const editor = await client.query(EDITOR, {}).toPromise();
+    const run = await client.mutation(RUN, { tool: "TURBO", key: "readme-urql" }).toPromise();
+    const live = await new Promise((resolve) => {
+      const { unsubscribe } = client
+        .subscription(gql`subscription Live { creditsChanged { id creditsTotal } }`, {})
+        .subscribe((result) => {
+          unsubscribe();
+          resolve(result.data?.creditsChanged ?? result.error?.message);
+        });
+    });
+    await ws.dispose();
+    return { editor: editor.data?.me, run: run.data?.runGenerator, live, requests: sent };
   },
 
   /** graphql-http's GraphQL-over-HTTP audits. */

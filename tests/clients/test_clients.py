@@ -186,6 +186,25 @@ def test_urql_sends_queries_over_get_and_they_are_answered_in_every_mode(
     assert report["refused"] == {"network": None, "codes": ["BAD_USER_INPUT"]}
 
 
+@pytest.mark.parametrize("client", ["apollo", "urql"])
+def test_the_readme_set_up_reads_mutates_and_follows_the_live_total(
+    served: Served, client: str
+) -> None:
+    account_id = served.new_account()
+
+    report = run_scenario(f"readme-{client}", served, accountId=account_id)
+
+    assert report["editor"]["id"] == account_id
+    assert report["run"]["__typename"] == "GeneratorRun"
+    live = report["live"]
+    assert (live["id"], live["creditsTotal"]) == (
+        account_id,
+        report["run"]["account"]["creditsTotal"],
+    )
+    # persisted queries on: the query went first as a hash alone over GET
+    assert report["requests"][0]["method"] == "GET" and report["requests"][0]["hashOnly"]
+
+
 # --- automatic persisted queries ---
 
 
