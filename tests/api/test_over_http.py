@@ -3,6 +3,7 @@ media type and its status codes, batches as Apollo's BatchHttpLink sends them, C
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -392,3 +393,24 @@ def test_the_cors_headers_setting_reads_a_comma_separated_list() -> None:
 
     assert settings.cors_allow_headers == ("authorization", "traceparent")
     assert set(TRACING_HEADERS) <= set(Settings(_env_file=None).cors_allow_headers)  # type: ignore[call-arg]
+
+
+async def test_variables_as_a_map_and_as_url_encoded_json_over_get_are_read_in_production(
+    production: Api,
+) -> None:
+    # The audits that check this use introspection, which production refuses; the rule itself
+    # holds for every other document.
+    query = "query One($id: ID!) { account(id: $id) { id } }"
+    service = {"authorization": f"Bearer {production.token()}", "accept": GRAPHQL_RESPONSE}
+
+    posted = await production.client.post(
+        "/graphql", json={"query": query, "variables": {"id": "nobody"}}, headers=service
+    )
+    got = await production.client.get(
+        "/graphql",
+        params={"query": query, "variables": json.dumps({"id": "nobody"})},
+        headers=service,
+    )
+
+    assert posted.status_code == got.status_code == 200
+    assert posted.json() == got.json() == {"data": {"account": None}}
