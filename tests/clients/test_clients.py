@@ -209,7 +209,9 @@ def test_the_readme_set_up_reads_mutates_and_follows_the_live_total(
 
 
 def test_apollo_persisted_queries_cost_one_request_on_repeat(served: Served) -> None:
-    report = run_scenario("apollo-apq", served, accountId=served.new_account())
+    # under names of their own: texts no other test of this server registered
+    nonce = os.urandom(4).hex()
+    report = run_scenario("apollo-apq", served, accountId=served.new_account(), nonce=nonce)
     requests = report["requests"]
 
     # hash only over GET -> PERSISTED_QUERY_NOT_FOUND -> hash and text over POST
@@ -226,7 +228,8 @@ def test_apollo_persisted_queries_cost_one_request_on_repeat(served: Served) -> 
 
 
 def test_urql_persisted_queries_cost_one_request_on_repeat(served: Served) -> None:
-    report = run_scenario("urql-apq", served, accountId=served.new_account())
+    nonce = os.urandom(4).hex()
+    report = run_scenario("urql-apq", served, accountId=served.new_account(), nonce=nonce)
     requests = report["requests"]
 
     assert report["error"] is None
