@@ -33,6 +33,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graphql_schema.errors import ApiError
+from graphql_schema.json_posts import request_data as operation_of
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -259,8 +260,6 @@ class GraphQLOverHTTP:
             raise Refused(400, message, "BATCH_TOO_LARGE")
         if protocol != "http":
             raise Refused(400, "Batches are not streamed.", "BAD_REQUEST")
-        from graphql_schema.json_posts import request_data as operation_of
-
         for item in request_data:
             if not isinstance(item, dict):
                 raise Refused(400, "Each operation of a batch must be an object.", "BAD_REQUEST")
