@@ -178,7 +178,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     middleware = http_middleware(settings, metrics)
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view: it refuses all but GET and POST with a JSON error.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", probes.healthz),
             Route("/readyz", probes.readyz),

@@ -189,6 +189,9 @@ class GraphQLOverHTTP:
         request = Request(scope=scope, receive=receive)
         view: Any = self
         try:
+            if request.method not in ("GET", "POST"):
+                message = "GraphQL is served over GET and POST."
+                raise Refused(405, message, "METHOD_NOT_ALLOWED", {"allow": "GET, POST"})
             response = await view.run(request)
         except HTTPException as exc:
             response = self.refusal(request, exc)
