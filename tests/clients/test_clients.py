@@ -36,6 +36,7 @@ CLIENTS = Path(__file__).parent
 ORIGIN = "https://editor.example.com"
 NODE_TIMEOUT_SECONDS = 120
 MODES = ["development", "production"]
+REDIS_URL = os.environ.get("CREDITGATE_TEST_REDIS_URL")
 
 
 @pytest.fixture(scope="session")
@@ -225,6 +226,34 @@ def test_apollo_persisted_queries_cost_one_request_on_repeat(served: Served) -> 
     assert methods(requests["mutationFirst"]) == ["POST", "POST"]
     assert [(r["method"], r["hashOnly"]) for r in requests["mutationAgain"]] == [("POST", True)]
     assert report["run"]["__typename"] == "GeneratorRun"
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs Redis: set CREDITGATE_TEST_REDIS_URL")
+def test_with_redis_a_persisted_query_registered_in_one_process_is_one_request_in_another(
+    tmp_path: Path, node_modules: Path
+) -> None:
+    assert REDIS_URL is not None
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'creditgate.sqlite3'}"
+    shared = {
+        "CREDITGATE_REDIS_URL": REDIS_URL,
+        "CREDITGATE_RATE_LIMIT_KEY_PREFIX": f"clients-{os.urandom(4).hex()}",
+    }
+    with Gateways(database_url, JWT_SECRET, tmp_path) as gateways:
+        first = Served(start(gateways, "production", **shared), "production")
+        second = start(gateways, "production", **shared)
+        report = run_scenario(
+            "apollo-apq",
+            first,
+            accountId=first.new_account(),
+            nonce=os.urandom(4).hex(),
+            otherUrl=second.url,
+        )
+
+    # registered through the first process; a new client of the second needs one request
+    assert methods(report["requests"]["registering"]) == ["GET", "POST"]
+    assert [(r["method"], r["hashOnly"]) for r in report["requests"]["anotherClient"]] == [
+        ("GET", True)
+    ]
 
 
 def test_urql_persisted_queries_cost_one_request_on_repeat(served: Served) -> None:
