@@ -297,7 +297,8 @@ const scenarios = {
 
   /** graphql-ws: a live total that outlives its token is closed with 4403 and resubscribed. */
   async subscription() {
-    const seconds = config.firstTokenSeconds ?? 2;
+    // Long enough to connect on a busy machine, short enough to expire during the test.
+    const seconds = config.firstTokenSeconds ?? 4;
     const closes = [];
     const values = [];
     let connections = 0;
