@@ -1,4 +1,4 @@
-"""The operator's entry points: serve, migrate, audit, sweep, token, trusted-documents."""
+"""The operator's entry points: serve, migrate, audit, sweep, payments, token, trusted-documents."""
 
 from __future__ import annotations
 
@@ -99,6 +99,24 @@ def _sweep(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _payments(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.main import build_services
+    from app.services.payment_events import reconcile
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            changed = await reconcile(services)
+        finally:
+            await services.db.dispose()
+        print(f"reconciled: {changed} purchases changed status")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     if (args.role == "user") != (args.account is not None):
         print("give --account ID for a user token, or --role service", file=sys.stderr)
@@ -158,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="record due renewals and release timed-out generations now"
     )
     sweep.set_defaults(run=_sweep)
+
+    payments = commands.add_parser("payments", help="payment provider operations")
+    payment_commands = payments.add_subparsers(dest="payments_command", required=True)
+    reconcile = payment_commands.add_parser(
+        "reconcile",
+        help="ask the provider about purchases pending over 10 minutes and pending refunds",
+    )
+    reconcile.set_defaults(run=_payments)
 
     token = commands.add_parser("token", help="print a signed token")
     token.add_argument("--account", help="account id, for a user token")

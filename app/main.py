@@ -35,6 +35,9 @@ from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.probes import Probes
 from app.observability.requests import current_request
+from app.payments.port import PaymentProvider
+from app.payments.sandbox import SandboxProvider
+from app.payments.webhook import ProviderWebhook
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.runtime import settle_heap
@@ -68,6 +71,7 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
             create_schema(
                 policy=operation_policy(settings, limiter, metrics),
                 field_suggestions=not settings.is_production,
+                sandbox_payments=settings.payments == "sandbox",
             ),
             graphql_ide=None if settings.is_production else "graphiql",
             # Queries over GET in every environment (graphql_schema/over_http.py): tokens
@@ -143,6 +147,28 @@ def build_services(
         clock=clock,
         plans=plans,
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
+        payments=payment_provider(settings, clock),
+        payment_reconcile_after=timedelta(seconds=settings.payment_reconcile_after_seconds),
+    )
+
+
+def payment_provider(settings: Settings, clock: Clock) -> PaymentProvider:
+    """The provider the settings name; Stripe's secrets are checked by the settings."""
+    if settings.payments == "stripe":
+        from app.payments.stripe_provider import StripeProvider
+
+        assert settings.stripe_secret_key and settings.stripe_webhook_secret
+        return StripeProvider(
+            secret_key=settings.stripe_secret_key,
+            webhook_secret=settings.stripe_webhook_secret,
+            api_base=settings.stripe_api_base,
+            success_url=settings.checkout_success_url,
+            cancel_url=settings.checkout_cancel_url,
+            clock=clock,
+        )
+    return SandboxProvider(
+        pay_at_once=settings.sandbox_payments == "instant",
+        success_url=settings.checkout_success_url,
     )
 
 
@@ -168,6 +194,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             # Requests in flight have finished and websockets are closed by now (uvicorn).
             await live.stop()
+            await services.payments.aclose()
             await services.db.dispose()
             if limiter is not None:
                 await limiter.aclose()
@@ -184,6 +211,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             Route("/healthz", probes.healthz),
             Route("/readyz", probes.readyz),
             Route("/metrics", probes.metrics),
+            Route(
+                "/payments/stripe/webhook",
+                ProviderWebhook(services, metrics).handle,
+                methods=["POST"],
+            ),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rate_limit_key_prefix: str = Field(default="creditgate", min_length=1, max_length=64)
 
+    # Payments (README, "Paying for packs"): the sandbox outside production, Stripe in it.
+    payment_provider: Literal["sandbox", "stripe"] | None = None
+    # instant: a sandbox checkout is paid when opened; pending: sandboxSettlePayment decides.
+    sandbox_payments: Literal["instant", "pending"] = "instant"
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    # Where Checkout sends the customer back; {PURCHASE_ID} is replaced by the purchase id.
+    checkout_success_url: str = "http://127.0.0.1:8000/checkout/success?purchase={PURCHASE_ID}"
+    checkout_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel?purchase={PURCHASE_ID}"
+    # A purchase PENDING this long is asked about by the sweep instead of waited for.
+    payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
+
     # Clients (README, "Clients"; docs/clients.md): APQ, batching, CORS request headers.
     # Automatic persisted queries: registered texts kept in this process (LRU by entries and
     # bytes), or in Redis (under the key prefix, each for a TTL) when redis_url is set.
@@ -120,6 +133,9 @@ class Settings(BaseSettings):
         "log_format",
         "events_database_url",
         "introspection",
+        "payment_provider",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
         mode="before",
     )
     @classmethod
@@ -156,6 +172,26 @@ class Settings(BaseSettings):
                 "CREDITGATE_TRUSTED_DOCUMENTS_ONLY needs CREDITGATE_TRUSTED_DOCUMENTS_FILE"
             )
         return self
+
+    @model_validator(mode="after")
+    def _production_takes_real_money(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.payments == "sandbox":
+            raise ValueError("production refuses the sandbox payment provider")
+        if not (self.stripe_secret_key and self.stripe_webhook_secret):
+            raise ValueError(
+                "CREDITGATE_STRIPE_SECRET_KEY and CREDITGATE_STRIPE_WEBHOOK_SECRET must be set "
+                "in production"
+            )
+        return self
+
+    @property
+    def payments(self) -> Literal["sandbox", "stripe"]:
+        """The provider in force: as set, else Stripe in production and the sandbox elsewhere."""
+        if self.payment_provider is not None:
+            return self.payment_provider
+        return "stripe" if self.env == "production" else "sandbox"
 
     @property
     def is_production(self) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from app.services.deps import Services
 from app.services.maintenance import sweep
+from app.services.payment_events import reconcile
 
 log = logging.getLogger("creditgate.sweeper")
 
@@ -27,6 +28,9 @@ async def sweep_forever(services: Services, interval_seconds: float) -> None:
                     report.renewed_accounts,
                     report.released_generations,
                 )
+            reconciled = await reconcile(services)
+            if reconciled:
+                log.info("sweep reconciled %d pack purchases with the provider", reconciled)
         except Exception:  # a failed sweep must not stop the next one
             log.exception("sweep failed")
         await asyncio.sleep(interval_seconds)

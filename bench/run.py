@@ -96,6 +96,10 @@ class Bench:
             database_url=database_url,
             jwt_secret=self.secret,
             pro_monthly_credits=1_000_000,
+            # Production refuses the sandbox; the bench buys no packs, so Stripe is never called.
+            payment_provider="stripe",
+            stripe_secret_key="sk_test_bench",
+            stripe_webhook_secret="whsec_bench",
             db_pool_size=self.args.connections,
             db_max_overflow=0,
         )
@@ -108,6 +112,9 @@ class Bench:
             CREDITGATE_DATABASE_URL=database_url,
             CREDITGATE_JWT_SECRET=self.secret,
             CREDITGATE_PRO_MONTHLY_CREDITS="1000000",
+            CREDITGATE_PAYMENT_PROVIDER="stripe",
+            CREDITGATE_STRIPE_SECRET_KEY="sk_test_bench",
+            CREDITGATE_STRIPE_WEBHOOK_SECRET="whsec_bench",
             CREDITGATE_DB_POOL_SIZE=str(self.args.connections),
             CREDITGATE_DB_MAX_OVERFLOW="0",
             # Rate limits stay on, so their cost is measured, but high enough that the load

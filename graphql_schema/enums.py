@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from app.domain import model
+from app.domain import model, purchases
+from app.payments.sandbox import SandboxOutcome
 
 Tool = strawberry.enum(model.Tool, name="Tool")
 Plan = strawberry.enum(model.Plan, name="Plan")
@@ -13,3 +14,6 @@ SubscriptionStatus = strawberry.enum(model.SubscriptionStatus, name="Subscriptio
 Bucket = strawberry.enum(model.Bucket, name="Bucket")
 LedgerKind = strawberry.enum(model.LedgerKind, name="LedgerKind")
 GenerationStatus = strawberry.enum(model.GenerationStatus, name="GenerationStatus")
+PurchaseStatus = strawberry.enum(purchases.PurchaseStatus, name="PurchaseStatus")
+PaymentProvider = strawberry.enum(purchases.ProviderName, name="PaymentProvider")
+SandboxPaymentOutcome = strawberry.enum(SandboxOutcome, name="SandboxPaymentOutcome")

@@ -27,6 +27,8 @@ TOP_LEVEL_CODES: dict[type[Exception], str] = {
     errors.InsufficientCredits: "CONFLICT",
     errors.IdempotencyConflict: "CONFLICT",
     errors.InvalidTransition: "CONFLICT",
+    errors.PurchaseNotFound: "NOT_FOUND",
+    errors.PaymentProviderUnavailable: "PAYMENT_PROVIDER_UNAVAILABLE",
     InvalidToken: "UNAUTHENTICATED",
 }
 

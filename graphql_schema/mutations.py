@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
-from app.services import accounts, generations, packs, subscriptions
+from app.services import accounts, generations, packs, payment_events, subscriptions
 from graphql_schema.context import Info
-from graphql_schema.enums import Tool
+from graphql_schema.enums import SandboxPaymentOutcome, Tool
 from graphql_schema.errors import or_error
 from graphql_schema.inputs import (
     CreateAccountInput,
@@ -17,6 +17,7 @@ from graphql_schema.inputs import (
 from graphql_schema.resolving import acting_account, as_result
 from graphql_schema.results import (
     CompleteGenerationResult,
+    ConfirmPackPurchaseResult,
     FailGenerationResult,
     GenerationCompleted,
     GenerationFailed,
@@ -26,17 +27,22 @@ from graphql_schema.results import (
     InsufficientCredits,
     InvalidGenerationTransition,
     PackNotFound,
-    PackPurchased,
+    PaymentProviderUnavailable,
+    PurchaseNotFound,
     PurchasePackResult,
     RunGeneratorResult,
     SubscriptionRequired,
+    purchase_result,
 )
 from graphql_schema.types import Account, Generation
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Buy a credit pack; needs an active subscription.")
+    @strawberry.mutation(
+        description="Buy a credit pack; needs an active subscription. Credited once paid: "
+        "PaymentPending until then (PackPurchased when the provider confirms at once)."
+    )
     async def purchase_pack(self, info: Info, input: PurchasePackInput) -> PurchasePackResult:
         account_id = acting_account(info.context, input.account_id)
         call = packs.purchase_pack(
@@ -44,9 +50,21 @@ class Mutation:
         )
         return await as_result(
             call,
-            PackPurchased.from_domain,
-            (SubscriptionRequired, PackNotFound, IdempotencyConflict),
+            purchase_result,
+            (SubscriptionRequired, PackNotFound, IdempotencyConflict, PaymentProviderUnavailable),
         )
+
+    @strawberry.mutation(
+        description="The user is back from checkout: ask the provider now. Own purchase "
+        "(user token) or any (service token). Safe to call any number of times."
+    )
+    async def confirm_pack_purchase(
+        self, info: Info, purchase_id: strawberry.ID
+    ) -> ConfirmPackPurchaseResult:
+        principal = info.context.require_principal()
+        owner = None if principal.is_service else principal.account_id
+        call = packs.confirm_pack_purchase(str(purchase_id), owner, info.context.services)
+        return await as_result(call, purchase_result, (PurchaseNotFound,))
 
     @strawberry.mutation(description="Run a tool; its cost is held until the run settles.")
     async def run_generator(self, info: Info, input: RunGeneratorInput) -> RunGeneratorResult:
@@ -116,3 +134,19 @@ class Mutation:
         return await as_result(
             call, GenerationFailed.from_domain, (GenerationNotFound, InvalidGenerationTransition)
         )
+
+
+@strawberry.type(name="Mutation")
+class SandboxMutation(Mutation):
+    """The mutations, and with the sandbox provider, a way to end its payments at will."""
+
+    @strawberry.mutation(
+        description="Sandbox payments only, service token: end a sandbox payment as a real "
+        "provider would report it (paid, failed, refunded, disputed, ...)."
+    )
+    async def sandbox_settle_payment(
+        self, info: Info, purchase_id: strawberry.ID, outcome: SandboxPaymentOutcome
+    ) -> ConfirmPackPurchaseResult:
+        info.context.require_service()
+        call = payment_events.sandbox_settle(str(purchase_id), outcome, info.context.services)
+        return await as_result(call, purchase_result, (PurchaseNotFound,))

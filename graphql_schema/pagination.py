@@ -87,9 +87,22 @@ def generation_cursor(created_at: datetime, generation_id: str) -> str:
 
 
 def decode_generation_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    return _decode_timestamped(cursor, "generation:")
+
+
+def purchase_cursor(created_at: datetime, purchase_id: str) -> str:
+    return _encode(f"purchase:{created_at.isoformat()}|{purchase_id}")
+
+
+def decode_purchase_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    return _decode_timestamped(cursor, "purchase:")
+
+
+def _decode_timestamped(cursor: str | None, prefix: str) -> tuple[datetime, str] | None:
+    """A (created_at, id) keyset position, refused unless it could have come from us."""
     if cursor is None:
         return None
-    created, _, generation_id = _decode(cursor, "generation:").partition("|")
+    created, _, row_id = _decode(cursor, prefix).partition("|")
     try:
         moment = datetime.fromisoformat(created)
         # An offset near the ends of the calendar overflows in conversion (+14:00 on 0001).
@@ -99,12 +112,12 @@ def decode_generation_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     if (
         moment.tzinfo is None
         or not EARLIEST <= moment < LATEST
-        or not generation_id
-        or len(generation_id) > MAX_ID_LENGTH
-        or not generation_id.isprintable()  # NUL, which PostgreSQL cannot take
+        or not row_id
+        or len(row_id) > MAX_ID_LENGTH
+        or not row_id.isprintable()  # NUL, which PostgreSQL cannot take
     ):
         raise _not_a_cursor()
-    return moment, generation_id
+    return moment, row_id
 
 
 def _not_a_cursor() -> Exception:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import strawberry
 
-from app.domain.errors import GenerationNotFound
+from app.domain.errors import GenerationNotFound, PurchaseNotFound
 from app.services import catalog, history
 from graphql_schema.context import Info
 from graphql_schema.errors import ApiError
 from graphql_schema.limits import checked_list
-from graphql_schema.types import Account, CreditPack, Generation, PlanInfo, Tariff
+from graphql_schema.types import (
+    Account,
+    CreditPack,
+    Generation,
+    PackPurchase,
+    PlanInfo,
+    Tariff,
+)
 
 
 @strawberry.type
@@ -46,6 +53,16 @@ class Query:
         if not principal.may_act_for(generation.account_id):
             return None
         return Generation.from_domain(generation)
+
+    @strawberry.field(description="One pack purchase: the caller's own (user), or any (service).")
+    async def purchase(self, info: Info, id: strawberry.ID) -> PackPurchase | None:
+        principal = info.context.require_principal()
+        owner = None if principal.is_service else principal.account_id
+        try:
+            purchase = await history.get_purchase(str(id), owner, info.context.services)
+        except PurchaseNotFound:
+            return None
+        return PackPurchase.from_domain(purchase)
 
     @strawberry.field(description="Credits each tool costs per run. Public.")
     async def tariffs(self, info: Info) -> list[Tariff]:

@@ -7,9 +7,12 @@ from typing import Annotated, Self
 import strawberry
 
 from app.domain import errors
+from app.services.fulfilment import PackPurchased as PackPurchasedResult
+from app.services.fulfilment import PaymentPending as PaymentPendingResult
+from app.services.fulfilment import PurchaseClosed as PurchaseClosedResult
+from app.services.fulfilment import PurchaseOutcome
 from app.services.generations import GenerationFinished
 from app.services.generations import GeneratorRun as GeneratorRunResult
-from app.services.packs import PackPurchased as PackPurchasedResult
 from graphql_schema.types import Account, Generation, PackPurchase
 
 
@@ -40,6 +43,69 @@ class PackPurchased:
             purchase=PackPurchase.from_domain(result.purchase),
             account=Account.from_domain(result.account),
         )
+
+
+@strawberry.type(
+    description="Nothing is credited until the payment is confirmed: send the user to "
+    "checkoutUrl, then call confirmPackPurchase (or wait for purchaseUpdated)."
+)
+class PaymentPending:
+    purchase: PackPurchase
+    checkout_url: str | None
+    message: str
+
+    @classmethod
+    def from_domain(cls, result: PaymentPendingResult) -> PaymentPending:
+        return cls(
+            purchase=PackPurchase.from_domain(result.purchase),
+            checkout_url=result.checkout_url,
+            message="Waiting for the payment; the credits are added once it is confirmed.",
+        )
+
+
+CLOSED_MESSAGES = {
+    "FAILED": "The payment failed; nothing was credited. Start a new purchase to try again.",
+    "EXPIRED": "The checkout expired unpaid; nothing was credited.",
+    "REFUND_PENDING": "The payment could not be used and is being refunded.",
+    "REFUNDED": "The payment was refunded; the pack's credits were revoked.",
+    "DISPUTED": "The payment is disputed; the pack's credits are withheld.",
+    "REVOKED": "The payment was reversed; the pack's credits were revoked.",
+}
+
+
+@strawberry.type(description="The purchase ended without credits, or lost them.")
+class PurchaseClosed(Error):
+    purchase: PackPurchase
+
+    @classmethod
+    def from_domain(cls, result: PurchaseClosedResult) -> PurchaseClosed:
+        status = result.purchase.status.value
+        message = result.purchase.status_reason or CLOSED_MESSAGES.get(status, status)
+        return cls(message=message, purchase=PackPurchase.from_domain(result.purchase))
+
+
+def purchase_result(outcome: PurchaseOutcome) -> PackPurchased | PaymentPending | PurchaseClosed:
+    if isinstance(outcome, PackPurchasedResult):
+        return PackPurchased.from_domain(outcome)
+    if isinstance(outcome, PaymentPendingResult):
+        return PaymentPending.from_domain(outcome)
+    return PurchaseClosed.from_domain(outcome)
+
+
+@strawberry.type
+class PurchaseNotFound(Error):
+    purchase_id: strawberry.ID
+
+    @classmethod
+    def from_domain(cls, exc: errors.PurchaseNotFound) -> PurchaseNotFound:
+        return cls(message=exc.message, purchase_id=strawberry.ID(exc.purchase_id))
+
+
+@strawberry.type(description="The payment provider could not be reached; retry with the key.")
+class PaymentProviderUnavailable(Error):
+    @classmethod
+    def from_domain(cls, exc: errors.PaymentProviderUnavailable) -> PaymentProviderUnavailable:
+        return cls(message=exc.message)
 
 
 @strawberry.type
@@ -117,8 +183,18 @@ class InvalidGenerationTransition(Error):
 
 
 PurchasePackResult = Annotated[
-    PackPurchased | SubscriptionRequired | PackNotFound | IdempotencyConflict,
+    PackPurchased
+    | PaymentPending
+    | PurchaseClosed
+    | SubscriptionRequired
+    | PackNotFound
+    | IdempotencyConflict
+    | PaymentProviderUnavailable,
     strawberry.union("PurchasePackResult"),
+]
+ConfirmPackPurchaseResult = Annotated[
+    PackPurchased | PaymentPending | PurchaseClosed | PurchaseNotFound,
+    strawberry.union("ConfirmPackPurchaseResult"),
 ]
 RunGeneratorResult = Annotated[
     GeneratorRun | InsufficientCredits | IdempotencyConflict,
@@ -142,4 +218,6 @@ UNION_MEMBERS: dict[type[errors.CreditError], type] = {
     errors.InsufficientCredits: InsufficientCredits,
     errors.GenerationNotFound: GenerationNotFound,
     errors.InvalidTransition: InvalidGenerationTransition,
+    errors.PurchaseNotFound: PurchaseNotFound,
+    errors.PaymentProviderUnavailable: PaymentProviderUnavailable,
 }

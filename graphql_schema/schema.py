@@ -10,7 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from graphql_schema.documents import Documents
 from graphql_schema.masking import MASKED_MESSAGE
-from graphql_schema.mutations import Mutation
+from graphql_schema.mutations import Mutation, SandboxMutation
 from graphql_schema.operations import GatewaySchema, OperationPolicy
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
@@ -27,12 +27,14 @@ def create_schema(
     *,
     policy: OperationPolicy | None = None,
     field_suggestions: bool = True,
+    sandbox_payments: bool = False,
 ) -> GatewaySchema:
     """``policy``: limits, guards and metrics (from the app factory); by default only the
-    document cache, as for exporting the SDL or building a trusted-documents manifest."""
+    document cache, as for exporting the SDL or building a trusted-documents manifest.
+    ``sandbox_payments`` adds ``sandboxSettlePayment``; the exported SDL is without it."""
     return GatewaySchema(
         query=Query,
-        mutation=Mutation,
+        mutation=SandboxMutation if sandbox_payments else Mutation,
         subscription=LiveUpdates,
         types=[Error],
         policy=policy or OperationPolicy(Documents(maxsize=256)),

@@ -14,13 +14,19 @@ import strawberry
 from app.domain.accounts import AccountView
 from app.domain.deadlines import next_change_at
 from app.domain.model import GenerationStatus
+from app.domain.purchases import PurchaseStatus
 from app.domain.records import Generation as GenerationView
-from app.services import accounts, live
+from app.domain.records import PackPurchase as PurchaseView
+from app.services import accounts, history, live
 from graphql_schema.context import Info
 from graphql_schema.errors import or_error
-from graphql_schema.types import Account, Generation
+from graphql_schema.types import Account, Generation, PackPurchase
 
 FINAL_STATUSES = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED})
+# A purchase stops changing once it ended unpaid or its payment was reversed for good.
+FINAL_PURCHASE_STATUSES = frozenset(
+    {PurchaseStatus.EXPIRED, PurchaseStatus.FAILED, PurchaseStatus.REFUNDED, PurchaseStatus.REVOKED}
+)
 
 
 @strawberry.type(description="Live updates over graphql-transport-ws.")
@@ -98,3 +104,30 @@ class LiveUpdates:
                 if latest != generation:
                     yield Generation.from_domain(latest)
                     generation = latest
+
+    @strawberry.subscription(
+        description="One pack purchase now, then at each status change (the moment it is "
+        "credited, refunded, ...) until it is final. User token (own purchase)."
+    )
+    async def purchase_updated(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[PackPurchase, None]:
+        context = info.context
+        account_id = context.require_user()
+        services = context.services
+        feeds = context.require_feeds()
+
+        async def read() -> PurchaseView:
+            return await or_error(history.get_purchase(str(id), account_id, services))
+
+        with feeds.open(account_id, "purchaseUpdated") as feed:
+            purchase = await read()
+            yield PackPurchase.from_domain(purchase)
+            while purchase.status not in FINAL_PURCHASE_STATUSES:
+                await feed.changes()
+                if not context.still_authorized():
+                    return
+                latest = await feeds.shared_read(account_id, ("purchase", str(id)), read)
+                if latest != purchase:
+                    yield PackPurchase.from_domain(latest)
+                    purchase = latest

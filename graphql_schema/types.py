@@ -19,7 +19,9 @@ from graphql_schema.enums import (
     Bucket,
     GenerationStatus,
     LedgerKind,
+    PaymentProvider,
     Plan,
+    PurchaseStatus,
     SubscriptionStatus,
     Tool,
 )
@@ -30,8 +32,10 @@ from graphql_schema.pagination import (
     connection,
     decode_generation_cursor,
     decode_ledger_cursor,
+    decode_purchase_cursor,
     generation_cursor,
     ledger_cursor,
+    purchase_cursor,
 )
 
 
@@ -114,6 +118,23 @@ class Account:
             page.items, page.has_next_page, LedgerEntry.from_domain, lambda e: ledger_cursor(e.id)
         )
 
+    @strawberry.field(description="This account's pack purchases, newest first.")
+    async def purchases(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[PackPurchase]:
+        size = page_size(first, info.context.lists)
+        page = await or_error(
+            history.purchases_page(
+                str(self.id), size, decode_purchase_cursor(after), info.context.services
+            )
+        )
+        return connection(
+            page.items,
+            page.has_next_page,
+            PackPurchase.from_domain,
+            lambda p: purchase_cursor(p.created_at, p.id),
+        )
+
     @classmethod
     def from_domain(cls, view: AccountView) -> Account:
         return cls(
@@ -162,15 +183,42 @@ class CreditPack:
         )
 
 
-@strawberry.type(description="One bought pack; its credits expire at the next monthly renewal.")
+@strawberry.type(
+    description="One pack bought: paid for first, then credited; its credits expire at the "
+    "next monthly renewal after they were credited."
+)
 class PackPurchase:
     id: strawberry.ID
     pack_id: strawberry.ID
     credits: int
-    price_cents: int
+    price_cents: int = strawberry.field(description="Copied from the catalog at purchase.")
     currency: str
-    purchased_at: datetime
-    expires_at: datetime
+    status: PurchaseStatus
+    provider: PaymentProvider
+    created_at: datetime
+    fulfilled_at: datetime | None = strawberry.field(
+        description="When the payment was confirmed and the credits granted."
+    )
+    purchased_at: datetime | None = strawberry.field(
+        description="Same as fulfilledAt; null until the payment is confirmed."
+    )
+    expires_at: datetime | None = strawberry.field(
+        description="When the pack's credits expire; null until they are granted."
+    )
+    checkout_url: str | None = strawberry.field(
+        description="Where to pay, while the purchase is PENDING."
+    )
+    status_reason: str | None = strawberry.field(
+        description="Why it failed, expired or was refunded without being credited."
+    )
+    refunded_cents: int
+    revoked_credits: int = strawberry.field(
+        description="Credits refunds and disputes took back from the pack."
+    )
+    revocation_target: int = strawberry.field(
+        description="Credits the refunds and disputes stand for; above revokedCredits when "
+        "the rest had already been spent."
+    )
 
     @classmethod
     def from_domain(cls, purchase: PackPurchaseRecord) -> PackPurchase:
@@ -180,8 +228,17 @@ class PackPurchase:
             credits=purchase.credits,
             price_cents=purchase.price_cents,
             currency=purchase.currency,
+            status=purchase.status,
+            provider=purchase.provider,
+            created_at=purchase.created_at,
+            fulfilled_at=purchase.purchased_at,
             purchased_at=purchase.purchased_at,
             expires_at=purchase.expires_at,
+            checkout_url=purchase.checkout_url,
+            status_reason=purchase.status_reason,
+            refunded_cents=purchase.refunded_cents,
+            revoked_credits=purchase.revoked_credits,
+            revocation_target=purchase.revocation_target,
         )
 
 
@@ -224,7 +281,7 @@ class LedgerEntry:
     amount: int = strawberry.field(description="Signed: grants and refunds add, the rest take.")
     balance_after: int = strawberry.field(description="The bucket's balance after this entry.")
     reference_type: str = strawberry.field(
-        description="SUBSCRIPTION, RENEWAL, PURCHASE or GENERATION."
+        description="SUBSCRIPTION, RENEWAL, PURCHASE, GENERATION, REFUND or DISPUTE."
     )
     reference_id: strawberry.ID | None = strawberry.field(
         description="The subscription, purchase or generation the entry belongs to."

@@ -33,6 +33,8 @@ BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 JWT_SECRET = "test-secret-0123456789abcdef0123456789"
 # Tables that tests write; the catalog seeded by migrations stays.
 WRITTEN_TABLES = [
+    "payment_events",
+    "purchase_reversals",
     "ledger_entries",
     "holds",
     "idempotency_keys",
@@ -42,6 +44,13 @@ WRITTEN_TABLES = [
     "accounts",
 ]
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+# Production refuses the sandbox: Stripe test keys, pointed at nothing unless a test says.
+PRODUCTION_PAYMENTS = {
+    "payment_provider": "stripe",
+    "stripe_secret_key": "sk_test_creditgate",
+    "stripe_webhook_secret": "whsec_creditgate_test",
+    "stripe_api_base": "http://127.0.0.1:9",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -183,6 +192,8 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
     opened: list[tuple[Any, httpx.AsyncClient]] = []
 
     async def build(*, client: tuple[str, int] = ("127.0.0.1", 50000), **changes: Any) -> Api:
+        if changes.get("env") == "production":
+            changes = {**PRODUCTION_PAYMENTS, **changes}
         changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
         application = create_app(changed, clock)
         transport = httpx.ASGITransport(app=application, client=client)  # type: ignore[arg-type]
@@ -193,6 +204,7 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
     yield build
     for application, http in opened:
         await http.aclose()
+        await application.state.services.payments.aclose()
         await application.state.services.db.dispose()
         if application.state.rate_limiter is not None:
             await application.state.rate_limiter.aclose()

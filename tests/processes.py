@@ -48,6 +48,13 @@ TEST_DEFAULTS: Mapping[str, str] = {
 # Pass in ``env`` to undo TEST_DEFAULTS: the app's own defaults apply (the sweeper runs,
 # rate limits are on), as in production.
 APP_DEFAULTS: Mapping[str, str | None] = dict.fromkeys(TEST_DEFAULTS)
+# Production refuses the sandbox: Stripe test keys, pointed at nothing unless a test says.
+PRODUCTION_PAYMENTS_ENV: Mapping[str, str] = {
+    "CREDITGATE_PAYMENT_PROVIDER": "stripe",
+    "CREDITGATE_STRIPE_SECRET_KEY": "sk_test_creditgate",
+    "CREDITGATE_STRIPE_WEBHOOK_SECRET": "whsec_creditgate_test",
+    "CREDITGATE_STRIPE_API_BASE": "http://127.0.0.1:9",
+}
 
 
 def _environment(
@@ -67,6 +74,9 @@ def _environment(
             env.pop(key, None)
         else:
             env[key] = value
+    if env.get("CREDITGATE_ENV") == "production":
+        for key, value in PRODUCTION_PAYMENTS_ENV.items():
+            env.setdefault(key, value)
     return env
 
 

@@ -20,6 +20,7 @@ from dateutil.relativedelta import relativedelta
 MONTHLY_CREDITS = {"STARTER": 50, "PRO": 150}
 TARIFFS = {"TURBO": 20, "PRO": 38, "ULTRA": 80, "STYLE_TRANSFER": 15, "BACKGROUND_REMOVAL": 1}
 PACKS = {"pack-500": 500, "pack-1500": 1500, "pack-4000": 4000}
+PRICES = {"pack-500": 1000, "pack-1500": 2500, "pack-4000": 6000}
 GENERATION_TIMEOUT = timedelta(minutes=15)
 
 
@@ -74,6 +75,30 @@ class Lot:
 
 
 @dataclass
+class Purchase:
+    """A pack bought: paid for first (a sandbox payment the test settles), then credited.
+
+    The sandbox refunds and disputes a payment in full, so a reversal stands for every credit
+    of the pack, less what an earlier reversal already stood for.
+    """
+
+    number: int
+    pack_id: str
+    credits: int
+    status: str = "PENDING"
+    payment: str = "OPEN"  # the sandbox's state: OPEN, PAID, FAILED or EXPIRED
+    lot: Lot | None = None
+    refunded: bool = False  # refunded in full (by us, as undeliverable, or at the provider)
+    refunded_at_provider: bool = False
+    dispute: str | None = None  # OPEN, WON or LOST
+    dispute_target: int = 0
+    dispute_taken: int = 0
+    target: int = 0
+    revoked: int = 0
+    id: str = ""
+
+
+@dataclass
 class Hold:
     bucket: str
     amount: int
@@ -123,9 +148,12 @@ class CreditModel:
     cycle: tuple[int, int] | None = None
     cycle_ends_at: datetime | None = None
     lots: list[Lot] = field(default_factory=list)
+    purchases: list[Purchase] = field(default_factory=list)
     generations: list[Generation] = field(default_factory=list)
     # idempotency key -> (operation, arguments, the first result)
-    keys: dict[str, tuple[str, tuple[object, ...], Lot | Generation]] = field(default_factory=dict)
+    keys: dict[str, tuple[str, tuple[object, ...], Purchase | Generation]] = field(
+        default_factory=dict
+    )
     chunks: list[list[Entry]] = field(default_factory=list)
     pending: list[Entry] = field(default_factory=list)
     pending_renewals: int = 0
@@ -239,21 +267,113 @@ class CreditModel:
             return Refused("IdempotencyConflict")
         return result
 
-    def purchase(self, pack_id: str, key: str) -> Lot | Refused:
-        """A new pack's lot (its ``id`` is learned from the app), the first one, or a refusal."""
+    def purchase(self, pack_id: str, key: str) -> Purchase | Refused:
+        """A new PENDING purchase (its ``id`` is learned from the app), the first, or a refusal.
+
+        Nothing is credited until the payment is settled (:meth:`settle`).
+        """
         if key in self.keys:
             return self._replay(key, "purchasePack", (pack_id,))  # type: ignore[return-value]
         if pack_id not in PACKS:
             return Refused("PackNotFound")
-        sub = self.subscription
-        if sub is None or sub.status(self.now) != "ACTIVE" or self.cycle_ends_at is None:
+        if not self._deliverable():
             return Refused("SubscriptionRequired")
-        credits = PACKS[pack_id]
-        lot = Lot(len(self.lots) + 1, credits, self.now, self.cycle_ends_at, credits)
-        self.lots.append(lot)
-        self.keys[key] = ("purchasePack", (pack_id,), lot)
-        self._record([Entry("GRANT", "PACK", credits, lot.number, None, self.now)])
-        return lot
+        purchase = Purchase(len(self.purchases) + 1, pack_id, PACKS[pack_id])
+        self.purchases.append(purchase)
+        self.keys[key] = ("purchasePack", (pack_id,), purchase)
+        self._record([])
+        return purchase
+
+    def _deliverable(self) -> bool:
+        sub = self.subscription
+        return sub is not None and sub.status(self.now) == "ACTIVE" and bool(self.cycle_ends_at)
+
+    def settle(self, purchase: Purchase, outcome: str) -> Purchase | Refused:
+        """The sandbox reports ``outcome`` for the purchase's payment, as a provider would."""
+        if outcome in ("PAID", "FAILED", "EXPIRED"):
+            if purchase.payment == "OPEN":
+                purchase.payment = outcome
+            if purchase.status == "PENDING":
+                self._settle_payment(purchase)
+            return purchase
+        if purchase.payment != "PAID":
+            return Refused("PurchaseNotFound")  # nothing to reverse
+        if outcome == "REFUNDED":
+            if not purchase.refunded_at_provider:
+                purchase.refunded_at_provider = True
+                self._refund(purchase)
+            return purchase
+        self._dispute(purchase, {"DISPUTED": "OPEN", "DISPUTE_WON": "WON"}.get(outcome, "LOST"))
+        return purchase
+
+    def _settle_payment(self, purchase: Purchase) -> None:
+        if purchase.payment in ("FAILED", "EXPIRED"):
+            purchase.status = purchase.payment
+            self._record([])
+        elif not self._deliverable():
+            # Paid but not deliverable: refunded, nothing credited.
+            purchase.status, purchase.refunded = "REFUNDED", True
+            self._record([])
+        else:
+            assert self.cycle_ends_at is not None
+            lot = Lot(len(self.lots) + 1, purchase.credits, self.now, self.cycle_ends_at, 0)
+            lot.id = purchase.id
+            lot.remaining = purchase.credits
+            self.lots.append(lot)
+            purchase.lot, purchase.status = lot, "FULFILLED"
+            self._record([Entry("GRANT", "PACK", purchase.credits, lot.number, None, self.now)])
+
+    def _revoke(self, purchase: Purchase) -> tuple[int, int, list[Entry]]:
+        """A reversal of the whole payment: its credits less what was already reversed."""
+        assert purchase.lot is not None
+        target = purchase.credits - purchase.target
+        take = min(target, purchase.lot.remaining)
+        purchase.lot.remaining -= take
+        purchase.target += target
+        purchase.revoked += take
+        entries = []
+        if take:
+            entries.append(Entry("REVOCATION", "PACK", -take, purchase.lot.number, None, self.now))
+        return target, take, entries
+
+    def _refund(self, purchase: Purchase) -> None:
+        entries: list[Entry] = []
+        if purchase.lot is not None:
+            entries = self._revoke(purchase)[2]
+            if purchase.status in ("FULFILLED", "DISPUTED"):
+                purchase.status = "REFUNDED"
+        purchase.refunded = True
+        self._record(entries)
+
+    def _dispute(self, purchase: Purchase, state: str) -> None:
+        if purchase.dispute not in (None, "OPEN") or (purchase.dispute, state) == ("OPEN", "OPEN"):
+            return  # closed already, or opened again: the same dispute, applied once
+        if purchase.lot is None:
+            return  # never credited: nothing to take or give back
+        entries: list[Entry] = []
+        if purchase.dispute is None:
+            if state == "WON":
+                return
+            purchase.dispute_target, purchase.dispute_taken, entries = self._revoke(purchase)
+            purchase.dispute, purchase.status = "OPEN", "DISPUTED"
+        if state != "OPEN":
+            purchase.dispute = state
+            if state == "LOST":
+                purchase.status = "REVOKED"
+            elif purchase.refunded:
+                purchase.status = "REFUNDED"
+            else:
+                lot, amount = purchase.lot, purchase.dispute_taken
+                purchase.target -= purchase.dispute_target
+                purchase.revoked -= amount
+                if amount:
+                    entries.append(Entry("GRANT", "PACK", amount, lot.number, None, self.now))
+                    if lot.expired:
+                        entries.append(Entry("EXPIRY", "PACK", -amount, lot.number, None, self.now))
+                    else:
+                        lot.remaining += amount
+                purchase.status = "FULFILLED"
+        self._record(entries)
 
     def run(self, tool: str, prompt: str | None, key: str) -> Generation | Refused:
         if key in self.keys:

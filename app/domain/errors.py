@@ -11,7 +11,9 @@ CreditError                 base of every expected failure
 ├── InsufficientCredits     creditsTotal below the cost; nothing was charged
 ├── IdempotencyConflict     a key reused with other arguments
 ├── GenerationNotFound      no generation with that id
-└── InvalidTransition       a generation is not in a state that allows the change
+├── InvalidTransition       a generation is not in a state that allows the change
+├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
+└── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
 """
 
 from __future__ import annotations
@@ -97,3 +99,17 @@ class InvalidTransition(CreditError):
         )
         self.generation = generation
         self.action = action
+
+
+class PurchaseNotFound(CreditError):
+    def __init__(self, purchase_id: str) -> None:
+        super().__init__(f"Pack purchase {purchase_id} does not exist.")
+        self.purchase_id = purchase_id
+
+
+class PaymentProviderUnavailable(CreditError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The payment provider could not be reached; nothing was charged. "
+            "Retry with the same idempotency key."
+        )

@@ -3,7 +3,8 @@
 DomainEvent
 ├── AccountChanged     an account's balances or subscription may have changed (live feeds)
 ├── GenerationUpdated  a generation was created or moved on (live feeds)
-└── CreditsPosted      one ledger posting, for counters in this process only
+├── CreditsPosted      one ledger posting, for counters in this process only
+└── PurchaseStatusChanged  a pack purchase moved to a new status, for counters
 """
 
 from __future__ import annotations
@@ -32,8 +33,15 @@ class CreditsPosted:
     tool: Tool | None
 
 
+@dataclass(frozen=True, slots=True)
+class PurchaseStatusChanged:
+    purchase_id: str
+    provider: str
+    status: str
+
+
 LiveEvent = AccountChanged | GenerationUpdated
-DomainEvent = LiveEvent | CreditsPosted
+DomainEvent = LiveEvent | CreditsPosted | PurchaseStatusChanged
 
 
 def live_events(events: list[DomainEvent]) -> list[LiveEvent]:

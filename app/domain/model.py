@@ -41,6 +41,8 @@ class LedgerKind(enum.StrEnum):
     SPEND = "SPEND"
     REFUND = "REFUND"
     EXPIRY = "EXPIRY"
+    # Credits a refund or a lost dispute took back from a pack.
+    REVOCATION = "REVOCATION"
 
 
 class GenerationStatus(enum.StrEnum):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
+from app.domain.purchases import ProviderName, PurchaseStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +26,23 @@ class CreditPack:
 @dataclass(frozen=True, slots=True)
 class PackPurchase:
     id: str
+    account_id: str
     pack_id: str
     credits: int
     price_cents: int
     currency: str
-    purchased_at: datetime
-    expires_at: datetime
+    status: PurchaseStatus
+    provider: ProviderName
+    created_at: datetime
+    # Set once the payment is confirmed and the pack credited.
+    purchased_at: datetime | None
+    expires_at: datetime | None
+    checkout_url: str | None = None
+    status_reason: str | None = None
+    refunded_cents: int = 0
+    revoked_credits: int = 0
+    # Credits the refunds and disputes stand for; short of it means they were spent.
+    revocation_target: int = 0
 
 
 @dataclass(frozen=True, slots=True)

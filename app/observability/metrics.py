@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from app.domain.events import CreditsPosted, DomainEvent
+from app.domain.events import CreditsPosted, DomainEvent, PurchaseStatusChanged
 from app.domain.model import LedgerKind
 
 OPERATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -19,6 +19,7 @@ CREDIT_MOVEMENTS = {
     LedgerKind.SPEND: "spent",
     LedgerKind.REFUND: "refunded",
     LedgerKind.EXPIRY: "expired",
+    LedgerKind.REVOCATION: "revoked",
 }
 
 
@@ -64,6 +65,18 @@ class Metrics:
             "HTTP requests being served by this process (probes and metrics excluded).",
             registry=r,
         )
+        self.purchases = Counter(
+            "creditgate_pack_purchases",
+            "Pack purchases moved to a status, by payment provider and status.",
+            ["provider", "status"],
+            registry=r,
+        )
+        self.payment_webhooks = Counter(
+            "creditgate_payment_webhook_events",
+            "Payment provider webhook events received, by provider, event type and outcome.",
+            ["provider", "type", "outcome"],
+            registry=r,
+        )
         self._operation_names: set[str] = set()
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
@@ -99,10 +112,17 @@ class Metrics:
     def observe_events(self, events: Sequence[DomainEvent]) -> None:
         """After commit: count what was posted, so rolled-back work is never counted."""
         for event in events:
-            if isinstance(event, CreditsPosted) and event.amount:
+            if isinstance(event, PurchaseStatusChanged):
+                self.purchases.labels(event.provider, event.status).inc()
+            elif isinstance(event, CreditsPosted) and event.amount:
                 movement = CREDIT_MOVEMENTS[event.kind]
                 tool = event.tool.value if event.tool else "none"
                 self.credits[movement].labels(tool, event.bucket.value).inc(abs(event.amount))
 
     def count_subscriptions(self, field: str, count: Callable[[], int]) -> None:
         self.subscriptions.labels(field).set_function(count)
+
+    def observe_webhook(self, provider: str, event_type: str, outcome: str) -> None:
+        # Event types come from a verified provider event; unknown ones are bounded by the
+        # provider's own list, and the outcome by the handler's.
+        self.payment_webhooks.labels(provider, event_type[:64], outcome).inc()

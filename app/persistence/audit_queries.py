@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.audit import AccountFacts, GenerationFacts, LotFacts
 from app.domain.holds import RecordedCycle
+from app.domain.purchase_audit import PurchaseFacts
 from app.persistence.tables import (
     AccountRow,
     GenerationRow,
@@ -140,3 +141,59 @@ async def generation_facts(session: AsyncSession) -> list[GenerationFacts]:
 
 async def ledger_entry_count(session: AsyncSession) -> int:
     return int((await session.exec(select(func.count()).select_from(LedgerEntryRow))).one())
+
+
+async def purchase_facts(session: AsyncSession) -> list[PurchaseFacts]:
+    entries = await _grouped(
+        session,
+        select(
+            LedgerEntryRow.lot_id,
+            LedgerEntryRow.kind,
+            LedgerEntryRow.reference_type,
+            func.count(),
+            func.sum(LedgerEntryRow.amount),
+        )
+        .where(col(LedgerEntryRow.lot_id).is_not(None))
+        .group_by(
+            col(LedgerEntryRow.lot_id), col(LedgerEntryRow.kind), col(LedgerEntryRow.reference_type)
+        ),
+    )
+    counts: dict[tuple[str, str, str], tuple[int, int]] = {
+        (lot, kind, ref): (int(n), int(total)) for lot, kind, ref, n, total in entries
+    }
+    per_lot: dict[str, int] = defaultdict(int)
+    for (lot, _, _), (n, _) in counts.items():
+        per_lot[lot] += n
+    purchases = (await session.exec(select(PackPurchaseRow))).all()
+    facts = []
+    for p in purchases:
+        grants, granted = counts.get((p.id, "GRANT", "PURCHASE"), (0, 0))
+        revoked = -counts.get((p.id, "REVOCATION", "REFUND"), (0, 0))[1]
+        revoked -= counts.get((p.id, "REVOCATION", "DISPUTE"), (0, 0))[1]
+        revoked -= counts.get((p.id, "GRANT", "DISPUTE"), (0, 0))[1]
+        facts.append(
+            PurchaseFacts(
+                purchase_id=p.id,
+                status=p.status,
+                credited=p.fulfilled_at is not None,
+                credits=p.credits,
+                revoked_credits=p.revoked_credits,
+                revocation_target=p.revocation_target,
+                grants=grants,
+                granted=granted,
+                revoked=revoked,
+                entries=per_lot.get(p.id, 0),
+            )
+        )
+    return facts
+
+
+async def shared_payments(session: AsyncSession) -> list[tuple[str, str, int]]:
+    rows = await _grouped(
+        session,
+        select(PackPurchaseRow.provider, PackPurchaseRow.payment_reference, func.count())
+        .where(col(PackPurchaseRow.payment_reference).is_not(None))
+        .group_by(col(PackPurchaseRow.provider), col(PackPurchaseRow.payment_reference))
+        .having(func.count() > 1),
+    )
+    return [(provider, str(reference), int(n)) for provider, reference, n in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +17,8 @@ from app.persistence.tables import (
     IdempotencyRow,
     LedgerEntryRow,
     PackPurchaseRow,
+    PaymentEventRow,
+    PurchaseReversalRow,
     SubscriptionRow,
     TariffRow,
 )
@@ -93,7 +95,11 @@ class CatalogRepository:
         return await self._session.get(TariffRow, tool)
 
     async def packs(self) -> list[CreditPackRow]:
-        query = select(CreditPackRow).order_by(col(CreditPackRow.position), col(CreditPackRow.id))
+        query = (
+            select(CreditPackRow)
+            .where(col(CreditPackRow.on_sale).is_(True))
+            .order_by(col(CreditPackRow.position), col(CreditPackRow.id))
+        )
         return list((await self._session.exec(query)).all())
 
     async def pack(self, pack_id: str) -> CreditPackRow | None:
@@ -101,8 +107,9 @@ class CatalogRepository:
 
 
 class PackPurchaseRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, row_locks: bool = False) -> None:
         self._session = session
+        self._row_locks = row_locks
 
     async def with_credits_left(self, account_id: str) -> list[PackPurchaseRow]:
         # In spend order, so expiries and spends are written in the same order on every backend.
@@ -140,6 +147,114 @@ class PackPurchaseRepository:
 
     def add(self, purchase: PackPurchaseRow) -> None:
         self._session.add(purchase)
+
+    async def lock(self, purchase_id: str) -> PackPurchaseRow | None:
+        """Locked after its account's row, re-read so a status seen earlier is not trusted."""
+        query = (
+            select(PackPurchaseRow)
+            .where(PackPurchaseRow.id == purchase_id)
+            .execution_options(populate_existing=True)
+        )
+        if self._row_locks:
+            query = query.with_for_update()
+        return (await self._session.exec(query)).first()
+
+    async def move(self, purchase_id: str, from_status: str, to_status: str) -> bool:
+        """Compare-and-set of the status: true only for the one caller that moved it."""
+        result = await self._session.exec(
+            update(PackPurchaseRow)
+            .where(col(PackPurchaseRow.id) == purchase_id)
+            .where(col(PackPurchaseRow.status) == from_status)
+            .values(status=to_status)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+    async def note_checkout(self, purchase_id: str, session_id: str, url: str | None) -> None:
+        """Record the checkout once; a second caller (a retry) leaves the first in place."""
+        await self._session.exec(
+            update(PackPurchaseRow)
+            .where(col(PackPurchaseRow.id) == purchase_id)
+            .where(col(PackPurchaseRow.checkout_session_id).is_(None))
+            .values(checkout_session_id=session_id, checkout_url=url)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def by_session(self, provider: str, session_id: str) -> PackPurchaseRow | None:
+        query = select(PackPurchaseRow).where(
+            PackPurchaseRow.provider == provider, PackPurchaseRow.checkout_session_id == session_id
+        )
+        return (await self._session.exec(query)).first()
+
+    async def by_payment(self, provider: str, payment_reference: str) -> PackPurchaseRow | None:
+        query = select(PackPurchaseRow).where(
+            PackPurchaseRow.provider == provider,
+            PackPurchaseRow.payment_reference == payment_reference,
+        )
+        return (await self._session.exec(query)).first()
+
+    async def needing_reconciliation(
+        self, pending_before: datetime, limit: int
+    ) -> list[PackPurchaseRow]:
+        """Purchases PENDING since before ``pending_before``, and every pending refund."""
+        query = (
+            select(PackPurchaseRow)
+            .where(
+                or_(
+                    and_(
+                        PackPurchaseRow.status == "PENDING",
+                        col(PackPurchaseRow.created_at) <= pending_before,
+                    ),
+                    PackPurchaseRow.status == "REFUND_PENDING",
+                )
+            )
+            .order_by(col(PackPurchaseRow.created_at), col(PackPurchaseRow.id))
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def page(
+        self, account_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[PackPurchaseRow]:
+        """Newest first, keyset-paginated on (created_at, id)."""
+        query = select(PackPurchaseRow).where(PackPurchaseRow.account_id == account_id)
+        if before is not None:
+            created_at, purchase_id = before
+            query = query.where(
+                or_(
+                    col(PackPurchaseRow.created_at) < created_at,
+                    and_(
+                        col(PackPurchaseRow.created_at) == created_at,
+                        col(PackPurchaseRow.id) < purchase_id,
+                    ),
+                )
+            )
+        query = query.order_by(
+            col(PackPurchaseRow.created_at).desc(), col(PackPurchaseRow.id).desc()
+        ).limit(limit)
+        return list((await self._session.exec(query)).all())
+
+
+class PaymentEventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def seen(self, provider: str, event_id: str) -> bool:
+        return await self._session.get(PaymentEventRow, (provider, event_id)) is not None
+
+    def add(self, event: PaymentEventRow) -> None:
+        self._session.add(event)
+
+
+class ReversalRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, provider: str, reversal_id: str) -> PurchaseReversalRow | None:
+        return await self._session.get(PurchaseReversalRow, (provider, reversal_id))
+
+    def add(self, reversal: PurchaseReversalRow) -> None:
+        self._session.add(reversal)
 
 
 class GenerationRepository:

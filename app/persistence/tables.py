@@ -27,6 +27,8 @@ class CreditPackRow(SQLModel, table=True):
     price_cents: int
     currency: str = Field(max_length=3)
     position: int = 0
+    # A pack taken off sale is no longer sold; purchases of it stay valid.
+    on_sale: bool = True
 
 
 class AccountRow(SQLModel, table=True):
@@ -59,7 +61,11 @@ class SubscriptionRow(SQLModel, table=True):
 
 
 class PackPurchaseRow(SQLModel, table=True):
-    """A bought pack, and the lot of its credits not yet spent or expired."""
+    """A pack bought (paid for first), and the lot of its credits not yet spent or expired.
+
+    Price, currency and credits are copied from the catalog when the purchase is created;
+    ``purchased_at`` and ``expires_at`` are set when the payment is confirmed and credited.
+    """
 
     __tablename__ = "pack_purchases"
     id: str = Field(primary_key=True, max_length=36)
@@ -69,13 +75,63 @@ class PackPurchaseRow(SQLModel, table=True):
     remaining: int
     price_cents: int
     currency: str = Field(max_length=3)
-    purchased_at: datetime = _utc()
-    expires_at: datetime = _utc()
+    purchased_at: datetime | None = _utc(default=None, nullable=True)
+    expires_at: datetime | None = _utc(default=None, nullable=True)
+    status: str = Field(default="FULFILLED", max_length=16)
+    provider: str = Field(default="SANDBOX", max_length=16)
+    created_at: datetime = _utc()
+    fulfilled_at: datetime | None = _utc(default=None, nullable=True)
+    checkout_session_id: str | None = Field(default=None, max_length=255)
+    checkout_url: str | None = Field(default=None, max_length=2048)
+    # The provider's id of the captured payment; one payment pays for one purchase at most.
+    payment_reference: str | None = Field(default=None, max_length=255)
+    status_reason: str | None = Field(default=None, max_length=500)
+    refunded_cents: int = 0
+    # Credits the reversals stand for, and what could be taken back (the rest was spent).
+    revocation_target: int = 0
+    revoked_credits: int = 0
 
     __table_args__ = (
         sa.CheckConstraint("remaining >= 0", name="ck_pack_purchases_remaining_nonneg"),
+        sa.CheckConstraint(
+            "revoked_credits >= 0 AND revocation_target >= 0",
+            name="ck_pack_purchases_revoked_nonneg",
+        ),
         sa.Index("ix_pack_purchases_live", "account_id", "expires_at"),
+        sa.Index("ux_pack_purchases_session", "provider", "checkout_session_id", unique=True),
+        sa.Index("ux_pack_purchases_payment", "provider", "payment_reference", unique=True),
+        sa.Index("ix_pack_purchases_status", "status", "created_at"),
+        sa.Index("ix_pack_purchases_account", "account_id", "created_at", "id"),
     )
+
+
+class PaymentEventRow(SQLModel, table=True):
+    """A provider webhook event acted on; its id is stored once, so a redelivery is a no-op."""
+
+    __tablename__ = "payment_events"
+    provider: str = Field(primary_key=True, max_length=16)
+    event_id: str = Field(primary_key=True, max_length=255)
+    event_type: str = Field(max_length=64)
+    purchase_id: str | None = Field(default=None, max_length=36)
+    outcome: str = Field(max_length=32)
+    received_at: datetime = _utc()
+
+
+class PurchaseReversalRow(SQLModel, table=True):
+    """A refund or dispute of a purchase's payment, applied once by the provider's id."""
+
+    __tablename__ = "purchase_reversals"
+    provider: str = Field(primary_key=True, max_length=16)
+    reversal_id: str = Field(primary_key=True, max_length=255)
+    purchase_id: str = Field(foreign_key="pack_purchases.id", index=True, max_length=36)
+    kind: str = Field(max_length=16)
+    amount_cents: int
+    # REFUND: APPLIED; DISPUTE: OPEN, WON or LOST.
+    state: str = Field(max_length=16)
+    credits_target: int
+    credits_revoked: int
+    created_at: datetime = _utc()
+    closed_at: datetime | None = _utc(default=None, nullable=True)
 
 
 class GenerationRow(SQLModel, table=True):
@@ -127,7 +183,7 @@ class LedgerEntryRow(SQLModel, table=True):
     amount: int
     balance_after: int
     reference_type: str = Field(max_length=16)
-    reference_id: str | None = Field(default=None, max_length=64)
+    reference_id: str | None = Field(default=None, max_length=255)
     lot_id: str | None = Field(default=None, max_length=36)
     occurred_at: datetime = _utc()
     recorded_at: datetime = _utc()

@@ -18,6 +18,8 @@ from app.persistence.repositories import (
     IdempotencyRepository,
     LedgerRepository,
     PackPurchaseRepository,
+    PaymentEventRepository,
+    ReversalRepository,
     SubscriptionRepository,
 )
 
@@ -34,6 +36,8 @@ class UnitOfWork:
     holds: HoldRepository
     ledger: LedgerRepository
     idempotency: IdempotencyRepository
+    payment_events: PaymentEventRepository
+    reversals: ReversalRepository
 
     def __init__(
         self,
@@ -60,11 +64,13 @@ class UnitOfWork:
         self.accounts = AccountRepository(s, row_locks=row_locks)
         self.subscriptions = SubscriptionRepository(s)
         self.catalog = CatalogRepository(s)
-        self.purchases = PackPurchaseRepository(s)
+        self.purchases = PackPurchaseRepository(s, row_locks=row_locks)
         self.generations = GenerationRepository(s, row_locks=row_locks)
         self.holds = HoldRepository(s)
         self.ledger = LedgerRepository(s)
         self.idempotency = IdempotencyRepository(s)
+        self.payment_events = PaymentEventRepository(s)
+        self.reversals = ReversalRepository(s)
         return self
 
     async def __aexit__(

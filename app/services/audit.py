@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from app.domain.audit import account_findings, generation_findings, lot_findings
+from app.domain.purchase_audit import purchase_findings, shared_payment_findings
 from app.persistence import audit_queries
 from app.services.deps import Services
 from app.services.mapping import terms_of
@@ -41,11 +42,15 @@ async def run_audit(services: Services) -> AuditReport:
         lots = await audit_queries.lot_facts(session)
         generations = await audit_queries.generation_facts(session)
         entries = await audit_queries.ledger_entry_count(session)
+        purchases = await audit_queries.purchase_facts(session)
+        shared = await audit_queries.shared_payments(session)
     # Cycle checks need each account's plan terms, mapped in the one place rows become terms.
     accounts = [replace(a, terms=terms_of(subscriptions.get(a.account_id))) for a in accounts]
     findings = [f for a in accounts for f in account_findings(a)]
     findings += [f for lot in lots for f in lot_findings(lot)]
     findings += [f for g in generations for f in generation_findings(g)]
+    findings += [f for p in purchases for f in purchase_findings(p)]
+    findings += shared_payment_findings(shared)
     return AuditReport(
         accounts=len(accounts),
         pack_purchases=len(lots),

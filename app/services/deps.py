@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from app.clock import Clock
 from app.domain.plans import PlanCatalog
+from app.payments.port import PaymentProvider
+from app.payments.sandbox import SandboxProvider
 from app.persistence.unit_of_work import Database
 
 
@@ -17,3 +19,7 @@ class Services:
     plans: PlanCatalog
     # A generation no worker finished within this is failed and its hold released.
     generation_timeout: timedelta = field(default=timedelta(minutes=15))
+    # Who takes the money for packs; the sandbox confirms at once.
+    payments: PaymentProvider = field(default_factory=SandboxProvider)
+    # Purchases PENDING longer than this are re-fetched from the provider by the sweep.
+    payment_reconcile_after: timedelta = field(default=timedelta(minutes=10))

@@ -9,7 +9,7 @@ from app.domain.accounts import AccountView
 from app.domain.errors import GenerationNotFound, InvalidInput
 from app.domain.events import GenerationUpdated
 from app.domain.generations import check_can_finish, is_stale
-from app.domain.holds import HeldPortion, RecordedCycle, release
+from app.domain.holds import HeldPortion, release
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
 from app.domain.records import Generation
@@ -18,7 +18,7 @@ from app.persistence.tables import AccountRow, GenerationRow, HoldRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.idempotency import remember, replayed_result
-from app.services.mapping import generation_of, lot_of, view_of
+from app.services.mapping import generation_of, lot_of, recorded_cycle_of, view_of
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 OPERATION = "runGenerator"
@@ -211,8 +211,7 @@ async def release_hold(
         )
         for h in holds
     ]
-    cycle = RecordedCycle(account.subscription_id, account.cycle_index, account.cycle_ends_at)
-    outcomes = release(portions, cycle)
+    outcomes = release(portions, recorded_cycle_of(account))
     for hold, outcome in zip(holds, outcomes, strict=True):
         bucket, lot = Bucket(hold.bucket), lots.get(hold.lot_id or "")
         amounts = [hold.amount, -hold.amount] if outcome.expires else [hold.amount]

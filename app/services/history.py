@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from app.domain.errors import GenerationNotFound, InvalidInput
+from app.domain.errors import GenerationNotFound, InvalidInput, PurchaseNotFound
 from app.domain.model import GenerationStatus
-from app.domain.records import Generation, LedgerEntry
+from app.domain.records import Generation, LedgerEntry, PackPurchase
 from app.services.deps import Services
 from app.services.maintenance import catch_up
-from app.services.mapping import generation_of, ledger_entry_of
+from app.services.mapping import generation_of, ledger_entry_of, purchase_of
 
 T = TypeVar("T")
 
@@ -61,3 +61,23 @@ async def get_generation(generation_id: str, services: Services) -> Generation:
     if row is None:
         raise GenerationNotFound(generation_id)
     return generation_of(row)
+
+
+async def purchases_page(
+    account_id: str, first: int, after: tuple[datetime, str] | None, services: Services
+) -> Page[PackPurchase]:
+    _check_size(first)
+    async with services.db.reading() as uow:
+        rows = await uow.purchases.page(account_id, before=after, limit=first + 1)
+    return Page([purchase_of(r) for r in rows[:first]], len(rows) > first)
+
+
+async def get_purchase(
+    purchase_id: str, account_id: str | None, services: Services
+) -> PackPurchase:
+    """A purchase; for a user (``account_id`` set) another account's reads as not found."""
+    async with services.db.reading() as uow:
+        row = await uow.purchases.get(purchase_id)
+    if row is None or (account_id is not None and row.account_id != account_id):
+        raise PurchaseNotFound(purchase_id)
+    return purchase_of(row)

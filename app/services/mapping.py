@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.accounts import AccountView, account_view
+from app.domain.holds import RecordedCycle
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
+from app.domain.purchases import ProviderName, PurchaseStatus, Sale
 from app.domain.records import Generation, LedgerEntry, PackPurchase
 from app.domain.spending import PackLot
 from app.domain.subscriptions import SubscriptionTerms
@@ -49,19 +51,35 @@ def view_of(row: AccountRow, subscription: SubscriptionRow | None, now: datetime
 
 
 def lot_of(row: PackPurchaseRow) -> PackLot:
+    # Only credited purchases are lots: both instants are set when the pack is granted.
+    assert row.expires_at is not None and row.purchased_at is not None
     return PackLot(row.id, row.remaining, row.expires_at, row.purchased_at)
 
 
 def purchase_of(row: PackPurchaseRow) -> PackPurchase:
+    pending = row.status == PurchaseStatus.PENDING
     return PackPurchase(
         id=row.id,
+        account_id=row.account_id,
         pack_id=row.pack_id,
         credits=row.credits,
         price_cents=row.price_cents,
         currency=row.currency,
+        status=PurchaseStatus(row.status),
+        provider=ProviderName(row.provider),
+        created_at=row.created_at,
         purchased_at=row.purchased_at,
         expires_at=row.expires_at,
+        checkout_url=row.checkout_url if pending else None,
+        status_reason=row.status_reason,
+        refunded_cents=row.refunded_cents,
+        revoked_credits=row.revoked_credits,
+        revocation_target=row.revocation_target,
     )
+
+
+def sale_of(row: PackPurchaseRow) -> Sale:
+    return Sale(row.id, row.credits, row.price_cents, row.currency)
 
 
 def generation_of(row: GenerationRow) -> Generation:
@@ -93,3 +111,8 @@ def ledger_entry_of(row: LedgerEntryRow) -> LedgerEntry:
         reference_id=row.reference_id,
         occurred_at=row.occurred_at,
     )
+
+
+def recorded_cycle_of(row: AccountRow) -> RecordedCycle:
+    """The cycle the locked account is recorded in: what refunds and expiries judge by."""
+    return RecordedCycle(row.subscription_id, row.cycle_index, row.cycle_ends_at)

@@ -1,10 +1,11 @@
 """Random interleavings of every credit operation, checked against a reference model.
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
-buy packs, run generators, claim, complete and fail them, cancel, resubscribe, sweep, move
-the clock), one weighted random action per step, and after every step compares the app
-with ``tests/reference_model.py``: the balances clients read, each generation and its
-holds, the ledger entry by entry, and the audit. The machine owns its event loop (an
+buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
+complete and fail them, cancel, resubscribe, sweep, move the clock), one weighted random
+action per step, and after every step compares the app with ``tests/reference_model.py``:
+the balances clients read, each generation and its holds, the ledger entry by entry, and
+the audit. The machine owns its event loop (an
 ``asyncio.Runner`` per example): the pytest-asyncio loop is not usable inside a hypothesis
 state machine.
 
@@ -54,6 +55,7 @@ from tests.reference_model import (
     TARIFFS,
     CreditModel,
     Entry,
+    Purchase,
     Refused,
 )
 
@@ -101,6 +103,7 @@ PACK_IDS = st.sampled_from([*PACKS, *PACKS, "pack-unknown"])
 ACCOUNT = """creditsTotal subscriptionBalance packBalance packExpiresAt nextRenewalAt
   subscription { plan interval status startedAt canceledAt endsAt }"""
 ME = f"query {{ me {{ {ACCOUNT} }} }}"
+PURCHASE = "id credits status expiresAt revokedCredits revocationTarget"
 CREATE = "mutation($email: String!) { createAccount(input: {email: $email}) { id } }"
 START = f"""
 mutation($id: ID!, $plan: Plan!, $interval: BillingInterval!, $at: DateTime) {{
@@ -112,9 +115,27 @@ BUY = f"""
 mutation($packId: ID!, $key: String!) {{
   purchasePack(input: {{packId: $packId, idempotencyKey: $key}}) {{
     __typename
-    ... on PackPurchased {{ purchase {{ id credits expiresAt }} account {{ {ACCOUNT} }} }}
+    ... on PackPurchased {{ purchase {{ {PURCHASE} }} account {{ {ACCOUNT} }} }}
+    ... on PaymentPending {{ purchase {{ {PURCHASE} }} }}
+    ... on PurchaseClosed {{ purchase {{ {PURCHASE} }} }}
   }}
 }}"""
+SETTLE = f"""
+mutation($id: ID!, $outcome: SandboxPaymentOutcome!) {{
+  sandboxSettlePayment(purchaseId: $id, outcome: $outcome) {{
+    __typename
+    ... on PackPurchased {{ purchase {{ {PURCHASE} }} }}
+    ... on PaymentPending {{ purchase {{ {PURCHASE} }} }}
+    ... on PurchaseClosed {{ purchase {{ {PURCHASE} }} }}
+  }}
+}}"""
+# Mostly paid, so that there are credited packs to reverse.
+OUTCOMES = [
+    *["PAID"] * 4,
+    "FAILED",
+    "EXPIRED",
+    *["REFUNDED", "DISPUTED", "DISPUTE_WON", "DISPUTE_LOST"] * 2,
+]
 RUN = f"""
 mutation($tool: Tool!, $key: String!, $prompt: String) {{
   runGenerator(input: {{tool: $tool, idempotencyKey: $key, prompt: $prompt}}) {{
@@ -200,6 +221,17 @@ class Retry(Action):
 
 
 @dataclass(frozen=True)
+class Settle(Action):
+    """The sandbox reports how a purchase's payment went: paid, failed, refunded, disputed."""
+
+    pick: int
+    outcome: str
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.settle(self.pick, self.outcome)
+
+
+@dataclass(frozen=True)
 class Claim(Action):
     limit: int
     tool: str | None
@@ -251,6 +283,7 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
     [
         *[st.builds(Run, TOOLS, KEYS, PROMPTS)] * 6,
         *[st.builds(Buy, PACK_IDS, KEYS)] * 4,
+        *[st.builds(Settle, st.integers(0, 50), st.sampled_from(OUTCOMES))] * 5,
         *[st.builds(Claim, st.integers(1, 3), st.none() | TOOLS)] * 3,
         *[
             st.builds(
@@ -294,6 +327,8 @@ class CreditsMachine(RuleBasedStateMachine):
             starter_monthly_credits=MONTHLY_CREDITS["STARTER"],
             pro_monthly_credits=MONTHLY_CREDITS["PRO"],
             sweep_interval_seconds=0,
+            # Purchases stay PENDING until the machine settles their sandbox payment.
+            sandbox_payments="pending",
         )
         self.app = create_app(app_settings, self.clock)
         self.services = self.app.state.services
@@ -471,13 +506,41 @@ class CreditsMachine(RuleBasedStateMachine):
             self.refusals["buy"] += 1
             assert result["__typename"] == expected.why, result
             return
-        assert result["__typename"] == "PackPurchased", result
-        purchase = result["purchase"]
         if not expected.id:  # a new purchase: learn its id
-            expected.id = purchase["id"]
-            assert at(purchase["expiresAt"]) == expected.expires_at
-        assert (purchase["id"], purchase["credits"]) == (expected.id, expected.credits)
-        self.expect_account(result["account"])
+            expected.id = result["purchase"]["id"]
+        self.expect_purchase(result, expected)
+
+    def expect_purchase(self, result: dict[str, Any], expected: Purchase) -> None:
+        typename = {"PENDING": "PaymentPending", "FULFILLED": "PackPurchased"}
+        assert result["__typename"] == typename.get(expected.status, "PurchaseClosed"), result
+        purchase = dict(result["purchase"])
+        expires_at = at(purchase.pop("expiresAt"))
+        assert purchase == {
+            "id": expected.id,
+            "credits": expected.credits,
+            "status": expected.status,
+            "revokedCredits": expected.revoked,
+            "revocationTarget": expected.target,
+        }, (purchase, expected)
+        assert expires_at == (expected.lot.expires_at if expected.lot else None)
+        if "account" in result:
+            self.expect_account(result["account"])
+
+    def settle(self, pick: int, outcome: str) -> None:
+        if not self.model.purchases:
+            return
+        # Settle pending payments and reverse paid ones, mostly; now and then any purchase.
+        wanted = "OPEN" if outcome in ("PAID", "FAILED", "EXPIRED") else "PAID"
+        likely = [p for p in self.model.purchases if p.payment == wanted]
+        purchases = likely if likely and pick % 5 else self.model.purchases
+        expected = purchases[pick % len(purchases)]
+        body = self.service(SETTLE, {"id": expected.id, "outcome": outcome})
+        result = self.expect_data(body, "sandboxSettlePayment")
+        settled = self.model.settle(expected, outcome)
+        if isinstance(settled, Refused):
+            assert result["__typename"] == "PurchaseNotFound", result
+            return
+        self.expect_purchase(result, settled)
 
     def run_generator(self, tool: str, pick: int | None, prompt: str | None) -> None:
         self.run(tool, self.key(pick), prompt)

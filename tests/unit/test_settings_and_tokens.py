@@ -19,9 +19,35 @@ def test_production_refuses_to_start_without_a_real_secret(secret: str) -> None:
         Settings(_env_file=None, env="production", jwt_secret=secret)  # type: ignore[call-arg]
 
 
+STRIPE = {"stripe_secret_key": "sk_test_x", "stripe_webhook_secret": "whsec_x"}
+
+
 def test_production_starts_with_a_real_secret() -> None:
-    settings = Settings(_env_file=None, env="production", jwt_secret=SECRET)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env="production", jwt_secret=SECRET, **STRIPE)  # type: ignore[call-arg]
     assert settings.is_production
+    assert settings.payments == "stripe"
+
+
+def test_production_refuses_the_sandbox_payment_provider() -> None:
+    with pytest.raises(ValidationError, match="refuses the sandbox"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            env="production",
+            jwt_secret=SECRET,
+            payment_provider="sandbox",
+            **STRIPE,
+        )
+
+
+@pytest.mark.parametrize("missing", ["stripe_secret_key", "stripe_webhook_secret"])
+def test_production_refuses_to_start_without_the_stripe_secrets(missing: str) -> None:
+    given = {k: v for k, v in STRIPE.items() if k != missing}
+    with pytest.raises(ValidationError, match="STRIPE_SECRET_KEY and CREDITGATE_STRIPE_WEBHOOK"):
+        Settings(_env_file=None, env="production", jwt_secret=SECRET, **given)  # type: ignore[call-arg]
+
+
+def test_outside_production_the_sandbox_takes_the_payments() -> None:
+    assert Settings(_env_file=None).payments == "sandbox"  # type: ignore[call-arg]
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

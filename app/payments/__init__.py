@@ -1,0 +1,1 @@
+"""Payment providers behind one port: the sandbox (development) and Stripe (the web)."""
