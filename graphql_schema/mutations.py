@@ -16,9 +16,11 @@ from graphql_schema.inputs import (
 )
 from graphql_schema.resolving import acting_account, as_result
 from graphql_schema.results import (
+    CancelGenerationResult,
     CompleteGenerationResult,
     ConfirmPackPurchaseResult,
     FailGenerationResult,
+    GenerationCanceled,
     GenerationCompleted,
     GenerationFailed,
     GenerationNotFound,
@@ -32,6 +34,7 @@ from graphql_schema.results import (
     PurchasePackResult,
     RunGeneratorResult,
     SubscriptionRequired,
+    TooManyActiveGenerations,
     purchase_result,
 )
 from graphql_schema.types import Account, Generation
@@ -73,7 +76,24 @@ class Mutation:
             account_id, input.tool, input.idempotency_key, input.prompt, info.context.services
         )
         return await as_result(
-            call, GeneratorRun.from_domain, (InsufficientCredits, IdempotencyConflict)
+            call,
+            GeneratorRun.from_domain,
+            (InsufficientCredits, TooManyActiveGenerations, IdempotencyConflict),
+        )
+
+    @strawberry.mutation(
+        description="Take back a QUEUED run (its owner's user token, or a service token); "
+        "its credits go back where they came from. RUNNING or finished: "
+        "InvalidGenerationTransition."
+    )
+    async def cancel_generation(self, info: Info, id: strawberry.ID) -> CancelGenerationResult:
+        principal = info.context.require_principal()
+        owner = None if principal.is_service else principal.account_id
+        call = generations.cancel_generation(str(id), owner, info.context.services)
+        return await as_result(
+            call,
+            GenerationCanceled.from_domain,
+            (GenerationNotFound, InvalidGenerationTransition),
         )
 
     @strawberry.mutation(description="Service token.")
@@ -124,7 +144,8 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        description="Service token (workers): the run failed; its credits go back, once."
+        description="Service token (workers, dispatchers): the run failed, or was refused "
+        "before it started (QUEUED); its credits go back, once."
     )
     async def fail_generation(
         self, info: Info, id: strawberry.ID, reason: str

@@ -22,6 +22,8 @@ TARIFFS = {"TURBO": 20, "PRO": 38, "ULTRA": 80, "STYLE_TRANSFER": 15, "BACKGROUN
 PACKS = {"pack-500": 500, "pack-1500": 1500, "pack-4000": 4000}
 PRICES = {"pack-500": 1000, "pack-1500": 2500, "pack-4000": 6000}
 GENERATION_TIMEOUT = timedelta(minutes=15)
+# Generations QUEUED or RUNNING at once, by plan.
+MAX_ACTIVE = {"STARTER": 2, "PRO": 5}
 
 
 def renewal(anchor: datetime, k: int) -> datetime:
@@ -378,6 +380,9 @@ class CreditModel:
     def run(self, tool: str, prompt: str | None, key: str) -> Generation | Refused:
         if key in self.keys:
             return self._replay(key, "runGenerator", (tool, prompt))  # type: ignore[return-value]
+        active = sum(1 for g in self.generations if g.status in ("QUEUED", "RUNNING"))
+        if self.subscription is not None and active >= MAX_ACTIVE[self.subscription.plan]:
+            return Refused("TooManyActiveGenerations")
         cost = TARIFFS[tool]
         if self.credits_total < cost:
             return Refused("InsufficientCredits", required=cost, available=self.credits_total)
@@ -429,12 +434,20 @@ class CreditModel:
         return None
 
     def fail(self, generation: Generation) -> Refused | None:
-        if generation.status != "RUNNING":
+        """A worker's failure, or a dispatcher refusing a job before it started."""
+        if generation.status not in ("QUEUED", "RUNNING"):
             return Refused(generation.status)
         self._record(self._release(generation))
         return None
 
-    def _release(self, generation: Generation) -> list[Entry]:
+    def cancel_run(self, generation: Generation) -> Refused | None:
+        """Its owner takes back a job no worker claimed; the credits go back as for a fail."""
+        if generation.status != "QUEUED":
+            return Refused(generation.status)
+        self._record(self._release(generation, "CANCELED"))
+        return None
+
+    def _release(self, generation: Generation, status: str = "FAILED") -> list[Entry]:
         """Each held part goes back to its bucket if that still lives, else expires at once."""
         entries = []
         for hold in generation.holds:
@@ -457,7 +470,7 @@ class CreditModel:
                     )
                 )
             hold.status = "RELEASED"
-        generation.status = "FAILED"
+        generation.status = status
         return entries
 
     def stale_generations(self) -> list[Generation]:

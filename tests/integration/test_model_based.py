@@ -2,8 +2,9 @@
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
 buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
-complete and fail them, cancel, resubscribe, sweep, move the clock), one weighted random
-action per step, and after every step compares the app with ``tests/reference_model.py``:
+complete, fail and cancel them, cancel plans, resubscribe, sweep, move the clock), one
+weighted random action per step, and after every step compares the app with
+``tests/reference_model.py``:
 the balances clients read, each generation and its holds, the ledger entry by entry, and
 the audit. The machine owns its event loop (an
 ``asyncio.Runner`` per example): the pytest-asyncio loop is not usable inside a hypothesis
@@ -142,6 +143,15 @@ mutation($tool: Tool!, $key: String!, $prompt: String) {{
     __typename
     ... on GeneratorRun {{ generation {{ id tool cost status }} account {{ {ACCOUNT} }} }}
     ... on InsufficientCredits {{ required available }}
+    ... on TooManyActiveGenerations {{ limit active }}
+  }}
+}}"""
+CANCEL_RUN = f"""
+mutation($id: ID!) {{
+  cancelGeneration(id: $id) {{
+    __typename
+    ... on GenerationCanceled {{ generation {{ id status }} account {{ {ACCOUNT} }} }}
+    ... on InvalidGenerationTransition {{ generation {{ id status }} }}
   }}
 }}"""
 
@@ -232,6 +242,16 @@ class Settle(Action):
 
 
 @dataclass(frozen=True)
+class CancelRun(Action):
+    """The owner takes back one of its runs: queued (cancelled) or not (refused)."""
+
+    pick: int
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.cancel_run(self.pick)
+
+
+@dataclass(frozen=True)
 class Claim(Action):
     limit: int
     tool: str | None
@@ -285,6 +305,7 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         *[st.builds(Buy, PACK_IDS, KEYS)] * 4,
         *[st.builds(Settle, st.integers(0, 50), st.sampled_from(OUTCOMES))] * 5,
         *[st.builds(Claim, st.integers(1, 3), st.none() | TOOLS)] * 3,
+        *[st.builds(CancelRun, st.integers(0, 50))] * 2,
         *[
             st.builds(
                 Finish, st.integers(0, 50), st.booleans(), st.sampled_from([0, 0, 1]).map(bool)
@@ -614,6 +635,23 @@ class CreditsMachine(RuleBasedStateMachine):
         typename = "GenerationCompleted" if succeed else "GenerationFailed"
         assert result["__typename"] == typename, result
         assert result["generation"] == {"id": generation.id, "status": generation.status}
+        self.expect_account(result["account"])
+
+    def cancel_run(self, pick: int) -> None:
+        queued = [g for g in self.model.generations if g.status == "QUEUED"]
+        candidates = queued if queued and pick % 4 else self.model.generations
+        if not candidates:
+            return
+        generation = candidates[pick % len(candidates)]
+        body = self.user(CANCEL_RUN, {"id": generation.id})
+        result = self.expect_data(body, "cancelGeneration")
+        refused = self.model.cancel_run(generation)
+        if refused:
+            assert result["__typename"] == "InvalidGenerationTransition", result
+            assert result["generation"] == {"id": generation.id, "status": refused.why}
+            return
+        assert result["__typename"] == "GenerationCanceled", result
+        assert result["generation"] == {"id": generation.id, "status": "CANCELED"}
         self.expect_account(result["account"])
 
     def expect_me(self) -> dict[str, Any]:
