@@ -9,6 +9,7 @@ from graphql_schema.context import Info
 from graphql_schema.enums import SandboxPaymentOutcome, Tool
 from graphql_schema.errors import or_error
 from graphql_schema.inputs import (
+    ChangeSubscriptionInput,
     CreateAccountInput,
     PurchasePackInput,
     RunGeneratorInput,
@@ -111,6 +112,19 @@ class Mutation:
             input.interval,
             input.started_at,
             info.context.services,
+        )
+        return Account.from_domain(await or_error(call))
+
+    @strawberry.mutation(
+        description="Service token. An upgrade (STARTER to PRO) takes effect at once: this "
+        "cycle's subscription credits grow by the difference. A downgrade takes effect at the "
+        "next renewal (subscription.scheduledPlan until then). The anchor never moves. "
+        "A cancelled subscription: CONFLICT."
+    )
+    async def change_subscription(self, info: Info, input: ChangeSubscriptionInput) -> Account:
+        info.context.require_service()
+        call = subscriptions.change_subscription(
+            str(input.account_id), input.plan, input.interval, info.context.services
         )
         return Account.from_domain(await or_error(call))
 

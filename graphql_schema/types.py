@@ -51,11 +51,18 @@ class Subscription:
     ends_at: datetime | None = strawberry.field(
         description="When a cancelled subscription stops; null while it renews."
     )
+    scheduled_plan: Plan | None = strawberry.field(
+        description="A downgrade that takes effect at scheduledAt (the next renewal)."
+    )
+    scheduled_at: datetime | None
 
     @classmethod
     def from_domain(cls, view: SubscriptionView) -> Subscription:
         terms = view.terms
+        scheduled = terms.scheduled
         return cls(
+            scheduled_plan=scheduled.plan if scheduled else None,
+            scheduled_at=scheduled.from_at if scheduled else None,
             id=strawberry.ID(view.id),
             plan=terms.plan,
             interval=terms.interval,

@@ -45,6 +45,9 @@ class Subscription:
     interval: str
     started_at: datetime
     canceled_at: datetime | None = None
+    # A downgrade waiting for the renewal at scheduled_from.
+    scheduled: str | None = None
+    scheduled_from: datetime | None = None
 
     @property
     def monthly(self) -> int:
@@ -192,6 +195,8 @@ class CreditModel:
             sub = self.subscription
             ends = sub.ends_at() if sub else None
             if sub is not None and self.cycle is not None and (ends is None or at < ends):
+                if sub.scheduled and sub.scheduled_from and at >= sub.scheduled_from:
+                    sub.plan, sub.scheduled, sub.scheduled_from = sub.scheduled, None, None
                 k = self.cycle[1] + 1
                 self.cycle = (sub.number, k)
                 self.cycle_ends_at = renewal(sub.started_at, k + 1)
@@ -250,6 +255,28 @@ class CreditModel:
         self.cycle_ends_at = renewal(started_at, k + 1)
         self.subscription_balance = sub.monthly
         entries.append(Entry("GRANT", "SUBSCRIPTION", sub.monthly, None, None, self.now))
+        self._record(entries)
+        return None
+
+    def change(self, plan: str, interval: str) -> Refused | None:
+        """An upgrade now (the difference granted), a downgrade at the next renewal."""
+        sub = self.subscription
+        if sub is None or sub.status(self.now) != "ACTIVE" or self.cycle_ends_at is None:
+            return Refused("CONFLICT")
+        if plan == (sub.scheduled or sub.plan) and interval == sub.interval:
+            return None  # nothing to change: nothing is written
+        sub.interval = interval
+        entries = []
+        if plan == sub.plan:
+            sub.scheduled = sub.scheduled_from = None
+        elif MONTHLY_CREDITS[plan] >= sub.monthly:
+            grant = MONTHLY_CREDITS[plan] - sub.monthly
+            sub.plan, sub.scheduled, sub.scheduled_from = plan, None, None
+            self.subscription_balance += grant
+            if grant:
+                entries.append(Entry("GRANT", "SUBSCRIPTION", grant, None, None, self.now))
+        else:
+            sub.scheduled, sub.scheduled_from = plan, self.cycle_ends_at
         self._record(entries)
         return None
 

@@ -2,7 +2,7 @@
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
 buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
-complete, fail and cancel them, cancel plans, resubscribe, sweep, move the clock), one
+complete, fail and cancel them, change and cancel plans, resubscribe, sweep, move the clock), one
 weighted random action per step, and after every step compares the app with
 ``tests/reference_model.py``:
 the balances clients read, each generation and its holds, the ledger entry by entry, and
@@ -112,6 +112,11 @@ mutation($id: ID!, $plan: Plan!, $interval: BillingInterval!, $at: DateTime) {{
   {{ {ACCOUNT} }}
 }}"""
 CANCEL = f"mutation($id: ID!) {{ cancelSubscription(accountId: $id) {{ {ACCOUNT} }} }}"
+CHANGE = f"""
+mutation($id: ID!, $plan: Plan!, $interval: BillingInterval!) {{
+  changeSubscription(input: {{accountId: $id, plan: $plan, interval: $interval}})
+  {{ {ACCOUNT} }}
+}}"""
 BUY = f"""
 mutation($packId: ID!, $key: String!) {{
   purchasePack(input: {{packId: $packId, idempotencyKey: $key}}) {{
@@ -201,6 +206,15 @@ class Subscribe(Action):
 class Cancel(Action):
     def apply(self, machine: CreditsMachine) -> None:
         machine.cancel()
+
+
+@dataclass(frozen=True)
+class ChangePlan(Action):
+    plan: str
+    interval: str
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.change_plan(self.plan, self.interval)
 
 
 @dataclass(frozen=True)
@@ -323,6 +337,14 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         ]
         * 2,
         *[st.just(Cancel())] * 2,
+        *[
+            st.builds(
+                ChangePlan,
+                st.sampled_from(["STARTER", "PRO"]),
+                st.sampled_from(["MONTHLY", "ANNUAL"]),
+            )
+        ]
+        * 2,
         *[st.just(Sweep())] * 2,
         *[st.builds(Retry, st.integers(0, 50))] * 2,
         *[st.builds(Straddle, st.booleans(), st.integers(0, 50))] * 2,
@@ -512,6 +534,17 @@ class CreditsMachine(RuleBasedStateMachine):
             self.expect_error(body, refused.why)
         else:
             self.expect_account(self.expect_data(body, "cancelSubscription"))
+
+    def change_plan(self, plan: str, interval: str) -> None:
+        if self.model.next_renewal_at() is None and not self.may_be_refused("change"):
+            return
+        body = self.service(CHANGE, {"id": self.account_id, "plan": plan, "interval": interval})
+        refused = self.model.change(plan, interval)
+        if refused:
+            self.refusals["change"] += 1
+            self.expect_error(body, refused.why)
+        else:
+            self.expect_account(self.expect_data(body, "changeSubscription"))
 
     # client mutations ----------------------------------------------------------------------
 
