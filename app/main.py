@@ -18,6 +18,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.clock import Clock, SystemClock, clock_for
+from app.demo_worker import running_demo_worker
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.events.live import LiveEvents, build_live_events
@@ -136,7 +137,11 @@ def build_services(
         {
             Plan.STARTER: settings.starter_monthly_credits,
             Plan.PRO: settings.pro_monthly_credits,
-        }
+        },
+        {
+            Plan.STARTER: settings.starter_max_active_generations,
+            Plan.PRO: settings.pro_max_active_generations,
+        },
     )
     clock = clock or SystemClock()
     # Without a serving process's live events (scripts, workers), still publish: on
@@ -189,7 +194,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         await live.start()
         logger.info("started: serving /graphql, live events %s", type(live.bus).__name__)
         try:
-            async with running_sweeper(services, settings.sweep_interval_seconds):
+            async with (
+                running_sweeper(services, settings.sweep_interval_seconds),
+                running_demo_worker(
+                    services, settings.demo_worker_enabled, settings.demo_worker_seconds
+                ),
+            ):
                 yield
         finally:
             # Requests in flight have finished and websockets are closed by now (uvicorn).

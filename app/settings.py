@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     starter_monthly_credits: int = Field(default=1000, ge=0, le=1_000_000)
     pro_monthly_credits: int = Field(default=4000, ge=0, le=1_000_000)
+    # Generations QUEUED or RUNNING at once per account, by plan; 0 means no cap.
+    starter_max_active_generations: int = Field(default=2, ge=0, le=10_000)
+    pro_max_active_generations: int = Field(default=5, ge=0, le=10_000)
+    # A built-in worker for `make run` without a render farm: claims queued jobs and
+    # completes them after demo_worker_seconds. Empty: on in development only.
+    demo_worker: bool | None = None
+    demo_worker_seconds: float = Field(default=3.0, ge=0, le=3600)
     # A generation no worker finished within this many seconds (queued, or since it was
     # claimed) is failed and its hold released.
     generation_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
@@ -134,6 +141,7 @@ class Settings(BaseSettings):
         "events_database_url",
         "introspection",
         "payment_provider",
+        "demo_worker",
         "stripe_secret_key",
         "stripe_webhook_secret",
         mode="before",
@@ -192,6 +200,11 @@ class Settings(BaseSettings):
         if self.payment_provider is not None:
             return self.payment_provider
         return "stripe" if self.env == "production" else "sandbox"
+
+    @property
+    def demo_worker_enabled(self) -> bool:
+        """As set; by default only in development (never in test or production)."""
+        return self.demo_worker if self.demo_worker is not None else self.env == "development"
 
     @property
     def is_production(self) -> bool:

@@ -28,6 +28,7 @@ TOP_LEVEL_CODES: dict[type[Exception], str] = {
     errors.IdempotencyConflict: "CONFLICT",
     errors.InvalidTransition: "CONFLICT",
     errors.PurchaseNotFound: "NOT_FOUND",
+    errors.TooManyActiveGenerations: "CONFLICT",
     errors.PaymentProviderUnavailable: "PAYMENT_PROVIDER_UNAVAILABLE",
     InvalidToken: "UNAUTHENTICATED",
 }
