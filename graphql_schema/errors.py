@@ -28,9 +28,15 @@ TOP_LEVEL_CODES: dict[type[Exception], str] = {
     errors.IdempotencyConflict: "CONFLICT",
     errors.InvalidTransition: "CONFLICT",
     errors.PurchaseNotFound: "NOT_FOUND",
+    errors.TooManyActiveGenerations: "CONFLICT",
     errors.PaymentProviderUnavailable: "PAYMENT_PROVIDER_UNAVAILABLE",
     InvalidToken: "UNAUTHENTICATED",
 }
+
+# Request errors, as Apollo Server names them: the document, or its variables, refused.
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
 
 # Codes clients may see; errors carrying one are never masked.
 PUBLIC_CODES = frozenset(
@@ -42,6 +48,8 @@ PUBLIC_CODES = frozenset(
         "RATE_LIMITED",
         "PERSISTED_QUERY_NOT_FOUND",
         "PERSISTED_QUERY_NOT_IN_LIST",
+        PARSE_FAILED,
+        VALIDATION_FAILED,
     }
 )
 
@@ -61,6 +69,15 @@ def forbidden(message: str = "This token may not do that.") -> ApiError:
 
 def bad_input(message: str, field: str | None = None) -> ApiError:
     return ApiError(message, "BAD_USER_INPUT", **({"field": field} if field else {}))
+
+
+def coded(errors: list[GraphQLError], code: str) -> list[GraphQLError]:
+    """``errors``, each given ``extensions.code`` unless it has one (in place: cached
+    validation results are the same errors every time)."""
+    for error in errors:
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
+    return errors
 
 
 def to_api_error(exc: errors.CreditError | InvalidToken) -> ApiError:

@@ -14,19 +14,28 @@ one account's books.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.domain.errors import InvalidInput
 from app.domain.events import AccountChanged, CreditsPosted, DomainEvent, GenerationUpdated
-from app.domain.generations import check_can_finish
+from app.domain.generations import ENDS_IN, Finish, check_can_finish, check_room_for_another
 from app.domain.holds import HeldPortion, RecordedCycle, release
 from app.domain.idempotency import check_retry
-from app.domain.model import Bucket, GenerationStatus, HoldStatus, LedgerKind, ReferenceType, Tool
+from app.domain.model import (
+    Bucket,
+    GenerationStatus,
+    HoldStatus,
+    LedgerKind,
+    Plan,
+    ReferenceType,
+    Tool,
+)
 from app.domain.purchases import ReportedPayment, Sale, Settlement, SettlementDecision, settle
 from app.domain.records import Generation
 from app.domain.spending import PackLot, allocate
-from app.domain.subscriptions import SubscriptionTerms
+from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Renewal, Wallet, acting_instant, renewals_due
 
 
@@ -64,6 +73,8 @@ class AccountState:
     terms: SubscriptionTerms | None
     lots: tuple[PackLot, ...] = ()
     idempotency: IdempotencyRecord | None = None
+    # Its generations QUEUED or RUNNING (a plan caps how many run at once).
+    active_generations: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,9 @@ class WritePlan:
     events: tuple[DomainEvent, ...] = ()
     # A retry: the first result under the idempotency key; nothing else is written.
     replay_of: str | None = None
+    # The subscription becomes this scheduled plan (its renewal was recorded here).
+    subscription_id: str | None = None
+    plan_change: ScheduledChange | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +168,8 @@ class Book:
     cycle_ends_at: datetime | None = None
     postings: list[Posting] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)
+    # The instant of the last renewal recorded by this write (a scheduled plan may be due).
+    renewed_at: datetime | None = None
     _lots: dict[str, _Lot] = field(default_factory=dict)
 
     @classmethod
@@ -247,6 +263,7 @@ class Book:
         renewals, wallet = renewals_due(self.wallet, self.state.terms, self.now)
         for renewal in renewals:
             self.record_renewal(renewal, ReferenceType.RENEWAL, self.state.subscription_id)
+            self.renewed_at = renewal.at
         self.cycle_index, self.cycle_ends_at = wallet.cycle_index, wallet.cycle_ends_at
 
     def record_renewal(
@@ -331,6 +348,13 @@ class Book:
             if lot.changed
         )
 
+    def plan_change(self) -> ScheduledChange | None:
+        """A scheduled downgrade the renewals recorded here made the plan in force."""
+        terms = self.state.terms
+        if terms is None or terms.scheduled is None or self.renewed_at is None:
+            return None
+        return terms.scheduled if self.renewed_at >= terms.scheduled.from_at else None
+
     def plan(self, **parts: object) -> WritePlan:
         return WritePlan(
             account_id=self.state.account_id,
@@ -339,6 +363,8 @@ class Book:
             postings=tuple(self.postings),
             lots=self.lot_changes(),
             events=tuple(self.events),
+            subscription_id=self.state.subscription_id,
+            plan_change=self.plan_change(),
             **parts,  # type: ignore[arg-type]
         )
 
@@ -371,6 +397,8 @@ class RunRequest:
     operation: str
     fingerprint: str
     generation_id: str
+    # How many runs the account's plan allows at once (0: no cap), by plan.
+    active_limits: Mapping[Plan | None, int] = field(default_factory=dict)
 
 
 def plan_run(state: AccountState, request: RunRequest, reading: datetime) -> WritePlan:
@@ -382,6 +410,8 @@ def plan_run(state: AccountState, request: RunRequest, reading: datetime) -> Wri
     first = replayed(state, request.key, request.fingerprint)
     if first is not None:
         return WritePlan(state.account_id, now, state.wallet, replay_of=first)
+    plan = state.terms.plan if state.terms else None
+    check_room_for_another(state.active_generations, request.active_limits.get(plan, 0))
     if request.cost is None:
         raise InvalidInput("tool", f"{request.tool.value} has no tariff.")
     book = Book.open(state, now)
@@ -427,31 +457,28 @@ def plan_finish(
     generation: Generation,
     holds: list[OpenHold],
     reading: datetime,
+    finish: Finish,
     *,
-    succeeded: bool,
-    detail: str,
+    detail: str | None,
     check: bool = True,
 ) -> WritePlan:
-    """A run finished: success settles its holds; failure releases them, once.
+    """A run ended: completion settles its holds; failure or cancellation releases them.
 
     A released portion goes back to the bucket it came from if that bucket still lives in
     the recorded cycle (after the renewals due), else it comes back and expires at once.
-    ``check``: a worker's completion must find the run RUNNING (the sweep judges staleness).
+    ``check``: the lifecycle allows this ending (the sweep judges staleness itself).
     """
-    if check:
-        check_can_finish(generation, "completed" if succeeded else "failed")
+    status = check_can_finish(generation, finish) if check else ENDS_IN[finish]
     now = acting_at(state, reading)
     book = Book.open(state, now)
     book.bring_up_to_date()
-    if succeeded:
+    if finish is Finish.COMPLETE:
         changes = tuple((hold.id, HoldStatus.SETTLED) for hold in holds)
-        change = GenerationChange(generation.id, GenerationStatus.SUCCEEDED, now, result_url=detail)
+        change = GenerationChange(generation.id, status, now, result_url=detail)
     else:
         release_holds(book, generation, holds)
         changes = tuple((hold.id, HoldStatus.RELEASED) for hold in holds)
-        change = GenerationChange(
-            generation.id, GenerationStatus.FAILED, now, failure_reason=detail
-        )
+        change = GenerationChange(generation.id, status, now, failure_reason=detail)
     book.events.append(GenerationUpdated(generation.id, state.account_id))
     return book.plan(generation_change=change, hold_changes=changes)
 

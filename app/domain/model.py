@@ -50,6 +50,8 @@ class GenerationStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    # Taken back by its owner (or a service) before any worker claimed it.
+    CANCELED = "CANCELED"
 
 
 class HoldStatus(enum.StrEnum):

@@ -20,9 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
+from app.domain.generations import ACTIVE_STATUSES
 from app.domain.model import BillingInterval, Bucket, HoldStatus, Plan
 from app.domain.spending import PackLot
-from app.domain.subscriptions import SubscriptionTerms
+from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence.tables import (
     AccountRow,
@@ -75,6 +76,13 @@ _held_lots = (
     .where(holds_t.c.status == HoldStatus.OPEN.value)
     .where(holds_t.c.lot_id.is_not(None))
 )
+_active = (
+    sa.select(sa.func.count())
+    .select_from(generations_t)
+    .where(generations_t.c.account_id == accounts.c.id)
+    .where(generations_t.c.status.in_([s.value for s in ACTIVE_STATUSES]))
+    .scalar_subquery()
+)
 STATE = (
     sa.select(
         subscriptions.c.plan,
@@ -83,6 +91,10 @@ STATE = (
         subscriptions.c.monthly_credits,
         subscriptions.c.canceled_at,
         subscriptions.c.created_at.label("subscription_created_at"),
+        subscriptions.c.scheduled_plan,
+        subscriptions.c.scheduled_credits,
+        subscriptions.c.scheduled_from,
+        _active.label("active_generations"),
         idempotency_t.c.operation,
         idempotency_t.c.fingerprint,
         idempotency_t.c.result_id,
@@ -128,6 +140,24 @@ OPEN_HOLDS = (
 )
 
 
+def _terms(r: Any) -> SubscriptionTerms | None:
+    """The subscription's terms from a row of a statement joined with it (or None)."""
+    if r.plan is None:
+        return None
+    scheduled = None
+    if r.scheduled_plan and r.scheduled_credits is not None and r.scheduled_from is not None:
+        scheduled = ScheduledChange(Plan(r.scheduled_plan), r.scheduled_credits, r.scheduled_from)
+    return SubscriptionTerms(
+        plan=Plan(r.plan),
+        interval=BillingInterval(r.interval),
+        started_at=r.started_at,
+        monthly_credits=r.monthly_credits,
+        canceled_at=r.canceled_at,
+        recorded_at=r.subscription_created_at,
+        scheduled=scheduled,
+    )
+
+
 async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount | None:
     """The account row, locked for this transaction (SQLite: BEGIN IMMEDIATE already)."""
     row = (await conn.execute(LOCK, {"account_id": account_id})).first()
@@ -150,16 +180,7 @@ async def read_state(
     )
     rows = result.all()
     first = rows[0]
-    terms = None
-    if account.subscription_id is not None and first.plan is not None:
-        terms = SubscriptionTerms(
-            plan=Plan(first.plan),
-            interval=BillingInterval(first.interval),
-            started_at=first.started_at,
-            monthly_credits=first.monthly_credits,
-            canceled_at=first.canceled_at,
-            recorded_at=first.subscription_created_at,
-        )
+    terms = _terms(first) if account.subscription_id is not None else None
     record = None
     if key is not None and first.result_id is not None:
         record = IdempotencyRecord(key, first.operation, first.fingerprint, first.result_id)
@@ -168,7 +189,15 @@ async def read_state(
         for r in rows
         if r.lot_id is not None
     )
-    return AccountState(account.id, account.subscription_id, account.wallet, terms, lots, record)
+    return AccountState(
+        account.id,
+        account.subscription_id,
+        account.wallet,
+        terms,
+        lots,
+        record,
+        active_generations=first.active_generations,
+    )
 
 
 async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold]:
@@ -197,6 +226,9 @@ ACCOUNT_VIEWS = (
         subscriptions.c.monthly_credits,
         subscriptions.c.canceled_at,
         subscriptions.c.created_at.label("subscription_created_at"),
+        subscriptions.c.scheduled_plan,
+        subscriptions.c.scheduled_credits,
+        subscriptions.c.scheduled_from,
     )
     .select_from(
         accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
@@ -221,16 +253,7 @@ async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[Sto
     """Accounts and their subscriptions in one statement, for any number of ids."""
     found = []
     for r in await conn.execute(ACCOUNT_VIEWS, {"ids": list(ids)}):
-        terms = None
-        if r.subscription_id is not None and r.plan is not None:
-            terms = SubscriptionTerms(
-                plan=Plan(r.plan),
-                interval=BillingInterval(r.interval),
-                started_at=r.started_at,
-                monthly_credits=r.monthly_credits,
-                canceled_at=r.canceled_at,
-                recorded_at=r.subscription_created_at,
-            )
+        terms = _terms(r) if r.subscription_id is not None else None
         wallet = Wallet(r.subscription_balance, r.pack_balance, r.cycle_index, r.cycle_ends_at)
         found.append(StoredAccount(r.id, r.email, r.created_at, r.subscription_id, wallet, terms))
     return found
@@ -276,6 +299,9 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
         "l_id": [lot.lot_id for lot in plan.lots],
         "l_remaining": [lot.remaining for lot in plan.lots],
         "l_expires_at": [lot.expires_at for lot in plan.lots],
+        "sc_id": plan.subscription_id if plan.plan_change else None,
+        "sc_plan": plan.plan_change.plan.value if plan.plan_change else None,
+        "sc_credits": plan.plan_change.monthly_credits if plan.plan_change else None,
         "i_key": record.key if record else None,
         "i_operation": record.operation if record else None,
         "i_fingerprint": record.fingerprint if record else None,
@@ -342,6 +368,12 @@ lot_rest AS (
   FROM unnest(CAST(:l_id AS varchar[]), CAST(:l_remaining AS integer[]),
     CAST(:l_expires_at AS timestamptz[])) AS l(id, remaining, expires_at)
   WHERE pack_purchases.id = l.id
+),
+plan_in_force AS (
+  UPDATE subscriptions SET plan = CAST(:sc_plan AS varchar),
+    monthly_credits = CAST(:sc_credits AS integer), scheduled_plan = NULL,
+    scheduled_credits = NULL, scheduled_from = NULL
+  WHERE id = CAST(:sc_id AS varchar)
 ),
 idem AS (
   INSERT INTO idempotency_keys (account_id, key, operation, fingerprint, result_id, created_at)
@@ -470,6 +502,18 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
                 {"l_id": lot.lot_id, "l_remaining": lot.remaining, "l_expires_at": lot.expires_at}
                 for lot in plan.lots
             ],
+        )
+    if (change_to := plan.plan_change) is not None:
+        await conn.execute(
+            sa.update(subscriptions)
+            .where(subscriptions.c.id == plan.subscription_id)
+            .values(
+                plan=change_to.plan.value,
+                monthly_credits=change_to.monthly_credits,
+                scheduled_plan=None,
+                scheduled_credits=None,
+                scheduled_from=None,
+            )
         )
     if (record := plan.idempotency) is not None:
         await conn.execute(

@@ -9,9 +9,9 @@ from app.domain.accounts import AccountView
 from app.domain.aggregate import RunRequest, WritePlan, acting_at, plan_finish, plan_run
 from app.domain.errors import AccountNotFound, GenerationNotFound, InvalidInput
 from app.domain.events import GenerationUpdated
-from app.domain.generations import is_stale
+from app.domain.generations import Finish, is_stale
 from app.domain.idempotency import fingerprint, validate_key
-from app.domain.model import GenerationStatus, Tool
+from app.domain.model import GenerationStatus, Plan, Tool
 from app.domain.records import Generation
 from app.persistence.plans import LockedAccount
 from app.persistence.tables import GenerationRow
@@ -50,6 +50,7 @@ async def run_generator(
         operation=OPERATION,
         fingerprint=fingerprint(OPERATION, tool=tool.value, prompt=prompt),
         generation_id=str(uuid.uuid4()),
+        active_limits={plan: services.plans.active_limit(plan) for plan in Plan},
     )
     async with services.db.writing() as uow:
         account = await uow.lock_account(account_id)
@@ -117,24 +118,41 @@ async def complete_generation(
         MAX_RESULT_URL_LENGTH
     ):
         raise InvalidInput("resultUrl", "resultUrl must be an http(s) URL of at most 2048 chars.")
-    return await _finish(generation_id, services, succeeded=True, detail=result_url)
+    return await _finish(generation_id, services, Finish.COMPLETE, detail=result_url)
 
 
 async def fail_generation(
     generation_id: str, reason: str, services: Services
 ) -> GenerationFinished:
-    """Release the hold back to the buckets it came from, exactly once."""
+    """Release the hold back to the buckets it came from, exactly once.
+
+    A QUEUED job may be failed too: a dispatcher or safety check refusing the prompt.
+    """
     if not reason.strip() or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput("reason", f"reason must be 1 to {MAX_REASON_LENGTH} characters.")
-    return await _finish(generation_id, services, succeeded=False, detail=reason)
+    return await _finish(generation_id, services, Finish.FAIL, detail=reason)
+
+
+async def cancel_generation(
+    generation_id: str, owner_id: str | None, services: Services
+) -> GenerationFinished:
+    """Take back a run no worker has claimed yet; its credits go back as for a failure.
+
+    ``owner_id``: the user token's account (another account's run reads as not found);
+    None for a service token.
+    """
+    return await _finish(generation_id, services, Finish.CANCEL, detail=None, owner_id=owner_id)
 
 
 async def lock_generation(
-    uow: UnitOfWork, generation_id: str
+    uow: UnitOfWork, generation_id: str, *, owner_id: str | None = None
 ) -> tuple[LockedAccount, GenerationRow]:
-    """Lock order everywhere: the account row, then the generation row (no deadlocks)."""
+    """Lock order everywhere: the account row, then the generation row (no deadlocks).
+
+    With ``owner_id``, another account's generation reads as not found.
+    """
     found = await uow.generations.get(generation_id)
-    if found is None:
+    if found is None or (owner_id is not None and found.account_id != owner_id):
         raise GenerationNotFound(generation_id)
     account = await uow.lock_account(found.account_id)
     if account is None:
@@ -145,20 +163,19 @@ async def lock_generation(
 
 
 async def _finish(
-    generation_id: str, services: Services, *, succeeded: bool, detail: str
+    generation_id: str,
+    services: Services,
+    finish: Finish,
+    *,
+    detail: str | None,
+    owner_id: str | None = None,
 ) -> GenerationFinished:
     async with services.db.writing() as uow:
-        account, row = await lock_generation(uow, generation_id)
+        account, row = await lock_generation(uow, generation_id, owner_id=owner_id)
         state = await uow.account_state(account, generation_id=generation_id)
         holds = await uow.open_holds(generation_id)
-        plan = plan_finish(
-            state,
-            generation_of(row),
-            holds,
-            services.clock.now(),
-            succeeded=succeeded,
-            detail=detail,
-        )
+        reading = services.clock.now()
+        plan = plan_finish(state, generation_of(row), holds, reading, finish, detail=detail)
         await uow.write(plan)
         await uow.commit()
     finished = finished_generation(row, plan)
@@ -201,13 +218,7 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
                 continue  # finished or claimed meanwhile
             holds = await uow.open_holds(candidate.id)
             plan = plan_finish(
-                state,
-                generation_of(row),
-                holds,
-                now,
-                succeeded=False,
-                detail=TIMED_OUT,
-                check=False,
+                state, generation_of(row), holds, now, Finish.FAIL, detail=TIMED_OUT, check=False
             )
             await uow.write(plan)
             await uow.commit()

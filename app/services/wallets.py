@@ -113,6 +113,19 @@ async def bring_up_to_date(
     book.bring_up_to_date()
     _apply(book, postings, lots)
     account.cycle_index, account.cycle_ends_at = book.cycle_index, book.cycle_ends_at
+    if subscription is not None and book.renewed_at is not None:
+        record_plan_change(subscription, book.renewed_at)
+
+
+def record_plan_change(subscription: SubscriptionRow, renewed_at: datetime) -> None:
+    """A scheduled downgrade becomes the plan once the renewal it waited for is recorded."""
+    terms = terms_of(subscription)
+    if terms is None or terms.scheduled is None or renewed_at < terms.scheduled.from_at:
+        return
+    subscription.plan = terms.scheduled.plan.value
+    subscription.monthly_credits = terms.scheduled.monthly_credits
+    subscription.scheduled_plan = subscription.scheduled_credits = None
+    subscription.scheduled_from = None
 
 
 async def replace_cycle(

@@ -15,6 +15,7 @@ from app.domain.aggregate import (
     plan_run,
 )
 from app.domain.errors import IdempotencyConflict, InsufficientCredits
+from app.domain.generations import Finish
 from app.domain.model import (
     BillingInterval,
     Bucket,
@@ -98,7 +99,7 @@ def test_a_failed_run_held_in_an_ended_cycle_is_refunded_and_expires_at_once() -
     )
     holds = [OpenHold(7, Bucket.SUBSCRIPTION, 20, "s1", 0)]
     plan = plan_finish(
-        state(80), generation, holds, CYCLE_END + timedelta(days=1), succeeded=False, detail="x"
+        state(80), generation, holds, CYCLE_END + timedelta(days=1), Finish.FAIL, detail="x"
     )
     assert [(p.kind, p.amount) for p in plan.postings[-2:]] == [
         (LedgerKind.REFUND, 20),
