@@ -32,7 +32,13 @@ from tests.servers import ws_session
 
 
 async def measure(database_url: str, runs: int) -> dict[str, list[float]]:
-    env = {"CREDITGATE_ENV": "production", "CREDITGATE_LOG_LEVEL": "warning", **APP_DEFAULTS}
+    env = {
+        "CREDITGATE_ENV": "production",
+        "CREDITGATE_LOG_LEVEL": "warning",
+        **APP_DEFAULTS,
+        # No worker claims these runs: the plan's cap on runs at once would refuse them.
+        "CREDITGATE_STARTER_MAX_ACTIVE_GENERATIONS": "0",
+    }
     settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
     db = Database(create_engine(settings), events=PostgresEventBus(Hub(), database_url))
     delays: dict[str, list[float]] = {"after COMMIT returned": [], "from COMMIT sent": []}

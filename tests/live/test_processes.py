@@ -60,6 +60,10 @@ def env() -> dict[str, str | None]:
         "CREDITGATE_SHUTDOWN_GRACE_SECONDS": "20",
         # As in production: the sweeper runs and rate limits apply.
         **APP_DEFAULTS,
+        # ... but no worker claims the runs here, so a plan's cap on runs at once would
+        # refuse the third; the cap has its own tests.
+        "CREDITGATE_STARTER_MAX_ACTIVE_GENERATIONS": "0",
+        "CREDITGATE_PRO_MAX_ACTIVE_GENERATIONS": "0",
     }
 
 
