@@ -351,9 +351,9 @@ class Book:
     def plan_change(self) -> ScheduledChange | None:
         """A scheduled downgrade the renewals recorded here made the plan in force."""
         terms = self.state.terms
-        if terms is None or terms.scheduled is None or self.renewed_at is None:
+        if terms is None or self.renewed_at is None:
             return None
-        return terms.scheduled if self.renewed_at >= terms.scheduled.from_at else None
+        return terms.change_due(self.renewed_at)
 
     def plan(self, **parts: object) -> WritePlan:
         return WritePlan(

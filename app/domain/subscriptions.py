@@ -42,14 +42,23 @@ class SubscriptionTerms:
 
     def allowance_at(self, renewal_at: datetime) -> int:
         """What the renewal at ``renewal_at`` grants: a scheduled plan's from its date on."""
-        if self.scheduled is not None and renewal_at >= self.scheduled.from_at:
-            return self.scheduled.monthly_credits
-        return self.monthly_credits
+        change = self.change_due(renewal_at)
+        return change.monthly_credits if change else self.monthly_credits
+
+    def change_due(self, moment: datetime) -> ScheduledChange | None:
+        """The scheduled change in force at ``moment``: only once its renewal happened.
+
+        A plan cancelled before that renewal never renews, so the change never takes effect.
+        """
+        change = self.scheduled
+        if change is None or moment < change.from_at or not self.renews_at(change.from_at):
+            return None
+        return change
 
     def as_of(self, moment: datetime) -> SubscriptionTerms:
         """The terms in force at ``moment``: a scheduled change takes over once it is due."""
-        change = self.scheduled
-        if change is None or moment < change.from_at:
+        change = self.change_due(moment)
+        if change is None:
             return self
         return replace(
             self, plan=change.plan, monthly_credits=change.monthly_credits, scheduled=None

@@ -120,10 +120,11 @@ async def bring_up_to_date(
 def record_plan_change(subscription: SubscriptionRow, renewed_at: datetime) -> None:
     """A scheduled downgrade becomes the plan once the renewal it waited for is recorded."""
     terms = terms_of(subscription)
-    if terms is None or terms.scheduled is None or renewed_at < terms.scheduled.from_at:
+    change = terms.change_due(renewed_at) if terms else None
+    if change is None:
         return
-    subscription.plan = terms.scheduled.plan.value
-    subscription.monthly_credits = terms.scheduled.monthly_credits
+    subscription.plan = change.plan.value
+    subscription.monthly_credits = change.monthly_credits
     subscription.scheduled_plan = subscription.scheduled_credits = None
     subscription.scheduled_from = None
 

@@ -124,3 +124,25 @@ async def test_a_user_token_may_not_change_plans(api: Api) -> None:
         token=api.token(account_id),
     )
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_downgrade_never_takes_effect_when_the_plan_ends_before_its_renewal(
+    api: Api, clock: FrozenClock
+) -> None:
+    account_id = await api.subscribed_account("PRO")
+    await change(api, account_id, "STARTER")
+    await api.as_service(
+        "mutation C($id: ID!) { cancelSubscription(accountId: $id) { id } }", {"id": account_id}
+    )
+    # when the cycle ends: no renewal, so the scheduled plan never comes
+    clock.advance(timedelta(days=40))
+    me = await api.balances(account_id)
+    assert me["subscription"]["plan"] == "PRO"
+    assert me["subscription"]["status"] == "EXPIRED"
+    assert me["creditsTotal"] == 0
+    await api.run(account_id, "TURBO", key="after-the-end")  # a write records the end
+    data = await api.as_service(
+        "query A($id: ID!) { account(id: $id) { subscription { plan monthlyCredits } } }",
+        {"id": account_id},
+    )
+    assert data["account"]["subscription"] == {"plan": "PRO", "monthlyCredits": 4000}
