@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -16,6 +17,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from app.clock import Clock, SystemClock, clock_for
 from app.domain.model import Plan
@@ -47,6 +49,7 @@ from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
+from graphql_schema.fences import fast_paths_enabled
 from graphql_schema.json_posts import JsonPostLane
 from graphql_schema.masking import quiet_expected_errors
 from graphql_schema.observability import log_errors_without_documents
@@ -64,12 +67,14 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
         limiter: RateLimiter | None = None,
         live: LiveEvents | None = None,
         metrics: Metrics | None = None,
+        fast_paths: bool = True,
     ) -> None:
         super().__init__(
             create_schema(
                 policy=operation_policy(settings, limiter, metrics),
                 field_suggestions=not settings.is_production,
                 sandbox_payments=settings.payments == "sandbox",
+                fast_paths=fast_paths,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
             allow_queries_via_get=not settings.is_production,
@@ -82,6 +87,13 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
         self.trusted_documents = trusted_documents(settings)
         self.websocket_limits = websocket_limits(settings)
         self._feeds = live.hub if live else None
+        self._fast_paths = fast_paths
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if self._fast_paths:
+            return await super().run(request, context, root_value)
+        # Fenced off (graphql_schema/fences.py): Strawberry's own HTTP path, no JSON lane.
+        return await super(JsonPostLane, self).run(request, context, root_value)
 
     def encode_json(self, data: object) -> str:
         # The result is JSON-ready (scalars already serialized); orjson writes it ~10x faster
@@ -194,7 +206,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
                 await limiter.aclose()
             logger.info("stopped: event listener closed, connection pool disposed")
 
-    graphql = CreditGateGraphQL(services, settings, limiter=limiter, live=live, metrics=metrics)
+    graphql = CreditGateGraphQL(
+        services,
+        settings,
+        limiter=limiter,
+        live=live,
+        metrics=metrics,
+        fast_paths=fast_paths_enabled(settings.query_plans),
+    )
     middleware = http_middleware(settings, metrics)
     app = Starlette(
         routes=[

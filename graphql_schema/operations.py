@@ -30,6 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
@@ -130,12 +131,21 @@ async def first_refusal(guards: Iterable[Guard], operation: Operation) -> GraphQ
 class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
-    def __init__(self, *args: Any, policy: OperationPolicy, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, policy: OperationPolicy, fast_paths: bool = True, **kwargs: Any
+    ) -> None:
+        """``fast_paths`` False (graphql_schema/fences.py): no plain leaves, no plans."""
         super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
         # Bound after the build: the executor's shortcuts are read off the finished schema.
-        self.execution_context_class = GatewayExecutionContext.for_schema(self._schema)
+        self.execution_context_class = (
+            GatewayExecutionContext.for_schema(self._schema)
+            if fast_paths
+            else StrawberryGraphQLCoreExecutionContext
+        )
         self.policy = policy
-        self.plans = QueryPlans(policy.documents.maxsize, policy.documents.max_bytes)
+        self.plans = (
+            QueryPlans(policy.documents.maxsize, policy.documents.max_bytes) if fast_paths else None
+        )
 
     async def execute(  # type: ignore[override]
         self,
@@ -201,7 +211,7 @@ class GatewaySchema(strawberry.Schema):
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
-        if kind is OperationType.QUERY:
+        if kind is OperationType.QUERY and self.plans is not None:
             plan = self.plans.get(self._schema, query, operation_name, document, definition)
             if plan is not None:
                 data = await plan.execute(
