@@ -27,6 +27,7 @@ from app.settings import Settings
 from tests.api_client import Api
 from tests.db import Rows
 from tests.processes import Gateways
+from tests.stock_comparison import StockComparison, comparing_with_stock
 
 POSTGRES_URL = os.environ.get("CREDITGATE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -60,6 +61,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("postgres_only"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def stock_comparison() -> Iterator[StockComparison]:
+    with comparing_with_stock() as comparison:
+        yield comparison
+
+
+@pytest.fixture(autouse=True)
+def answers_match_stock_strawberry(
+    request: pytest.FixtureRequest, stock_comparison: StockComparison
+) -> Iterator[None]:
+    """Each query a test sends is answered again by stock Strawberry (tests/stock_comparison.py);
+    a different answer fails that test."""
+    before = len(stock_comparison.mismatches)
+    stock_comparison.paused = request.node.get_closest_marker("no_stock_replay") is not None
+    yield
+    stock_comparison.paused = False
+    mismatches = stock_comparison.mismatches[before:]
+    assert not mismatches, "the gateway and stock Strawberry disagree:\n" + "\n".join(mismatches)
 
 
 def _admin_url(url: str) -> str:

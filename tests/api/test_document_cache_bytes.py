@@ -30,6 +30,7 @@ def documents_of(api: Api) -> Documents:
     return found
 
 
+@pytest.mark.no_stock_replay
 async def test_large_distinct_documents_stay_under_the_byte_bound_and_small_ones_still_hit(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
