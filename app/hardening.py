@@ -17,6 +17,7 @@ from strawberry.http import GraphQLRequestData
 from strawberry.http.types import QueryParams
 from strawberry.types import ExecutionResult
 
+from app.clock import Clock
 from app.observability.metrics import Metrics
 from app.observability.requests import RequestMiddleware
 from app.security.http_guards import (
@@ -155,7 +156,7 @@ def trusted_documents(settings: Settings) -> TrustedDocuments:
     )
 
 
-def rate_limiter(settings: Settings) -> RateLimiter | None:
+def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter | None:
     if not settings.rate_limits_enabled:
         return None
     return RateLimiter(
@@ -163,6 +164,7 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
         settings.rate_limit_per_ip,
         redis_url=settings.redis_url,
         key_prefix=settings.rate_limit_key_prefix,
+        now=lambda: clock.now().timestamp(),
     )
 
 

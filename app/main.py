@@ -185,7 +185,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     metrics = Metrics()
     live = build_live_events(settings, clock, observers=[metrics.observe_events])
     services = build_services(settings, clock, live)
-    limiter = rate_limiter(settings)
+    limiter = rate_limiter(settings, clock)
     probes = Probes(services, live, metrics, settings)
     for field in ("creditsChanged", "generationUpdated"):
         metrics.count_subscriptions(field, lambda f=field: live.hub.count(f))
