@@ -51,8 +51,7 @@ from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
 from graphql_schema.fences import fast_paths_enabled
 from graphql_schema.json_posts import JsonPostLane
-from graphql_schema.masking import quiet_expected_errors
-from graphql_schema.observability import log_errors_without_documents
+from graphql_schema.observability import log_graphql_errors
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -180,8 +179,7 @@ def payment_provider(settings: Settings, clock: Clock) -> PaymentProvider:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings.clock_offset_seconds)
-    quiet_expected_errors()
-    log_errors_without_documents()
+    log_graphql_errors()
     metrics = Metrics()
     live = build_live_events(settings, clock, observers=[metrics.observe_events])
     services = build_services(settings, clock, live)

@@ -21,17 +21,9 @@ from graphql_schema.results import (
     FailGenerationResult,
     GenerationCompleted,
     GenerationFailed,
-    GenerationNotFound,
     GeneratorRun,
-    IdempotencyConflict,
-    InsufficientCredits,
-    InvalidGenerationTransition,
-    PackNotFound,
-    PaymentProviderUnavailable,
-    PurchaseNotFound,
     PurchasePackResult,
     RunGeneratorResult,
-    SubscriptionRequired,
     purchase_result,
 )
 from graphql_schema.types import Account, Generation
@@ -48,11 +40,7 @@ class Mutation:
         call = packs.purchase_pack(
             account_id, str(input.pack_id), input.idempotency_key, info.context.services
         )
-        return await as_result(
-            call,
-            purchase_result,
-            (SubscriptionRequired, PackNotFound, IdempotencyConflict, PaymentProviderUnavailable),
-        )
+        return await as_result(info, call, purchase_result)
 
     @strawberry.mutation(
         description="The user is back from checkout: ask the provider now. Own purchase "
@@ -64,7 +52,7 @@ class Mutation:
         principal = info.context.require_principal()
         owner = None if principal.is_service else principal.account_id
         call = packs.confirm_pack_purchase(str(purchase_id), owner, info.context.services)
-        return await as_result(call, purchase_result, (PurchaseNotFound,))
+        return await as_result(info, call, purchase_result)
 
     @strawberry.mutation(description="Run a tool; its cost is held until the run settles.")
     async def run_generator(self, info: Info, input: RunGeneratorInput) -> RunGeneratorResult:
@@ -72,9 +60,7 @@ class Mutation:
         call = generations.run_generator(
             account_id, input.tool, input.idempotency_key, input.prompt, info.context.services
         )
-        return await as_result(
-            call, GeneratorRun.from_domain, (InsufficientCredits, IdempotencyConflict)
-        )
+        return await as_result(info, call, GeneratorRun.from_domain)
 
     @strawberry.mutation(description="Service token.")
     async def create_account(self, info: Info, input: CreateAccountInput) -> Account:
@@ -117,11 +103,7 @@ class Mutation:
     ) -> CompleteGenerationResult:
         info.context.require_service()
         call = generations.complete_generation(str(id), result_url, info.context.services)
-        return await as_result(
-            call,
-            GenerationCompleted.from_domain,
-            (GenerationNotFound, InvalidGenerationTransition),
-        )
+        return await as_result(info, call, GenerationCompleted.from_domain)
 
     @strawberry.mutation(
         description="Service token (workers): the run failed; its credits go back, once."
@@ -131,9 +113,7 @@ class Mutation:
     ) -> FailGenerationResult:
         info.context.require_service()
         call = generations.fail_generation(str(id), reason, info.context.services)
-        return await as_result(
-            call, GenerationFailed.from_domain, (GenerationNotFound, InvalidGenerationTransition)
-        )
+        return await as_result(info, call, GenerationFailed.from_domain)
 
 
 @strawberry.type(name="Mutation")
@@ -149,4 +129,4 @@ class SandboxMutation(Mutation):
     ) -> ConfirmPackPurchaseResult:
         info.context.require_service()
         call = payment_events.sandbox_settle(str(purchase_id), outcome, info.context.services)
-        return await as_result(call, purchase_result, (PurchaseNotFound,))
+        return await as_result(info, call, purchase_result)
