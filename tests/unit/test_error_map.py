@@ -41,7 +41,7 @@ def test_every_domain_error_has_a_top_level_code_clients_may_read() -> None:
 
     assert leaves <= set(TOP_LEVEL_CODES)
     assert {code.value for code in TOP_LEVEL_CODES.values()} <= PUBLIC_CODES
-    assert PUBLIC_CODES == {code.value for code in Code}
+    assert {code.value for code in Code} == PUBLIC_CODES
 
 
 def _is_leaf_error(kind: object) -> bool:
