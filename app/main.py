@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,7 +58,11 @@ from graphql_schema.schema import create_schema
 logger = logging.getLogger("creditgate")
 
 
-class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
+# strawberry.asgi.GraphQL's own websocket_adapter_class disagrees with its base's declaration
+# (Strawberry silences it there); HardenedRequests' narrower one meets the same disagreement.
+class CreditGateGraphQL(  # type: ignore[misc]
+    JsonPostLane, HardenedRequests, GraphQL[Context, None]
+):
     def __init__(
         self,
         services: Services,
@@ -101,9 +106,10 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
         try:
             return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:  # lone surrogates: json.dumps escapes them
-            return super().encode_json(data)  # type: ignore[no-any-return]
+            encoded = super().encode_json(data)
+            return encoded if isinstance(encoded, str) else encoded.decode()
 
-    async def get_context(  # type: ignore[override]
+    async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         return Context(
@@ -119,7 +125,7 @@ class CreditGateGraphQL(JsonPostLane, HardenedRequests, GraphQL[Context, None]):
             feeds=self._feeds,
         )
 
-    async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
+    async def on_ws_connect(self, context: Context) -> None:
         """Refuse the connection (4403) unless connection_init carries a valid token; over
         the account's connection cap, OverCapacity (the handler closes with 4429)."""
         try:
@@ -186,7 +192,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     limiter = rate_limiter(settings, clock)
     probes = Probes(services, live, metrics, settings)
     for field in ("creditsChanged", "generationUpdated"):
-        metrics.count_subscriptions(field, lambda f=field: live.hub.count(f))
+        metrics.count_subscriptions(field, functools.partial(live.hub.count, field))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

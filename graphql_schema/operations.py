@@ -106,10 +106,12 @@ class GuardsExtension(SchemaExtension):
     def __init__(self, guards: Sequence[Guard]) -> None:
         self._guards = guards
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         document = execution.graphql_document
-        definition = document and get_operation_ast(document, execution.operation_name)
+        definition = (
+            get_operation_ast(document, execution.operation_name) if document is not None else None
+        )
         if document is not None and definition is not None:
             operation = Operation(document, definition, execution.variables, execution.context)
             error = await first_refusal(self._guards, operation)
@@ -132,10 +134,10 @@ class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
     def __init__(
-        self, *args: Any, policy: OperationPolicy, fast_paths: bool = True, **kwargs: Any
+        self, query: type, *, policy: OperationPolicy, fast_paths: bool = True, **kwargs: Any
     ) -> None:
         """``fast_paths`` False (graphql_schema/fences.py): no plain leaves, no plans."""
-        super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
+        super().__init__(query, extensions=policy.subscription_extensions(), **kwargs)
         # Bound after the build: the executor's shortcuts are read off the finished schema.
         self.execution_context_class = (
             GatewayExecutionContext.for_schema(self._schema)
@@ -147,7 +149,7 @@ class GatewaySchema(strawberry.Schema):
             QueryPlans(policy.documents.maxsize, policy.documents.max_bytes) if fast_paths else None
         )
 
-    async def execute(  # type: ignore[override]
+    async def execute(
         self,
         query: str | None,
         variable_values: dict[str, Any] | None = None,
@@ -227,7 +229,8 @@ class GatewaySchema(strawberry.Schema):
                 variable_values=variables,
                 operation_name=operation_name,
                 context_value=context,
-                is_awaitable=optimized_is_awaitable,
+                # Strawberry's own check, which it hands graphql-core too; typed as a bool.
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
                 executor_class=self.execution_context_class,
                 operation_extensions=operation_extensions,
                 # Variable coercion errors would suggest enum values and input fields.

@@ -171,7 +171,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=database_url,
         jwt_secret=JWT_SECRET,
@@ -215,9 +215,9 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
     async def build(*, client: tuple[str, int] = ("127.0.0.1", 50000), **changes: Any) -> Api:
         if changes.get("env") == "production":
             changes = {**PRODUCTION_PAYMENTS, **changes}
-        changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+        changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})
         application = create_app(changed, clock)
-        transport = httpx.ASGITransport(app=application, client=client)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=application, client=client)
         http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         opened.append((application, http))
         return Api(http, JWT_SECRET, clock)

@@ -151,7 +151,8 @@ class RateLimiter:
 
     async def hit(self, *, account_id: str | None, ip: str | None, cost: int = 1) -> Refusal | None:
         """Count ``cost`` calls against each budget that applies, or refuse without counting."""
-        budgets = [(scope, key) for scope, key in (("ip", ip), ("account", account_id)) if key]
+        candidates: tuple[tuple[Scope, str | None], ...] = (("ip", ip), ("account", account_id))
+        budgets = [(scope, key) for scope, key in candidates if key]
         if not budgets:
             return None
         now = self._now()

@@ -167,6 +167,8 @@ async def expire_packs(
         else await uow.purchases.with_credits_left(account.id)
     )
     for lot in lots:
+        if lot.expires_at is None:  # never credited: nothing to expire
+            continue
         if not (all_lots or lot.expires_at <= at):
             continue
         lot.expires_at = min(lot.expires_at, at)

@@ -26,7 +26,8 @@ def large_document(number: int) -> str:
 def documents_of(api: Api) -> Documents:
     app: Any = api.client._transport.app  # type: ignore[attr-defined]
     (route,) = [r for r in app.routes if isinstance(r, Route) and r.path == "/graphql"]
-    found: Documents = route.endpoint.schema.policy.documents
+    view: Any = route.endpoint
+    found: Documents = view.schema.policy.documents
     return found
 
 

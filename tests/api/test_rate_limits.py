@@ -126,7 +126,7 @@ def test_a_rate_that_is_not_a_rate_is_refused_at_startup() -> None:
     from app.settings import Settings
 
     with pytest.raises(ValidationError, match="60/minute"):
-        Settings(_env_file=None, rate_limit_per_account="sixty a minute")  # type: ignore[call-arg]
+        Settings(_env_file=None, rate_limit_per_account="sixty a minute")
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="set CREDITGATE_TEST_REDIS_URL to test shared limits")

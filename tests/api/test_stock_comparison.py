@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from strawberry.types import ExecutionResult
 
 from tests.api_client import BALANCES, Api
@@ -38,6 +40,6 @@ async def test_an_answer_other_than_stock_is_reported(
     assert len(found) == 1 and "GOLD" in found[0]
 
 
-def _schema_of(app: object) -> object:
+def _schema_of(app: object) -> Any:
     route = next(r for r in app.routes if getattr(r, "path", "") == "/graphql")  # type: ignore[attr-defined]
     return route.endpoint.schema

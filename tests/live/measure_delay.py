@@ -33,7 +33,7 @@ from tests.servers import ws_session
 
 async def measure(database_url: str, runs: int) -> dict[str, list[float]]:
     env = {"CREDITGATE_ENV": "production", "CREDITGATE_LOG_LEVEL": "warning", **APP_DEFAULTS}
-    settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)
     db = Database(create_engine(settings), events=PostgresEventBus(Hub(), database_url))
     delays: dict[str, list[float]] = {"after COMMIT returned": [], "from COMMIT sent": []}
     with (

@@ -164,7 +164,7 @@ def test_the_setting_turns_every_fast_path_off(tmp_path: Path) -> None:
     from app.settings import Settings
 
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}",
         query_plans=False,
