@@ -134,10 +134,17 @@ class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
     def __init__(
-        self, query: type, *, policy: OperationPolicy, fast_paths: bool = True, **kwargs: Any
+        self,
+        query: type,
+        *,
+        policy: OperationPolicy,
+        fast_paths: bool = True,
+        types: Sequence[type] = (),
+        **kwargs: Any,
     ) -> None:
         """``fast_paths`` False (graphql_schema/fences.py): no plain leaves, no plans."""
-        super().__init__(query, extensions=policy.subscription_extensions(), **kwargs)
+        super().__init__(query, types=types, extensions=policy.subscription_extensions(), **kwargs)
+        self.types = tuple(types)  # kept, so a stock schema can be built alike (tests)
         # Bound after the build: the executor's shortcuts are read off the finished schema.
         self.execution_context_class = (
             GatewayExecutionContext.for_schema(self._schema)

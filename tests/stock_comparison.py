@@ -55,6 +55,7 @@ class StockComparison:
             gateway.query,
             gateway.mutation,
             gateway.subscription,
+            gateway.types,
             gateway.config.disable_field_suggestions,
             policy.rules,
             policy.max_tokens,
@@ -71,6 +72,7 @@ class StockComparison:
                 query=gateway.query,
                 mutation=gateway.mutation,
                 subscription=gateway.subscription,
+                types=gateway.types,
                 extensions=own_policy.subscription_extensions(),
                 config=gateway.config,
             )
