@@ -38,6 +38,14 @@ from graphql_schema.errors import ApiError
 from graphql_schema.limits import DocumentLimits, ListLimits, document_rules
 from graphql_schema.observability import OperationObserver
 from graphql_schema.operations import Guard, OperationPolicy
+from graphql_schema.over_http import refused
+from graphql_schema.persisted_queries import (
+    Admitted,
+    DocumentStore,
+    InProcessDocuments,
+    PersistedQueries,
+    RedisDocuments,
+)
 from graphql_schema.rate_limiting import MutationRateLimit
 from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
 from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
@@ -62,6 +70,7 @@ class HardenedRequests:
     """
 
     trusted_documents = TrustedDocuments({})
+    persisted_queries = PersistedQueries(None)
     websocket_limits = WebSocketLimits()
     # Typed as the view declares them, so mypy sees one definition through both bases.
     graphql_transport_ws_handler_class: type[BaseGraphQLTransportWSHandler[Context, None]] = (
@@ -109,14 +118,20 @@ class HardenedRequests:
         sub_response: Any,
     ) -> Any:
         # The first hook with both the request and the caller: the manifest applies per token.
+        # A batch reaches here one operation at a time (graphql_schema/over_http.py).
+        admitted = Admitted(request_data)  # type: ignore[arg-type]
         try:
             if isinstance(request_data, GraphQLRequestData):
-                request_data = self.trusted_documents.admit(request_data, context)
+                admitted = await self.persisted_queries.fill(request_data, self.trusted_documents)
+                request_data = self.trusted_documents.admit(admitted.data, context)
         except ApiError as error:
             return ExecutionResult(data=None, errors=[error])
-        return await super().execute_operation(  # type: ignore[misc]
+        result = await super().execute_operation(  # type: ignore[misc]
             request, request_adapter, request_data, context, root_value, sub_response
         )
+        if admitted.register and isinstance(result, ExecutionResult) and not refused(result):
+            await self.persisted_queries.register(admitted)
+        return result
 
 
 def websocket_limits(settings: Settings) -> WebSocketLimits:
@@ -137,7 +152,7 @@ def operation_policy(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
-        introspection=not settings.is_production,
+        introspection=settings.introspection_allowed,
     )
     guards: list[Guard] = [NoNulInVariables()]
     if limiter is not None:
@@ -163,6 +178,23 @@ def trusted_documents(settings: Settings) -> TrustedDocuments:
     )
 
 
+def persisted_queries(settings: Settings) -> PersistedQueries:
+    """Automatic persisted queries: off in trusted-only mode (the manifest is the list)."""
+    if settings.trusted_documents_only or not settings.apq_enabled:
+        return PersistedQueries(None)
+    store: DocumentStore
+    if settings.redis_url:
+        store = RedisDocuments(
+            settings.redis_url,
+            prefix=settings.rate_limit_key_prefix,
+            ttl_seconds=settings.apq_ttl_seconds,
+            max_bytes=settings.max_body_bytes,
+        )
+    else:
+        store = InProcessDocuments(settings.apq_cache_size, settings.apq_cache_bytes)
+    return PersistedQueries(store)
+
+
 def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter | None:
     if not settings.rate_limits_enabled:
         return None
@@ -184,7 +216,7 @@ def http_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
+                allow_headers=list(settings.cors_allow_headers),
                 expose_headers=["x-request-id"],
                 max_age=600,
             )

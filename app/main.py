@@ -21,6 +21,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
 from app.clock import Clock, SystemClock, clock_for
+from app.demo_worker import running_demo_worker
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.events.live import LiveEvents, build_live_events
@@ -29,6 +30,7 @@ from app.hardening import (
     http_middleware,
     list_limits,
     operation_policy,
+    persisted_queries,
     rate_limiter,
     trusted_documents,
     websocket_limits,
@@ -53,6 +55,7 @@ from graphql_schema.errors import ApiError
 from graphql_schema.fences import fast_paths_enabled
 from graphql_schema.json_posts import JsonPostLane
 from graphql_schema.observability import log_graphql_errors
+from graphql_schema.over_http import GraphQLOverHTTP
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -61,7 +64,7 @@ logger = logging.getLogger("creditgate")
 # strawberry.asgi.GraphQL's own websocket_adapter_class disagrees with its base's declaration
 # (Strawberry silences it there); HardenedRequests' narrower one meets the same disagreement.
 class CreditGateGraphQL(  # type: ignore[misc]
-    JsonPostLane, HardenedRequests, GraphQL[Context, None]
+    JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL[Context, None]
 ):
     def __init__(
         self,
@@ -81,7 +84,9 @@ class CreditGateGraphQL(  # type: ignore[misc]
                 fast_paths=fast_paths,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
-            allow_queries_via_get=not settings.is_production,
+            # Queries over GET in every environment (graphql_schema/over_http.py): tokens
+            # travel in Authorization, never in cookies, so a GET cannot be forged cross-site.
+            allow_queries_via_get=True,
             # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
@@ -89,6 +94,8 @@ class CreditGateGraphQL(  # type: ignore[misc]
         self._jwt_secret = settings.jwt_secret
         self._lists = list_limits(settings)
         self.trusted_documents = trusted_documents(settings)
+        self.persisted_queries = persisted_queries(settings)
+        self.max_batch_size = settings.max_batch_size
         self.websocket_limits = websocket_limits(settings)
         self._feeds = live.hub if live else None
         self._fast_paths = fast_paths
@@ -147,7 +154,11 @@ def build_services(
         {
             Plan.STARTER: settings.starter_monthly_credits,
             Plan.PRO: settings.pro_monthly_credits,
-        }
+        },
+        {
+            Plan.STARTER: settings.starter_max_active_generations,
+            Plan.PRO: settings.pro_max_active_generations,
+        },
     )
     clock = clock or SystemClock()
     # Without a serving process's live events (scripts, workers), still publish: on
@@ -199,7 +210,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         await live.start()
         logger.info("started: serving /graphql, live events %s", type(live.bus).__name__)
         try:
-            async with running_sweeper(services, settings.sweep_interval_seconds):
+            async with (
+                running_sweeper(services, settings.sweep_interval_seconds),
+                running_demo_worker(
+                    services, settings.demo_worker_enabled, settings.demo_worker_seconds
+                ),
+            ):
                 yield
         finally:
             # Requests in flight have finished and websockets are closed by now (uvicorn).
@@ -208,6 +224,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             await services.db.dispose()
             if limiter is not None:
                 await limiter.aclose()
+            await graphql.persisted_queries.aclose()
             logger.info("stopped: event listener closed, connection pool disposed")
 
     graphql = CreditGateGraphQL(
@@ -221,7 +238,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     middleware = http_middleware(settings, metrics)
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view: it refuses all but GET and POST with a JSON error.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", probes.healthz),
             Route("/readyz", probes.readyz),
@@ -238,6 +256,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app.state.services = services
     app.state.settings = settings
     app.state.rate_limiter = limiter
+    app.state.persisted_queries = graphql.persisted_queries
     app.state.live = live
     app.state.metrics = metrics
     return app

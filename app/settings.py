@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     starter_monthly_credits: int = Field(default=1000, ge=0, le=1_000_000)
     pro_monthly_credits: int = Field(default=4000, ge=0, le=1_000_000)
+    # Generations QUEUED or RUNNING at once per account, by plan; 0 means no cap.
+    starter_max_active_generations: int = Field(default=2, ge=0, le=10_000)
+    pro_max_active_generations: int = Field(default=5, ge=0, le=10_000)
+    # A built-in worker for `make run` without a render farm: claims queued jobs and
+    # completes them after demo_worker_seconds. Empty: on in development only.
+    demo_worker: bool | None = None
+    demo_worker_seconds: float = Field(default=3.0, ge=0, le=3600)
     # A generation no worker finished within this many seconds (queued, or since it was
     # claimed) is failed and its hold released.
     generation_timeout_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
@@ -92,6 +99,30 @@ class Settings(BaseSettings):
     # A purchase PENDING this long is asked about by the sweep instead of waited for.
     payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
 
+    # Clients (README, "Clients"; docs/clients.md): APQ, batching, CORS request headers.
+    # Automatic persisted queries: registered texts kept in this process (LRU by entries and
+    # bytes), or in Redis (under the key prefix, each for a TTL) when redis_url is set.
+    apq_enabled: bool = True
+    apq_cache_size: int = Field(default=1000, ge=0, le=1_000_000)
+    apq_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    apq_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    # Introspection (__schema, __type); unset: off in production, on elsewhere.
+    introspection: bool | None = None
+    # Operations in one batch (a JSON array, as Apollo's BatchHttpLink sends); 0: no batches.
+    max_batch_size: int = Field(default=10, ge=0, le=100)
+    # Comma-separated request headers a cross-origin page may send (CORS preflight).
+    cors_allow_headers: Annotated[tuple[str, ...], NoDecode] = (
+        "authorization",
+        "content-type",
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "sentry-trace",
+        "apollographql-client-name",
+        "apollographql-client-version",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -99,12 +130,21 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    @field_validator("cors_allow_headers", mode="before")
+    @classmethod
+    def _split_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip().lower() for name in value.split(",") if name.strip())
+        return value
+
     @field_validator(
         "redis_url",
         "trusted_documents_file",
         "log_format",
         "events_database_url",
+        "introspection",
         "payment_provider",
+        "demo_worker",
         "stripe_secret_key",
         "stripe_webhook_secret",
         mode="before",
@@ -165,8 +205,17 @@ class Settings(BaseSettings):
         return "stripe" if self.env == "production" else "sandbox"
 
     @property
+    def demo_worker_enabled(self) -> bool:
+        """As set; by default only in development (never in test or production)."""
+        return self.demo_worker if self.demo_worker is not None else self.env == "development"
+
+    @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def introspection_allowed(self) -> bool:
+        return not self.is_production if self.introspection is None else self.introspection
 
     @property
     def is_sqlite(self) -> bool:

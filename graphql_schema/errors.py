@@ -34,6 +34,9 @@ class Code(StrEnum):
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"  # websocket, with ``limit``
+    # Request errors, as Apollo Server names them: the document refused.
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 
 # Domain errors that reach the client as top-level errors (outside a result union).
@@ -50,11 +53,15 @@ TOP_LEVEL_CODES: dict[type[Exception], Code] = {
     errors.IdempotencyConflict: Code.CONFLICT,
     errors.InvalidTransition: Code.CONFLICT,
     errors.PurchaseNotFound: Code.NOT_FOUND,
+    errors.TooManyActiveGenerations: Code.CONFLICT,
     errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
     InvalidToken: Code.UNAUTHENTICATED,
 }
 
 PUBLIC_CODES = frozenset(code.value for code in Code)
+PARSE_FAILED = Code.GRAPHQL_PARSE_FAILED.value
+VALIDATION_FAILED = Code.GRAPHQL_VALIDATION_FAILED.value
+BAD_USER_INPUT = Code.BAD_USER_INPUT.value
 
 
 class ApiError(GraphQLError):
@@ -72,6 +79,15 @@ def forbidden(message: str = "This token may not do that.") -> ApiError:
 
 def bad_input(message: str, field: str | None = None) -> ApiError:
     return ApiError(message, Code.BAD_USER_INPUT, **({"field": field} if field else {}))
+
+
+def coded(errors: list[GraphQLError], code: str) -> list[GraphQLError]:
+    """``errors``, each given ``extensions.code`` unless it has one (in place: cached
+    validation results are the same errors every time)."""
+    for error in errors:
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
+    return errors
 
 
 def to_api_error(exc: errors.CreditError | InvalidToken) -> ApiError:

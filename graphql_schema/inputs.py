@@ -45,3 +45,10 @@ class StartSubscriptionInput:
     started_at: datetime | None = strawberry.field(
         default=None, description="Anchor of the monthly cycles; now when omitted, never future."
     )
+
+
+@strawberry.input(description="The plan and billing an active subscription moves to.")
+class ChangeSubscriptionInput:
+    account_id: strawberry.ID
+    plan: Plan
+    interval: BillingInterval

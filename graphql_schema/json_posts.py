@@ -6,8 +6,9 @@ the IDE, websockets) through one path. Per POST that path parses the content typ
 and checks the result against runtime protocols: served, more CPU than some of the
 operations it runs (bench/README.md). ``JsonPostLane`` answers a JSON object POSTed with
 ``Content-Type: application/json`` through the same hooks (``decode_json``, ``get_context``,
-``execute_operation``, ``process_result``, ``encode_json``), so hardening, trusted documents
-and error handling stay where they are; anything else takes Strawberry's own path, with the
+``execute_operation``, ``process_result``, ``encode_json``, ``graphql_response``), so
+hardening, trusted documents, persisted queries, media types and error handling stay where
+they are; anything else takes Strawberry's own path, with the
 body already read. A test compares both paths' answers request by request.
 """
 
@@ -90,4 +91,5 @@ class JsonPostLane:
         response_data = await view.process_result(request=request, result=result)
         if result.errors:
             view._handle_errors(result.errors, response_data)
-        return Response(view.encode_json(response_data), media_type="application/json")
+        # Media type, status and body chosen as on Strawberry's path (over_http.py).
+        return view.graphql_response(request.headers.get("accept"), response_data)

@@ -9,6 +9,7 @@ from graphql_schema.context import Info
 from graphql_schema.enums import SandboxPaymentOutcome, Tool
 from graphql_schema.errors import or_error
 from graphql_schema.inputs import (
+    ChangeSubscriptionInput,
     CreateAccountInput,
     PurchasePackInput,
     RunGeneratorInput,
@@ -16,9 +17,11 @@ from graphql_schema.inputs import (
 )
 from graphql_schema.resolving import acting_account, as_result
 from graphql_schema.results import (
+    CancelGenerationResult,
     CompleteGenerationResult,
     ConfirmPackPurchaseResult,
     FailGenerationResult,
+    GenerationCanceled,
     GenerationCompleted,
     GenerationFailed,
     GeneratorRun,
@@ -62,6 +65,17 @@ class Mutation:
         )
         return await as_result(info, call, GeneratorRun.from_domain)
 
+    @strawberry.mutation(
+        description="Take back a QUEUED run (its owner's user token, or a service token); "
+        "its credits go back where they came from. RUNNING or finished: "
+        "InvalidGenerationTransition."
+    )
+    async def cancel_generation(self, info: Info, id: strawberry.ID) -> CancelGenerationResult:
+        principal = info.context.require_principal()
+        owner = None if principal.is_service else principal.account_id
+        call = generations.cancel_generation(str(id), owner, info.context.services)
+        return await as_result(info, call, GenerationCanceled.from_domain)
+
     @strawberry.mutation(description="Service token.")
     async def create_account(self, info: Info, input: CreateAccountInput) -> Account:
         info.context.require_service()
@@ -77,6 +91,19 @@ class Mutation:
             input.interval,
             input.started_at,
             info.context.services,
+        )
+        return Account.from_domain(await or_error(call))
+
+    @strawberry.mutation(
+        description="Service token. An upgrade (STARTER to PRO) takes effect at once: this "
+        "cycle's subscription credits grow by the difference. A downgrade takes effect at the "
+        "next renewal (subscription.scheduledPlan until then). The anchor never moves. "
+        "A cancelled subscription: CONFLICT."
+    )
+    async def change_subscription(self, info: Info, input: ChangeSubscriptionInput) -> Account:
+        info.context.require_service()
+        call = subscriptions.change_subscription(
+            str(input.account_id), input.plan, input.interval, info.context.services
         )
         return Account.from_domain(await or_error(call))
 
@@ -106,7 +133,8 @@ class Mutation:
         return await as_result(info, call, GenerationCompleted.from_domain)
 
     @strawberry.mutation(
-        description="Service token (workers): the run failed; its credits go back, once."
+        description="Service token (workers, dispatchers): the run failed, or was refused "
+        "before it started (QUEUED); its credits go back, once."
     )
     async def fail_generation(
         self, info: Info, id: strawberry.ID, reason: str

@@ -36,6 +36,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
 
 from graphql_schema.documents import DocumentCache, Documents, without_suggestions
+from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 from graphql_schema.execution import GatewayExecutionContext
 from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.observability import OperationObserver, noting_results
@@ -205,7 +206,7 @@ class GatewaySchema(strawberry.Schema):
         try:
             document = policy.documents.parse(query, policy.parse_options)
         except GraphQLError as error:
-            return ExecutionResult(data=None, errors=[error]), None
+            return ExecutionResult(data=None, errors=coded([error], PARSE_FAILED)), None
         definition = get_operation_ast(document, operation_name)
         if definition is None:
             raise CannotGetOperationTypeError(operation_name)
@@ -215,7 +216,7 @@ class GatewaySchema(strawberry.Schema):
             raise InvalidOperationTypeError(kind)
         errors = policy.documents.validate(self._schema, query, document, policy.validation_rules)
         if errors:
-            return ExecutionResult(data=None, errors=errors), definition
+            return ExecutionResult(data=None, errors=coded(errors, VALIDATION_FAILED)), definition
         if policy.guards:
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
@@ -246,4 +247,7 @@ class GatewaySchema(strawberry.Schema):
         )
         if outcome.errors and policy.documents.hide_suggestions:
             without_suggestions(outcome.errors)
+        if outcome.data is None and outcome.errors:
+            # No data and no field's error: the variables did not coerce, nothing ran.
+            coded([e for e in outcome.errors if e.path is None], BAD_USER_INPUT)
         return ExecutionResult(data=outcome.data, errors=outcome.errors), definition

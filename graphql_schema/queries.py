@@ -71,8 +71,8 @@ class Query:
     @strawberry.field(description="Plans and their monthly credits. Public.")
     def plans(self, info: Info) -> list[PlanInfo]:
         return [
-            PlanInfo(plan=plan, monthly_credits=credits)
-            for plan, credits in catalog.list_plans(info.context.services)
+            PlanInfo(plan=plan, monthly_credits=credits, max_active_generations=limit)
+            for plan, credits, limit in catalog.list_plans(info.context.services)
         ]
 
     @strawberry.field(description="Credit packs on sale. Public.")

@@ -155,6 +155,28 @@ class GenerationCompleted(GenerationOutcome):
     account: Account
 
 
+@strawberry.type(
+    description="The run was cancelled before it started; its credits went back where they "
+    "came from."
+)
+class GenerationCanceled(GenerationOutcome):
+    generation: Generation
+    account: Account
+
+
+@strawberry.type(
+    description="The plan's cap on generations queued or running at once is reached; "
+    "nothing was charged."
+)
+class TooManyActiveGenerations(Error):
+    limit: int
+    active: int
+
+    @classmethod
+    def from_domain(cls, exc: errors.TooManyActiveGenerations) -> TooManyActiveGenerations:
+        return cls(message=exc.message, limit=exc.limit, active=exc.active)
+
+
 @strawberry.type(description="The run failed; its held credits went back where they came from.")
 class GenerationFailed(GenerationOutcome):
     generation: Generation
@@ -171,8 +193,9 @@ class GenerationNotFound(Error):
 
 
 @strawberry.type(
-    description="The generation is not RUNNING (not claimed, or already finished): nothing "
-    "changed; here is how it stands."
+    description="The generation is not in a state that allows this (a complete of a job "
+    "never claimed, a cancel of a running one, anything on a finished one): nothing changed; "
+    "here is how it stands."
 )
 class InvalidGenerationTransition(Error):
     generation: Generation
@@ -197,13 +220,17 @@ ConfirmPackPurchaseResult = Annotated[
     strawberry.union("ConfirmPackPurchaseResult"),
 ]
 RunGeneratorResult = Annotated[
-    GeneratorRun | InsufficientCredits | IdempotencyConflict,
+    GeneratorRun | InsufficientCredits | TooManyActiveGenerations | IdempotencyConflict,
     strawberry.union("RunGeneratorResult"),
 ]
 
 CompleteGenerationResult = Annotated[
     GenerationCompleted | GenerationNotFound | InvalidGenerationTransition,
     strawberry.union("CompleteGenerationResult"),
+]
+CancelGenerationResult = Annotated[
+    GenerationCanceled | GenerationNotFound | InvalidGenerationTransition,
+    strawberry.union("CancelGenerationResult"),
 ]
 FailGenerationResult = Annotated[
     GenerationFailed | GenerationNotFound | InvalidGenerationTransition,

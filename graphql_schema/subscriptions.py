@@ -22,7 +22,9 @@ from graphql_schema.context import Info
 from graphql_schema.errors import or_error
 from graphql_schema.types import Account, Generation, PackPurchase
 
-FINAL_STATUSES = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED})
+FINAL_STATUSES = frozenset(
+    {GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.CANCELED}
+)
 # A purchase stops changing once it ended unpaid or its payment was reversed for good.
 FINAL_PURCHASE_STATUSES = frozenset(
     {PurchaseStatus.EXPIRED, PurchaseStatus.FAILED, PurchaseStatus.REFUNDED, PurchaseStatus.REVOKED}

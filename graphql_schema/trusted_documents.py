@@ -1,9 +1,14 @@
 """Trusted documents: operations known ahead of time, sent by their sha256 instead of text.
 
-The manifest is Apollo's persisted-query manifest::
+The manifest is Apollo's persisted-query manifest (what
+``@apollo/generate-persisted-query-manifest`` writes, and ``creditgate trusted-documents``)::
 
     {"format": "apollo-persisted-query-manifest", "version": 1,
      "operations": [{"id": "<sha256 of body>", "name": "Me", "type": "query", "body": "..."}]}
+
+or GraphQL Codegen's persisted documents (client preset, ``hashAlgorithm: "sha256"``)::
+
+    {"<sha256 of body>": "query Me { ... }"}
 
 A client sends ``{"extensions": {"persistedQuery": {"version": 1, "sha256Hash": id}}}`` or
 ``{"documentId": id}`` (``sha256:`` prefix optional) instead of ``query``. With
@@ -45,7 +50,10 @@ def not_in_list() -> ApiError:
 
 
 def with_document_id(payload: Any) -> Any:
-    """Carry ``documentId`` as a persistedQuery extension, the one form the view reads on."""
+    """Carry ``documentId`` as a persistedQuery extension, the one form the view reads on
+    (in each operation of a batch too)."""
+    if isinstance(payload, list):
+        return [with_document_id(item) for item in payload]
     if not isinstance(payload, dict) or "documentId" not in payload:
         return payload
     extensions = payload.get("extensions")
@@ -61,25 +69,19 @@ class TrustedDocuments:
 
     @classmethod
     def load(cls, path: Path, *, only: bool) -> TrustedDocuments:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != 1:
-            raise ValueError(f"{path}: not an {MANIFEST_FORMAT} version 1")
-        bodies = {}
-        for operation in manifest["operations"]:
-            body = operation["body"]
-            if operation["id"] != document_hash(body):
-                raise ValueError(f"{path}: id of {operation.get('name')} is not the body's sha256")
-            bodies[operation["id"]] = body
-        return cls(bodies, only=only)
+        return cls(manifest_bodies(path), only=only)
 
     def __len__(self) -> int:
         return len(self._bodies)
+
+    def knows(self, digest: str) -> bool:
+        return digest in self._bodies
 
     def admit(self, data: GraphQLRequestData, context: Context) -> GraphQLRequestData:
         """The request with its document filled in from the manifest, or an ApiError."""
         persisted = (data.extensions or {}).get("persistedQuery")
         if persisted is not None:
-            digest = _sha256_of(persisted)
+            digest = persisted_hash(persisted)
             if data.query is None:
                 body = self._bodies.get(digest)
                 if body is None:
@@ -95,7 +97,8 @@ class TrustedDocuments:
         raise not_in_list()
 
 
-def _sha256_of(persisted: object) -> str:
+def persisted_hash(persisted: object) -> str:
+    """The lower-case hex sha256 of ``extensions.persistedQuery``, or BAD_USER_INPUT."""
     if (
         not isinstance(persisted, dict)
         or persisted.get("version") != 1
@@ -105,16 +108,50 @@ def _sha256_of(persisted: object) -> str:
     return str(persisted["sha256Hash"]).removeprefix("sha256:").lower()
 
 
-def build_manifest(folder: Path, schema: GraphQLSchema) -> dict[str, Any]:
-    """One manifest entry per ``.graphql`` file under ``folder``: one named operation each.
+def manifest_bodies(path: Path) -> dict[str, str]:
+    """Hash -> text of a manifest in either format, each hash checked against its text."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if isinstance(manifest, dict) and "operations" in manifest:
+        if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != 1:
+            raise ValueError(f"{path}: not an {MANIFEST_FORMAT} version 1")
+        pairs = [(op.get("id"), op.get("body"), op.get("name")) for op in manifest["operations"]]
+    elif isinstance(manifest, dict):
+        pairs = [(key, body, key) for key, body in manifest.items()]
+    else:
+        raise ValueError(f"{path}: neither an {MANIFEST_FORMAT} nor a {{hash: body}} object")
+    bodies = {}
+    for digest, body, name in pairs:
+        if not isinstance(digest, str) or not isinstance(body, str):
+            raise ValueError(f"{path}: {name}: id and body must be strings")
+        digest = digest.removeprefix("sha256:").lower()
+        if digest != document_hash(body):
+            hint = " (sha1? set hashAlgorithm: 'sha256')" if len(digest) == 40 else ""
+            raise ValueError(f"{path}: id of {name} is not the body's sha256{hint}")
+        bodies[digest] = body
+    return bodies
+
+
+def build_manifest(source: Path, schema: GraphQLSchema) -> dict[str, Any]:
+    """An Apollo manifest from a folder of ``.graphql`` files (one named operation each), or
+    from a manifest the clients' tooling wrote (either format above), kept byte for byte:
+    clients hash the text they send, ``__typename`` added by their document transforms.
 
     Each document is validated against ``schema``, so a stale operation fails here rather
     than in front of a client.
     """
+    if source.is_dir():
+        texts = [
+            (path, path.read_text(encoding="utf-8").strip())
+            for path in sorted(source.rglob("*.graphql"))
+        ]
+    else:
+        texts = [(source, body) for body in manifest_bodies(source).values()]
     operations = []
     names: set[str] = set()
-    for path in sorted(folder.rglob("*.graphql")):
-        body = path.read_text(encoding="utf-8").strip()
+    for path, body in texts:
         document = parse(body)
         defined = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if len(defined) != 1 or defined[0].name is None:

@@ -51,11 +51,18 @@ class Subscription:
     ends_at: datetime | None = strawberry.field(
         description="When a cancelled subscription stops; null while it renews."
     )
+    scheduled_plan: Plan | None = strawberry.field(
+        description="A downgrade that takes effect at scheduledAt (the next renewal)."
+    )
+    scheduled_at: datetime | None
 
     @classmethod
     def from_domain(cls, view: SubscriptionView) -> Subscription:
         terms = view.terms
+        scheduled = terms.scheduled
         return cls(
+            scheduled_plan=scheduled.plan if scheduled else None,
+            scheduled_at=scheduled.from_at if scheduled else None,
             id=strawberry.ID(view.id),
             plan=terms.plan,
             interval=terms.interval,
@@ -118,6 +125,10 @@ class Account:
             page.items, page.has_next_page, LedgerEntry.from_domain, lambda e: ledger_cursor(e.id)
         )
 
+    @strawberry.field(description="Runs QUEUED or RUNNING now; the plan caps how many.")
+    async def active_generations(self, info: Info) -> int:
+        return await or_error(history.active_generations(str(self.id), info.context.services))
+
     @strawberry.field(description="This account's pack purchases, newest first.")
     async def purchases(
         self, info: Info, first: int | None = 20, after: str | None = None
@@ -164,6 +175,9 @@ class Tariff:
 class PlanInfo:
     plan: Plan
     monthly_credits: int
+    max_active_generations: int = strawberry.field(
+        description="Generations QUEUED or RUNNING at once per account; 0 means no cap."
+    )
 
 
 @strawberry.type

@@ -179,6 +179,8 @@ def settings(database_url: str) -> Settings:
         pro_monthly_credits=4000,
         # Off unless a test is about them: a test may make many calls from one account.
         rate_limits_enabled=False,
+        starter_max_active_generations=0,
+        pro_max_active_generations=0,
     )
 
 
@@ -229,3 +231,4 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
         await application.state.services.db.dispose()
         if application.state.rate_limiter is not None:
             await application.state.rate_limiter.aclose()
+        await application.state.persisted_queries.aclose()

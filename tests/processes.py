@@ -44,6 +44,9 @@ TEST_DEFAULTS: Mapping[str, str] = {
     "CREDITGATE_SWEEP_INTERVAL_SECONDS": "0",
     # These tests fire hundreds of mutations at one account on purpose.
     "CREDITGATE_RATE_LIMITS_ENABLED": "false",
+    # ... and queue far more runs than a plan may have at once.
+    "CREDITGATE_STARTER_MAX_ACTIVE_GENERATIONS": "0",
+    "CREDITGATE_PRO_MAX_ACTIVE_GENERATIONS": "0",
 }
 # Pass in ``env`` to undo TEST_DEFAULTS: the app's own defaults apply (the sweeper runs,
 # rate limits are on), as in production.

@@ -23,6 +23,8 @@ TARIFFS = {"TURBO": 20, "PRO": 38, "ULTRA": 80, "STYLE_TRANSFER": 15, "BACKGROUN
 PACKS = {"pack-500": 500, "pack-1500": 1500, "pack-4000": 4000}
 PRICES = {"pack-500": 1000, "pack-1500": 2500, "pack-4000": 6000}
 GENERATION_TIMEOUT = timedelta(minutes=15)
+# Generations QUEUED or RUNNING at once, by plan.
+MAX_ACTIVE = {"STARTER": 2, "PRO": 5}
 
 
 def renewal(anchor: datetime, k: int) -> datetime:
@@ -44,6 +46,9 @@ class Subscription:
     interval: str
     started_at: datetime
     canceled_at: datetime | None = None
+    # A downgrade waiting for the renewal at scheduled_from.
+    scheduled: str | None = None
+    scheduled_from: datetime | None = None
 
     @property
     def monthly(self) -> int:
@@ -191,6 +196,8 @@ class CreditModel:
             sub = self.subscription
             ends = sub.ends_at() if sub else None
             if sub is not None and self.cycle is not None and (ends is None or at < ends):
+                if sub.scheduled and sub.scheduled_from and at >= sub.scheduled_from:
+                    sub.plan, sub.scheduled, sub.scheduled_from = sub.scheduled, None, None
                 k = self.cycle[1] + 1
                 self.cycle = (sub.number, k)
                 self.cycle_ends_at = renewal(sub.started_at, k + 1)
@@ -249,6 +256,28 @@ class CreditModel:
         self.cycle_ends_at = renewal(started_at, k + 1)
         self.subscription_balance = sub.monthly
         entries.append(Entry("GRANT", "SUBSCRIPTION", sub.monthly, None, None, self.now))
+        self._record(entries)
+        return None
+
+    def change(self, plan: str, interval: str) -> Refused | None:
+        """An upgrade now (the difference granted), a downgrade at the next renewal."""
+        sub = self.subscription
+        if sub is None or sub.status(self.now) != "ACTIVE" or self.cycle_ends_at is None:
+            return Refused("CONFLICT")
+        if plan == (sub.scheduled or sub.plan) and interval == sub.interval:
+            return None  # nothing to change: nothing is written
+        sub.interval = interval
+        entries = []
+        if plan == sub.plan:
+            sub.scheduled = sub.scheduled_from = None
+        elif MONTHLY_CREDITS[plan] >= sub.monthly:
+            grant = MONTHLY_CREDITS[plan] - sub.monthly
+            sub.plan, sub.scheduled, sub.scheduled_from = plan, None, None
+            self.subscription_balance += grant
+            if grant:
+                entries.append(Entry("GRANT", "SUBSCRIPTION", grant, None, None, self.now))
+        else:
+            sub.scheduled, sub.scheduled_from = plan, self.cycle_ends_at
         self._record(entries)
         return None
 
@@ -379,6 +408,9 @@ class CreditModel:
     def run(self, tool: str, prompt: str | None, key: str) -> Generation | Refused:
         if key in self.keys:
             return self._replay(key, "runGenerator", (tool, prompt))  # type: ignore[return-value]
+        active = sum(1 for g in self.generations if g.status in ("QUEUED", "RUNNING"))
+        if self.subscription is not None and active >= MAX_ACTIVE[self.subscription.plan]:
+            return Refused("TooManyActiveGenerations")
         cost = TARIFFS[tool]
         if self.credits_total < cost:
             return Refused("InsufficientCredits", required=cost, available=self.credits_total)
@@ -430,12 +462,20 @@ class CreditModel:
         return None
 
     def fail(self, generation: Generation) -> Refused | None:
-        if generation.status != "RUNNING":
+        """A worker's failure, or a dispatcher refusing a job before it started."""
+        if generation.status not in ("QUEUED", "RUNNING"):
             return Refused(generation.status)
         self._record(self._release(generation))
         return None
 
-    def _release(self, generation: Generation) -> list[Entry]:
+    def cancel_run(self, generation: Generation) -> Refused | None:
+        """Its owner takes back a job no worker claimed; the credits go back as for a fail."""
+        if generation.status != "QUEUED":
+            return Refused(generation.status)
+        self._record(self._release(generation, "CANCELED"))
+        return None
+
+    def _release(self, generation: Generation, status: str = "FAILED") -> list[Entry]:
         """Each held part goes back to its bucket if that still lives, else expires at once."""
         entries = []
         for hold in generation.holds:
@@ -458,7 +498,7 @@ class CreditModel:
                     )
                 )
             hold.status = "RELEASED"
-        generation.status = "FAILED"
+        generation.status = status
         return entries
 
     def stale_generations(self) -> list[Generation]:

@@ -45,6 +45,7 @@ def account_view(
 ) -> AccountView:
     """Project the stored wallet to ``now`` (renewals included) and describe it."""
     current = wallet_at(wallet, terms, now)
+    terms = terms.as_of(now) if terms else None
     status = terms.status_at(now) if terms else None
     subscription = (
         SubscriptionView(subscription_id, terms, status)

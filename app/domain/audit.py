@@ -123,7 +123,13 @@ def _lot_ledger_findings(facts: LotFacts) -> list[str]:
 
 
 # Which hold status each generation status must have all of its cost in.
-EXPECTED_HOLDS = {"QUEUED": "OPEN", "RUNNING": "OPEN", "SUCCEEDED": "SETTLED", "FAILED": "RELEASED"}
+EXPECTED_HOLDS = {
+    "QUEUED": "OPEN",
+    "RUNNING": "OPEN",
+    "SUCCEEDED": "SETTLED",
+    "FAILED": "RELEASED",
+    "CANCELED": "RELEASED",
+}
 
 
 def generation_findings(facts: GenerationFacts) -> list[str]:
@@ -141,7 +147,7 @@ def generation_findings(facts: GenerationFacts) -> list[str]:
         )
     if facts.spent != -facts.cost:
         found.append(f"{who}: charged {-facts.spent} in the ledger, cost {facts.cost}")
-    expected_refund = facts.cost if facts.status == "FAILED" else 0
+    expected_refund = facts.cost if facts.status in ("FAILED", "CANCELED") else 0
     if facts.refunded != expected_refund:
         found.append(f"{who}: refunded {facts.refunded}, expected {expected_refund}")
     return found

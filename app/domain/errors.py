@@ -12,6 +12,7 @@ CreditError                 base of every expected failure
 ├── IdempotencyConflict     a key reused with other arguments
 ├── GenerationNotFound      no generation with that id
 ├── InvalidTransition       a generation is not in a state that allows the change
+├── TooManyActiveGenerations  the plan's cap on runs queued or running at once is reached
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
 └── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
 """
@@ -113,3 +114,13 @@ class PaymentProviderUnavailable(CreditError):
             "The payment provider could not be reached; nothing was charged. "
             "Retry with the same idempotency key."
         )
+
+
+class TooManyActiveGenerations(CreditError):
+    def __init__(self, limit: int, active: int) -> None:
+        super().__init__(
+            f"Your plan runs at most {limit} generations at once and {active} are queued or "
+            "running; wait for one to finish or cancel one."
+        )
+        self.limit = limit
+        self.active = active

@@ -50,3 +50,5 @@ class GenerationStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    # Taken back by its owner (or a service) before any worker claimed it.
+    CANCELED = "CANCELED"

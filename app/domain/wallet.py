@@ -51,7 +51,7 @@ def renewals_due(
         at = wallet.cycle_ends_at
         if terms is not None and wallet.cycle_index is not None and terms.renews_at(at):
             k = wallet.cycle_index + 1
-            grant = terms.monthly_credits
+            grant = terms.allowance_at(at)
             nxt = Wallet(grant, 0, k, cycle_end(terms.started_at, k))
         else:
             k, grant, nxt = None, 0, Wallet.empty()

@@ -290,6 +290,18 @@ class GenerationRepository:
             query = query.with_for_update(skip_locked=True)
         return list((await self._session.exec(query)).all())
 
+    async def count_active(self, account_id: str) -> int:
+        """The account's generations QUEUED or RUNNING: what the plan's cap counts."""
+        query = (
+            select(func.count())
+            .select_from(GenerationRow)
+            .where(
+                GenerationRow.account_id == account_id,
+                col(GenerationRow.status).in_(["QUEUED", "RUNNING"]),
+            )
+        )
+        return int((await self._session.exec(query)).one())
+
     async def unfinished_since(
         self, queued_before: datetime, started_before: datetime, limit: int
     ) -> list[GenerationRow]:

@@ -60,6 +60,10 @@ class SubscriptionRow(SQLModel, table=True):
     started_at: datetime = _utc()
     canceled_at: datetime | None = _utc(default=None, nullable=True)
     created_at: datetime = _utc()
+    # A downgrade waiting for the renewal at scheduled_from.
+    scheduled_plan: str | None = Field(default=None, max_length=16)
+    scheduled_credits: int | None = None
+    scheduled_from: datetime | None = _utc(default=None, nullable=True)
 
 
 class PackPurchaseRow(SQLModel, table=True):

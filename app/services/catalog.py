@@ -15,8 +15,10 @@ async def list_tariffs(services: Services) -> list[Tariff]:
     return sorted(tariffs, key=lambda t: order.index(t.tool))
 
 
-def list_plans(services: Services) -> list[tuple[Plan, int]]:
-    return [(plan, services.plans.allowance(plan)) for plan in Plan]
+def list_plans(services: Services) -> list[tuple[Plan, int, int]]:
+    """Each plan, its monthly credits and its cap on generations at once."""
+    plans = services.plans
+    return [(plan, plans.allowance(plan), plans.active_limit(plan)) for plan in Plan]
 
 
 async def list_packs(services: Services) -> list[CreditPack]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.domain.accounts import AccountView
 from app.domain.errors import GenerationNotFound, InvalidInput
 from app.domain.events import GenerationUpdated
-from app.domain.generations import check_can_finish, is_stale
+from app.domain.generations import Finish, check_can_finish, check_room_for_another, is_stale
 from app.domain.holds import HeldPortion, release
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import Bucket, GenerationStatus, LedgerKind, Tool
@@ -18,7 +18,7 @@ from app.persistence.tables import AccountRow, GenerationRow, HoldRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.idempotency import remember, replayed_result
-from app.services.mapping import generation_of, lot_of, recorded_cycle_of, view_of
+from app.services.mapping import generation_of, lot_of, recorded_cycle_of, terms_of, view_of
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
 
 OPERATION = "runGenerator"
@@ -53,6 +53,10 @@ async def run_generator(
             generation = await uow.generations.get(first)
             assert generation is not None
             return GeneratorRun(generation_of(generation), view_of(account, subscription, now))
+        terms = terms_of(subscription)
+        # Under the account lock, so concurrent runs cannot all see room for one more.
+        active = await uow.generations.count_active(account_id)
+        check_room_for_another(active, services.plans.active_limit(terms.plan if terms else None))
         tariff = await uow.catalog.tariff(tool.value)
         if tariff is None:
             raise InvalidInput("tool", f"{tool.value} has no tariff.")
@@ -140,22 +144,41 @@ async def complete_generation(
         MAX_RESULT_URL_LENGTH
     ):
         raise InvalidInput("resultUrl", "resultUrl must be an http(s) URL of at most 2048 chars.")
-    return await _finish(generation_id, services, succeeded=True, detail=result_url)
+    return await _finish(generation_id, services, Finish.COMPLETE, detail=result_url)
 
 
 async def fail_generation(
     generation_id: str, reason: str, services: Services
 ) -> GenerationFinished:
-    """Release the hold back to the buckets it came from, exactly once."""
+    """Release the hold back to the buckets it came from, exactly once.
+
+    A QUEUED job may be failed too: a dispatcher or safety check refusing the prompt.
+    """
     if not reason.strip() or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput("reason", f"reason must be 1 to {MAX_REASON_LENGTH} characters.")
-    return await _finish(generation_id, services, succeeded=False, detail=reason)
+    return await _finish(generation_id, services, Finish.FAIL, detail=reason)
 
 
-async def lock_generation(uow: UnitOfWork, generation_id: str) -> tuple[AccountRow, GenerationRow]:
-    """Lock order everywhere: the account row, then the generation row (no deadlocks)."""
+async def cancel_generation(
+    generation_id: str, owner_id: str | None, services: Services
+) -> GenerationFinished:
+    """Take back a run no worker has claimed yet; its credits go back as for a failure.
+
+    ``owner_id``: the user token's account (another account's run reads as not found);
+    None for a service token.
+    """
+    return await _finish(generation_id, services, Finish.CANCEL, detail=None, owner_id=owner_id)
+
+
+async def lock_generation(
+    uow: UnitOfWork, generation_id: str, *, owner_id: str | None = None
+) -> tuple[AccountRow, GenerationRow]:
+    """Lock order everywhere: the account row, then the generation row (no deadlocks).
+
+    With ``owner_id``, another account's generation reads as not found.
+    """
     found = await uow.generations.get(generation_id)
-    if found is None:
+    if found is None or (owner_id is not None and found.account_id != owner_id):
         raise GenerationNotFound(generation_id)
     account = await lock_account(uow, found.account_id)
     row = await uow.generations.lock(generation_id)
@@ -164,20 +187,26 @@ async def lock_generation(uow: UnitOfWork, generation_id: str) -> tuple[AccountR
 
 
 async def _finish(
-    generation_id: str, services: Services, *, succeeded: bool, detail: str
+    generation_id: str,
+    services: Services,
+    finish: Finish,
+    *,
+    detail: str | None,
+    owner_id: str | None = None,
 ) -> GenerationFinished:
     async with services.db.writing() as uow:
-        account, row = await lock_generation(uow, generation_id)
-        check_can_finish(generation_of(row), "completed" if succeeded else "failed")
+        account, row = await lock_generation(uow, generation_id, owner_id=owner_id)
+        status = check_can_finish(generation_of(row), finish)
         subscription, now = await acting_now(uow, account, services.clock)
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, subscription, postings, now)
-        if succeeded:
+        if finish is Finish.COMPLETE:
             await settle_hold(uow, row)
-            row.status, row.result_url = GenerationStatus.SUCCEEDED.value, detail
+            row.result_url = detail
         else:
             await release_hold(uow, account, row, postings)
-            row.status, row.failure_reason = GenerationStatus.FAILED.value, detail
+            row.failure_reason = detail
+        row.status = status.value
         row.finished_at = now
         uow.publish(GenerationUpdated(row.id, row.account_id))
         await uow.commit()

@@ -63,6 +63,12 @@ async def get_generation(generation_id: str, services: Services) -> Generation:
     return generation_of(row)
 
 
+async def active_generations(account_id: str, services: Services) -> int:
+    """Runs QUEUED or RUNNING: what the plan's cap counts (``Account.activeGenerations``)."""
+    async with services.db.reading() as uow:
+        return await uow.generations.count_active(account_id)
+
+
 async def purchases_page(
     account_id: str, first: int, after: tuple[datetime, str] | None, services: Services
 ) -> Page[PackPurchase]:

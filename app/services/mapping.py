@@ -10,7 +10,7 @@ from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKi
 from app.domain.purchases import ProviderName, PurchaseStatus, Sale
 from app.domain.records import Generation, LedgerEntry, PackPurchase
 from app.domain.spending import PackLot
-from app.domain.subscriptions import SubscriptionTerms
+from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence.tables import (
     AccountRow,
@@ -31,6 +31,11 @@ def terms_of(row: SubscriptionRow | None) -> SubscriptionTerms | None:
         monthly_credits=row.monthly_credits,
         canceled_at=row.canceled_at,
         recorded_at=row.created_at,
+        scheduled=(
+            ScheduledChange(Plan(row.scheduled_plan), row.scheduled_credits, row.scheduled_from)
+            if row.scheduled_plan and row.scheduled_credits is not None and row.scheduled_from
+            else None
+        ),
     )
 
 

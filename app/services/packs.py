@@ -12,7 +12,6 @@ import uuid
 from app.domain.errors import (
     PackNotFound,
     PaymentProviderUnavailable,
-    PurchaseNotFound,
     SubscriptionRequired,
 )
 from app.domain.idempotency import fingerprint, validate_key
@@ -27,6 +26,7 @@ from app.services.fulfilment import (
     PurchaseOutcome,
     fulfil_purchase,
 )
+from app.services.history import get_purchase
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import terms_of
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
@@ -101,10 +101,7 @@ async def confirm_pack_purchase(
     purchase_id: str, account_id: str | None, services: Services
 ) -> PurchaseOutcome:
     """The client is back from checkout: ask the provider now instead of waiting."""
-    async with services.db.reading() as uow:
-        row = await uow.purchases.get(purchase_id)
-    if row is None or (account_id is not None and row.account_id != account_id):
-        raise PurchaseNotFound(purchase_id)
+    await get_purchase(purchase_id, account_id, services)  # another user's: not found
     return await fulfil_purchase(purchase_id, services)
 
 

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from app.domain.accounts import AccountView
 from app.domain.errors import InvalidInput, NoActiveSubscription, SubscriptionAlreadyActive
-from app.domain.model import BillingInterval, Plan, SubscriptionStatus
-from app.domain.subscriptions import SubscriptionTerms, utc_anchor
+from app.domain.model import BillingInterval, Bucket, LedgerKind, Plan, SubscriptionStatus
+from app.domain.subscriptions import SubscriptionTerms, change_plan, utc_anchor
 from app.domain.wallet import start_cycle
 from app.persistence.tables import SubscriptionRow
 from app.services.deps import Services
@@ -92,5 +92,50 @@ async def cancel_subscription(account_id: str, services: Services) -> AccountVie
         ):
             raise NoActiveSubscription()
         subscription.canceled_at = now
+        await uow.commit()
+    return view_of(account, subscription, now)
+
+
+async def change_subscription(
+    account_id: str, plan: Plan, interval: BillingInterval, services: Services
+) -> AccountView:
+    """Upgrade now (the difference granted), downgrade at the next renewal, or rebill.
+
+    The anchor never moves, so cycles and renewals stay where they were; changing to the
+    plan and billing in force is a no-op answer.
+    """
+    async with services.db.writing() as uow:
+        account = await lock_account(uow, account_id)
+        subscription, now = await acting_now(uow, account, services.clock)
+        postings = Postings(uow, account, now)
+        await bring_up_to_date(uow, account, subscription, postings, now)
+        terms = terms_of(subscription)
+        if (
+            subscription is None
+            or terms is None
+            or account.cycle_ends_at is None
+            or terms.status_at(now) is not SubscriptionStatus.ACTIVE
+        ):
+            raise NoActiveSubscription()
+        change = change_plan(
+            terms, plan, interval, services.plans.allowance(plan), account.cycle_ends_at
+        )
+        if change is None:
+            return view_of(account, subscription, now)
+        subscription.plan = change.plan.value
+        subscription.interval = change.interval.value
+        subscription.monthly_credits = change.monthly_credits
+        scheduled = change.scheduled
+        subscription.scheduled_plan = scheduled.plan.value if scheduled else None
+        subscription.scheduled_credits = scheduled.monthly_credits if scheduled else None
+        subscription.scheduled_from = scheduled.from_at if scheduled else None
+        if change.grant:
+            postings.post(
+                LedgerKind.GRANT,
+                Bucket.SUBSCRIPTION,
+                change.grant,
+                reference_type="SUBSCRIPTION",
+                reference_id=subscription.id,
+            )
         await uow.commit()
     return view_of(account, subscription, now)

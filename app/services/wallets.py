@@ -113,6 +113,19 @@ async def bring_up_to_date(
         )
     account.cycle_index = wallet.cycle_index
     account.cycle_ends_at = wallet.cycle_ends_at
+    if subscription is not None and renewals:
+        record_plan_change(subscription, renewals[-1].at)
+
+
+def record_plan_change(subscription: SubscriptionRow, renewed_at: datetime) -> None:
+    """A scheduled downgrade becomes the plan once the renewal it waited for is recorded."""
+    terms = terms_of(subscription)
+    if terms is None or terms.scheduled is None or renewed_at < terms.scheduled.from_at:
+        return
+    subscription.plan = terms.scheduled.plan.value
+    subscription.monthly_credits = terms.scheduled.monthly_credits
+    subscription.scheduled_plan = subscription.scheduled_credits = None
+    subscription.scheduled_from = None
 
 
 async def record_renewal(

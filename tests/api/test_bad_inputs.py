@@ -219,7 +219,7 @@ async def test_a_lone_surrogate_anywhere_in_the_body_is_a_400(api: Api) -> None:
         assert response.status_code == 400, response.text
 
 
-async def test_a_subscription_posted_over_http_is_a_400_not_an_unexpected_error(
+async def test_a_subscription_posted_over_http_is_a_400_json_error_not_an_unexpected_one(
     api: Api,
 ) -> None:
     # Subscriptions are served over the websocket (graphql-transport-ws) only.
@@ -231,7 +231,14 @@ async def test_a_subscription_posted_over_http_is_a_400_not_an_unexpected_error(
     )
 
     assert response.status_code == 400
-    assert response.text == "subscriptions are not allowed when using POST"
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "subscriptions are not allowed when using POST",
+                "extensions": {"code": "BAD_REQUEST"},
+            }
+        ]
+    }
 
 
 async def test_a_variable_missing_or_of_the_wrong_type_is_told_not_masked(api: Api) -> None:
@@ -247,6 +254,7 @@ async def test_a_variable_missing_or_of_the_wrong_type_is_told_not_masked(api: A
                 "message": "Variable '$ids' has invalid value: Expected a value of non-null"
                 " type '[ID!]!' to be provided.",
                 "locations": [{"line": 1, "column": 7}],
+                "extensions": {"code": "BAD_USER_INPUT"},
             }
         ],
     }

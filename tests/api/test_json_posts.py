@@ -63,11 +63,12 @@ def requests(token: str) -> dict[str, tuple[Any, str, dict[str, str]]]:
     }
 
 
-async def answer(api: Api, body: Any, content_type: str, headers: dict[str, str]) -> Any:
+async def answer(
+    api: Api, body: Any, content_type: str, headers: dict[str, str], accept: str | None = None
+) -> Any:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = await api.client.post(
-        "/graphql", content=content, headers={"content-type": content_type, **headers}
-    )
+    sent = {"content-type": content_type, **headers, **({"accept": accept} if accept else {})}
+    response = await api.client.post("/graphql", content=content, headers=sent)
     return comparable(response)
 
 
@@ -85,20 +86,35 @@ async def strawberry_run(
     return await GraphQL.run(self, request, context, root_value)
 
 
+# What clients send: none (curl), Apollo Client 4, urql 6, and the draft's two media types.
+ACCEPTS = {
+    "no accept": None,
+    "any": "*/*",
+    "json": "application/json",
+    "graphql-response+json": "application/graphql-response+json",
+    "apollo": "application/graphql-response+json,application/json;q=0.9",
+    "urql": "application/graphql-response+json, application/graphql+json, application/json,"
+    " text/event-stream, multipart/mixed",
+}
+
+
+@pytest.mark.parametrize("accept", list(ACCEPTS.values()), ids=list(ACCEPTS))
 async def test_every_kind_of_json_post_is_answered_as_strawberrys_view_answers_it(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api, monkeypatch: pytest.MonkeyPatch, accept: str | None
 ) -> None:
     token = api.token(await api.subscribed_account("PRO"))
     cases = requests(token)
-    lane = {name: await answer(api, *case) for name, case in cases.items()}
+    lane = {name: await answer(api, *case, accept) for name, case in cases.items()}
 
     monkeypatch.setattr(JsonPostLane, "run", strawberry_run)
-    stock = {name: await answer(api, *case) for name, case in cases.items()}
+    stock = {name: await answer(api, *case, accept) for name, case in cases.items()}
 
     for name in cases:
         assert lane[name] == stock[name], name
     statuses = {status for status, _, _ in lane.values()}
     assert statuses == {200, 400}  # both kinds were compared, not only answers
+    media_types = {content_type for _, content_type, _ in lane.values()}
+    assert len(media_types) == 1  # one media type per Accept, refusals included
 
 
 async def test_a_media_type_in_capitals_is_json_too_which_strawberry_refuses(

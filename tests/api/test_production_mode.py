@@ -1,4 +1,5 @@
-"""Production: no introspection, no GraphiQL, no GET queries, JSON POSTs only, CORS by list."""
+"""Production: no introspection, no GraphiQL, JSON POSTs only, CORS by list; GET queries
+are served as in development (clients send them: urql, persisted queries)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.api_client import Api
 from tests.conftest import ApiFactory
+from tests.db import Rows
 
 INTROSPECTION = "{ __schema { queryType { name } } }"
 ALLOWED = "https://app.example.com"
@@ -44,23 +46,43 @@ async def test_graphiql_is_served_only_outside_production(production: Api, api: 
     assert "graphiql" in development.text.lower()
 
 
-async def test_queries_over_get_are_refused_in_production(production: Api, api: Api) -> None:
+async def test_queries_over_get_are_served_in_production_as_in_development(
+    production: Api, api: Api
+) -> None:
     params = {"query": "{ plans { plan } }"}
 
-    refused = await production.client.get("/graphql", params=params)
-    allowed = await api.client.get("/graphql", params=params)
+    in_production = await production.client.get("/graphql", params=params)
+    in_development = await api.client.get("/graphql", params=params)
 
-    assert refused.status_code in (400, 405)
-    assert allowed.json()["data"]["plans"]
+    assert in_production.status_code == in_development.status_code == 200
+    assert in_production.json() == in_development.json()
+    assert in_production.json()["data"]["plans"]
 
 
-async def test_mutations_are_never_sent_over_get(api: Api) -> None:
+@pytest.mark.parametrize("mode", ["production", "development"])
+async def test_mutations_are_never_run_over_get_405_with_a_json_error(
+    production: Api, api: Api, rows: Rows, mode: str
+) -> None:
+    client = production if mode == "production" else api
     mutation = 'mutation { createAccount(input: {email: "get@example.com"}) { id } }'
-    response = await api.client.get(
+    response = await client.client.get(
         "/graphql", params={"query": mutation}, headers={"authorization": f"Bearer {api.token()}"}
     )
 
-    assert response.status_code in (400, 405)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert await rows.count("accounts") == 0
+
+
+@pytest.mark.parametrize("mode", ["production", "development"])
+async def test_subscriptions_are_never_run_over_get(production: Api, api: Api, mode: str) -> None:
+    client = production if mode == "production" else api
+    subscription = "subscription { creditsChanged { creditsTotal } }"
+    response = await client.client.get("/graphql", params={"query": subscription})
+
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 @pytest.mark.parametrize(

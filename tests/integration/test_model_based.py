@@ -2,8 +2,9 @@
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
 buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
-complete and fail them, cancel, resubscribe, sweep, move the clock), one weighted random
-action per step, and after every step compares the app with ``tests/reference_model.py``:
+complete, fail and cancel them, change and cancel plans, resubscribe, sweep, move the clock), one
+weighted random action per step, and after every step compares the app with
+``tests/reference_model.py``:
 the balances clients read, each generation and its holds, the ledger entry by entry, and
 the audit. The machine owns its event loop (an
 ``asyncio.Runner`` per example): the pytest-asyncio loop is not usable inside a hypothesis
@@ -112,6 +113,11 @@ mutation($id: ID!, $plan: Plan!, $interval: BillingInterval!, $at: DateTime) {{
   {{ {ACCOUNT} }}
 }}"""
 CANCEL = f"mutation($id: ID!) {{ cancelSubscription(accountId: $id) {{ {ACCOUNT} }} }}"
+CHANGE = f"""
+mutation($id: ID!, $plan: Plan!, $interval: BillingInterval!) {{
+  changeSubscription(input: {{accountId: $id, plan: $plan, interval: $interval}})
+  {{ {ACCOUNT} }}
+}}"""
 BUY = f"""
 mutation($packId: ID!, $key: String!) {{
   purchasePack(input: {{packId: $packId, idempotencyKey: $key}}) {{
@@ -143,6 +149,15 @@ mutation($tool: Tool!, $key: String!, $prompt: String) {{
     __typename
     ... on GeneratorRun {{ generation {{ id tool cost status }} account {{ {ACCOUNT} }} }}
     ... on InsufficientCredits {{ required available }}
+    ... on TooManyActiveGenerations {{ limit active }}
+  }}
+}}"""
+CANCEL_RUN = f"""
+mutation($id: ID!) {{
+  cancelGeneration(id: $id) {{
+    __typename
+    ... on GenerationCanceled {{ generation {{ id status }} account {{ {ACCOUNT} }} }}
+    ... on InvalidGenerationTransition {{ generation {{ id status }} }}
   }}
 }}"""
 
@@ -195,6 +210,15 @@ class Cancel(Action):
 
 
 @dataclass(frozen=True)
+class ChangePlan(Action):
+    plan: str
+    interval: str
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.change_plan(self.plan, self.interval)
+
+
+@dataclass(frozen=True)
 class Buy(Action):
     pack_id: str
     key: int | None
@@ -230,6 +254,16 @@ class Settle(Action):
 
     def apply(self, machine: CreditsMachine) -> None:
         machine.settle(self.pick, self.outcome)
+
+
+@dataclass(frozen=True)
+class CancelRun(Action):
+    """The owner takes back one of its runs: queued (cancelled) or not (refused)."""
+
+    pick: int
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.cancel_run(self.pick)
 
 
 @dataclass(frozen=True)
@@ -286,6 +320,7 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         *[st.builds(Buy, PACK_IDS, KEYS)] * 4,
         *[st.builds(Settle, st.integers(0, 50), st.sampled_from(OUTCOMES))] * 5,
         *[st.builds(Claim, st.integers(1, 3), st.none() | TOOLS)] * 3,
+        *[st.builds(CancelRun, st.integers(0, 50))] * 2,
         *[
             st.builds(
                 Finish, st.integers(0, 50), st.booleans(), st.sampled_from([0, 0, 1]).map(bool)
@@ -303,6 +338,14 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         ]
         * 2,
         *[st.just(Cancel())] * 2,
+        *[
+            st.builds(
+                ChangePlan,
+                st.sampled_from(["STARTER", "PRO"]),
+                st.sampled_from(["MONTHLY", "ANNUAL"]),
+            )
+        ]
+        * 2,
         *[st.just(Sweep())] * 2,
         *[st.builds(Retry, st.integers(0, 50))] * 2,
         *[st.builds(Straddle, st.booleans(), st.integers(0, 50))] * 2,
@@ -493,6 +536,17 @@ class CreditsMachine(RuleBasedStateMachine):
         else:
             self.expect_account(self.expect_data(body, "cancelSubscription"))
 
+    def change_plan(self, plan: str, interval: str) -> None:
+        if self.model.next_renewal_at() is None and not self.may_be_refused("change"):
+            return
+        body = self.service(CHANGE, {"id": self.account_id, "plan": plan, "interval": interval})
+        refused = self.model.change(plan, interval)
+        if refused:
+            self.refusals["change"] += 1
+            self.expect_error(body, refused.why)
+        else:
+            self.expect_account(self.expect_data(body, "changeSubscription"))
+
     # client mutations ----------------------------------------------------------------------
 
     def buy(self, pack_id: str, pick: int | None) -> None:
@@ -615,6 +669,23 @@ class CreditsMachine(RuleBasedStateMachine):
         typename = "GenerationCompleted" if succeed else "GenerationFailed"
         assert result["__typename"] == typename, result
         assert result["generation"] == {"id": generation.id, "status": generation.status}
+        self.expect_account(result["account"])
+
+    def cancel_run(self, pick: int) -> None:
+        queued = [g for g in self.model.generations if g.status == "QUEUED"]
+        candidates = queued if queued and pick % 4 else self.model.generations
+        if not candidates:
+            return
+        generation = candidates[pick % len(candidates)]
+        body = self.user(CANCEL_RUN, {"id": generation.id})
+        result = self.expect_data(body, "cancelGeneration")
+        refused = self.model.cancel_run(generation)
+        if refused:
+            assert result["__typename"] == "InvalidGenerationTransition", result
+            assert result["generation"] == {"id": generation.id, "status": refused.why}
+            return
+        assert result["__typename"] == "GenerationCanceled", result
+        assert result["generation"] == {"id": generation.id, "status": "CANCELED"}
         self.expect_account(result["account"])
 
     def expect_me(self) -> dict[str, Any]:

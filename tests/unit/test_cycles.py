@@ -40,3 +40,25 @@ def test_cycle_end_is_the_next_renewal() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError):
         cycle_start(datetime(2026, 1, 1), 1)
+
+
+def test_a_scheduled_downgrade_grants_the_new_allowance_from_its_renewal_on() -> None:
+    from datetime import UTC, datetime
+
+    from app.domain.model import BillingInterval, Plan
+    from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
+    from app.domain.wallet import Wallet, renewals_due
+
+    start = datetime(2026, 1, 31, tzinfo=UTC)
+    feb = datetime(2026, 2, 28, tzinfo=UTC)
+    terms = SubscriptionTerms(
+        Plan.PRO,
+        BillingInterval.MONTHLY,
+        start,
+        4000,
+        scheduled=ScheduledChange(Plan.STARTER, 1000, datetime(2026, 3, 31, tzinfo=UTC)),
+    )
+    renewals, _ = renewals_due(Wallet(4000, 0, 0, feb), terms, datetime(2026, 4, 1, tzinfo=UTC))
+    assert [r.granted for r in renewals] == [4000, 1000]
+    assert terms.as_of(datetime(2026, 3, 31, tzinfo=UTC)).plan is Plan.STARTER
+    assert terms.as_of(feb).plan is Plan.PRO

@@ -22,6 +22,7 @@ def _union(field: str) -> StrawberryUnion:
 def test_a_union_maps_exactly_the_errors_its_annotation_lists() -> None:
     assert error_members(_union("run_generator")) == {
         errors.InsufficientCredits: results.InsufficientCredits,
+        errors.TooManyActiveGenerations: results.TooManyActiveGenerations,
         errors.IdempotencyConflict: results.IdempotencyConflict,
     }
     assert error_members(_union("purchase_pack")) == {
