@@ -7,6 +7,7 @@ from typing import Any
 from strawberry.types import ExecutionResult
 
 from tests.api_client import BALANCES, Api
+from tests.conftest import ApiFactory
 from tests.stock_comparison import StockComparison
 
 
@@ -43,3 +44,20 @@ async def test_an_answer_other_than_stock_is_reported(
 def _schema_of(app: object) -> Any:
     route = next(r for r in app.routes if getattr(r, "path", "") == "/graphql")  # type: ignore[attr-defined]
     return route.endpoint.schema
+
+
+async def test_with_the_fast_paths_switched_off_the_answers_are_the_same(
+    api: Api, make_api: ApiFactory
+) -> None:
+    # given the same database served with and without the fast paths
+    stock = await make_api(query_plans=False)
+    account = await api.subscribed_account()
+    token = api.token(account)
+
+    # when both answer the same reads (JSON POSTs: the lane, or Strawberry's own path)
+    documents = [BALANCES, "{ me { creditsTotal nope } }", "{ tariffs { tool credits } }"]
+    fast = [await api.post(document, token=token) for document in documents]
+    off = [await stock.post(document, token=token) for document in documents]
+
+    # then
+    assert off == fast
