@@ -13,10 +13,15 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http import GraphQLRequestData
 from strawberry.http.types import QueryParams
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.types import ExecutionResult
 
+from app.clock import Clock
 from app.observability.metrics import Metrics
 from app.observability.requests import RequestMiddleware
 from app.security.http_guards import (
@@ -67,8 +72,11 @@ class HardenedRequests:
     trusted_documents = TrustedDocuments({})
     persisted_queries = PersistedQueries(None)
     websocket_limits = WebSocketLimits()
-    graphql_transport_ws_handler_class = GatewayTransportWS
-    websocket_adapter_class = TextFrames
+    # Typed as the view declares them, so mypy sees one definition through both bases.
+    graphql_transport_ws_handler_class: type[BaseGraphQLTransportWSHandler[Context, None]] = (
+        GatewayTransportWS
+    )
+    websocket_adapter_class: type[ASGIWebSocketAdapter] = TextFrames
 
     def decode_json(self, data: str | bytes) -> object:
         # Strawberry answers 500 to a body in another encoding or a bare number or string.
@@ -98,7 +106,7 @@ class HardenedRequests:
             raise HTTPException(400, "Unable to parse request body as JSON") from exc
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
-        return with_document_id(super().parse_query_params(params))  # type: ignore[misc,no-any-return]
+        return with_document_id(super().parse_query_params(params))  # type: ignore[misc]
 
     async def execute_operation(
         self,
@@ -187,7 +195,7 @@ def persisted_queries(settings: Settings) -> PersistedQueries:
     return PersistedQueries(store)
 
 
-def rate_limiter(settings: Settings) -> RateLimiter | None:
+def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter | None:
     if not settings.rate_limits_enabled:
         return None
     return RateLimiter(
@@ -195,6 +203,7 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
         settings.rate_limit_per_ip,
         redis_url=settings.redis_url,
         key_prefix=settings.rate_limit_key_prefix,
+        now=lambda: clock.now().timestamp(),
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -16,6 +18,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from app.clock import Clock, SystemClock, clock_for
 from app.demo_worker import running_demo_worker
@@ -49,16 +52,20 @@ from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
 from graphql_schema.errors import ApiError
+from graphql_schema.fences import fast_paths_enabled
 from graphql_schema.json_posts import JsonPostLane
-from graphql_schema.masking import quiet_expected_errors
-from graphql_schema.observability import log_errors_without_documents
+from graphql_schema.observability import log_graphql_errors
 from graphql_schema.over_http import GraphQLOverHTTP
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
 
 
-class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL[Context, None]):
+# strawberry.asgi.GraphQL's own websocket_adapter_class disagrees with its base's declaration
+# (Strawberry silences it there); HardenedRequests' narrower one meets the same disagreement.
+class CreditGateGraphQL(  # type: ignore[misc]
+    JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL[Context, None]
+):
     def __init__(
         self,
         services: Services,
@@ -67,12 +74,14 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
         limiter: RateLimiter | None = None,
         live: LiveEvents | None = None,
         metrics: Metrics | None = None,
+        fast_paths: bool = True,
     ) -> None:
         super().__init__(
             create_schema(
                 policy=operation_policy(settings, limiter, metrics),
                 field_suggestions=not settings.is_production,
                 sandbox_payments=settings.payments == "sandbox",
+                fast_paths=fast_paths,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
             # Queries over GET in every environment (graphql_schema/over_http.py): tokens
@@ -89,6 +98,13 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
         self.max_batch_size = settings.max_batch_size
         self.websocket_limits = websocket_limits(settings)
         self._feeds = live.hub if live else None
+        self._fast_paths = fast_paths
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if self._fast_paths:
+            return await super().run(request, context, root_value)
+        # Fenced off (graphql_schema/fences.py): Strawberry's own HTTP path, no JSON lane.
+        return await super(JsonPostLane, self).run(request, context, root_value)
 
     def encode_json(self, data: object) -> str:
         # The result is JSON-ready (scalars already serialized); orjson writes it ~10x faster
@@ -97,9 +113,10 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
         try:
             return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:  # lone surrogates: json.dumps escapes them
-            return super().encode_json(data)  # type: ignore[no-any-return]
+            encoded = super().encode_json(data)
+            return encoded if isinstance(encoded, str) else encoded.decode()
 
-    async def get_context(  # type: ignore[override]
+    async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         return Context(
@@ -115,7 +132,7 @@ class CreditGateGraphQL(JsonPostLane, GraphQLOverHTTP, HardenedRequests, GraphQL
             feeds=self._feeds,
         )
 
-    async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
+    async def on_ws_connect(self, context: Context) -> None:
         """Refuse the connection (4403) unless connection_init carries a valid token; over
         the account's connection cap, OverCapacity (the handler closes with 4429)."""
         try:
@@ -179,15 +196,14 @@ def payment_provider(settings: Settings, clock: Clock) -> PaymentProvider:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings.clock_offset_seconds)
-    quiet_expected_errors()
-    log_errors_without_documents()
+    log_graphql_errors()
     metrics = Metrics()
     live = build_live_events(settings, clock, observers=[metrics.observe_events])
     services = build_services(settings, clock, live)
-    limiter = rate_limiter(settings)
+    limiter = rate_limiter(settings, clock)
     probes = Probes(services, live, metrics, settings)
     for field in ("creditsChanged", "generationUpdated"):
-        metrics.count_subscriptions(field, lambda f=field: live.hub.count(f))
+        metrics.count_subscriptions(field, functools.partial(live.hub.count, field))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -211,7 +227,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             await graphql.persisted_queries.aclose()
             logger.info("stopped: event listener closed, connection pool disposed")
 
-    graphql = CreditGateGraphQL(services, settings, limiter=limiter, live=live, metrics=metrics)
+    graphql = CreditGateGraphQL(
+        services,
+        settings,
+        limiter=limiter,
+        live=live,
+        metrics=metrics,
+        fast_paths=fast_paths_enabled(settings.query_plans),
+    )
     middleware = http_middleware(settings, metrics)
     app = Starlette(
         routes=[

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
     # ... and by bytes each (estimated from the document text), so large documents can't.
     document_cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    # The GraphQL fast paths (plain leaves, query plans, the JSON lane); off, the stock path.
+    # They also switch off by themselves at library versions other than the pinned ones.
+    query_plans: bool = True
     # Slow clients: the longest a request head, then its body, may take to arrive (closed;
     # 408), and how long an idle keep-alive connection stays open.
     header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)

@@ -63,8 +63,10 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 def _engine(app: Starlette) -> AsyncEngine:
     if hasattr(app.state, "services"):
-        return app.state.services.db.engine  # type: ignore[no-any-return]
-    return app.state.engine  # type: ignore[no-any-return]
+        engine: AsyncEngine = app.state.services.db.engine
+        return engine
+    engine = app.state.engine
+    return engine
 
 
 async def statement_counts(

@@ -96,13 +96,14 @@ class Bench:
         # ratio swung from 0.45 to 1.28. Both targets get the same core; PostgreSQL floats.
         pin = self.use_wrk and not args.no_pin and (os.cpu_count() or 1) >= 2
         pin = pin and shutil.which("taskset") is not None
-        self.server_cpus, self.load_cpus = ("0", "1") if pin else (None, None)
+        self.server_cpus: str | None = "0" if pin else None
+        self.load_cpus: str | None = "1" if pin else None
 
     # -- setup ------------------------------------------------------------------------------
 
     def settings(self, database_url: str) -> Settings:
         return Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             env="production",
             database_url=database_url,
             jwt_secret=self.secret,

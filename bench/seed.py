@@ -63,7 +63,7 @@ async def bulk_history(services: Services, account_id: str, pairs: int) -> None:
 async def ledger_counts(services: Services, account_ids: Sequence[str]) -> dict[str, int]:
     query = text("SELECT account_id, count(*) FROM ledger_entries GROUP BY account_id")
     async with services.db.engine.connect() as connection:
-        counts = dict((await connection.execute(query)).tuples().all())
+        counts: dict[str, int] = dict((await connection.execute(query)).tuples().all())
     return {account_id: int(counts.get(account_id, 0)) for account_id in account_ids}
 
 

@@ -1,5 +1,8 @@
 """Where domain errors cross into GraphQL: one table of codes for top-level errors.
 
+Union members name the domain error they stand for in their ``from_domain`` (read by
+``resolving.as_result`` from the field's result union), so no second table lists them.
+
 Errors a client is expected to handle are union members (see ``results.py``); the rest of
 the expected ones become top-level errors with ``extensions.code``. Anything else is an
 unexpected error and is masked.
@@ -8,6 +11,7 @@ unexpected error and is masked.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from enum import StrEnum
 from typing import TypeVar
 
 from graphql import GraphQLError
@@ -15,43 +19,49 @@ from graphql import GraphQLError
 from app.auth import InvalidToken
 from app.domain import errors
 
-TOP_LEVEL_CODES: dict[type[Exception], str] = {
-    errors.InvalidInput: "BAD_USER_INPUT",
-    errors.AccountNotFound: "NOT_FOUND",
-    errors.GenerationNotFound: "NOT_FOUND",
-    errors.PackNotFound: "NOT_FOUND",
-    errors.EmailTaken: "CONFLICT",
-    errors.SubscriptionAlreadyActive: "CONFLICT",
-    errors.NoActiveSubscription: "CONFLICT",
-    errors.SubscriptionRequired: "CONFLICT",
-    errors.InsufficientCredits: "CONFLICT",
-    errors.IdempotencyConflict: "CONFLICT",
-    errors.InvalidTransition: "CONFLICT",
-    errors.PurchaseNotFound: "NOT_FOUND",
-    errors.TooManyActiveGenerations: "CONFLICT",
-    errors.PaymentProviderUnavailable: "PAYMENT_PROVIDER_UNAVAILABLE",
-    InvalidToken: "UNAUTHENTICATED",
+
+class Code(StrEnum):
+    """Every ``extensions.code`` a client may read: the one table of top-level codes. An
+    error carrying one of these is expected and never masked."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no, bad or expired token
+    FORBIDDEN = "FORBIDDEN"  # another account's data, or a user token on a service field
+    BAD_USER_INPUT = "BAD_USER_INPUT"  # with ``field``
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"  # with ``retryAfter`` and ``scope``
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"  # websocket, with ``limit``
+    # Request errors, as Apollo Server names them: the document refused.
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+# Domain errors that reach the client as top-level errors (outside a result union).
+TOP_LEVEL_CODES: dict[type[Exception], Code] = {
+    errors.InvalidInput: Code.BAD_USER_INPUT,
+    errors.AccountNotFound: Code.NOT_FOUND,
+    errors.GenerationNotFound: Code.NOT_FOUND,
+    errors.PackNotFound: Code.NOT_FOUND,
+    errors.EmailTaken: Code.CONFLICT,
+    errors.SubscriptionAlreadyActive: Code.CONFLICT,
+    errors.NoActiveSubscription: Code.CONFLICT,
+    errors.SubscriptionRequired: Code.CONFLICT,
+    errors.InsufficientCredits: Code.CONFLICT,
+    errors.IdempotencyConflict: Code.CONFLICT,
+    errors.InvalidTransition: Code.CONFLICT,
+    errors.PurchaseNotFound: Code.NOT_FOUND,
+    errors.TooManyActiveGenerations: Code.CONFLICT,
+    errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
+    InvalidToken: Code.UNAUTHENTICATED,
 }
 
-# Request errors, as Apollo Server names them: the document, or its variables, refused.
-PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
-VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
-BAD_USER_INPUT = "BAD_USER_INPUT"
-
-# Codes clients may see; errors carrying one are never masked.
-PUBLIC_CODES = frozenset(
-    {
-        *TOP_LEVEL_CODES.values(),
-        "UNAUTHENTICATED",
-        "FORBIDDEN",
-        "BAD_USER_INPUT",
-        "RATE_LIMITED",
-        "PERSISTED_QUERY_NOT_FOUND",
-        "PERSISTED_QUERY_NOT_IN_LIST",
-        PARSE_FAILED,
-        VALIDATION_FAILED,
-    }
-)
+PUBLIC_CODES = frozenset(code.value for code in Code)
+PARSE_FAILED = Code.GRAPHQL_PARSE_FAILED.value
+VALIDATION_FAILED = Code.GRAPHQL_VALIDATION_FAILED.value
+BAD_USER_INPUT = Code.BAD_USER_INPUT.value
 
 
 class ApiError(GraphQLError):
@@ -60,15 +70,15 @@ class ApiError(GraphQLError):
 
 
 def unauthenticated(message: str = "Sign in: send 'Authorization: Bearer <token>'.") -> ApiError:
-    return ApiError(message, "UNAUTHENTICATED")
+    return ApiError(message, Code.UNAUTHENTICATED)
 
 
 def forbidden(message: str = "This token may not do that.") -> ApiError:
-    return ApiError(message, "FORBIDDEN")
+    return ApiError(message, Code.FORBIDDEN)
 
 
 def bad_input(message: str, field: str | None = None) -> ApiError:
-    return ApiError(message, "BAD_USER_INPUT", **({"field": field} if field else {}))
+    return ApiError(message, Code.BAD_USER_INPUT, **({"field": field} if field else {}))
 
 
 def coded(errors: list[GraphQLError], code: str) -> list[GraphQLError]:

@@ -69,15 +69,24 @@ def coerced_leaf(type_: GraphQLLeafType, value: Any) -> Any:
 
 
 def plain_attribute(field: GraphQLField) -> str | None:
-    """The Python attribute a field is read from, when reading it is the whole resolver:
-    a Strawberry field with no resolver, extension, permission or exception handler (what
-    Strawberry itself marks as default), read with the plain ``getattr`` default resolver."""
+    """The Python attribute a field is read from, when reading it is the whole resolver.
+
+    Strawberry marks as default (``_is_default``) every field without a resolver, also one
+    that carries permission classes or extensions: trusting that mark would answer a field
+    whose permission denies. So only a basic field qualifies: no resolver, no permission
+    classes, no field extensions, no directives, no arguments, read with ``getattr``.
+    """
     definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
     if (
         not isinstance(definition, StrawberryField)
-        or not getattr(field.resolve, "_is_default", False)
+        or not definition.is_basic_field
+        or definition.base_resolver is not None
+        or definition.permission_classes
+        or definition.extensions
+        or definition.directives
         or definition.default_resolver is not getattr
         or field.args
+        or not getattr(field.resolve, "_is_default", False)
     ):
         return None
     return definition.python_name

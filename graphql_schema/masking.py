@@ -47,21 +47,3 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return _masked(error, getattr(self.execution_context.context, "request_id", None))
-
-
-class ExpectedErrorsFilter(logging.Filter):
-    """Drops Strawberry's log line for errors the client was meant to get.
-
-    Strawberry logs every GraphQL error at ERROR, a bad token or a typo included; under a
-    flood of refused requests that is a traceback per request. Unexpected errors still
-    pass, and are logged again by ``MaskUnexpectedErrors`` with their request id.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, GraphQLError) and not is_unexpected(record.msg))
-
-
-def quiet_expected_errors() -> None:
-    strawberry_logger = logging.getLogger("strawberry.execution")
-    if not any(isinstance(f, ExpectedErrorsFilter) for f in strawberry_logger.filters):
-        strawberry_logger.addFilter(ExpectedErrorsFilter())

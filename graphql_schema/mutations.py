@@ -24,18 +24,9 @@ from graphql_schema.results import (
     GenerationCanceled,
     GenerationCompleted,
     GenerationFailed,
-    GenerationNotFound,
     GeneratorRun,
-    IdempotencyConflict,
-    InsufficientCredits,
-    InvalidGenerationTransition,
-    PackNotFound,
-    PaymentProviderUnavailable,
-    PurchaseNotFound,
     PurchasePackResult,
     RunGeneratorResult,
-    SubscriptionRequired,
-    TooManyActiveGenerations,
     purchase_result,
 )
 from graphql_schema.types import Account, Generation
@@ -52,11 +43,7 @@ class Mutation:
         call = packs.purchase_pack(
             account_id, str(input.pack_id), input.idempotency_key, info.context.services
         )
-        return await as_result(
-            call,
-            purchase_result,
-            (SubscriptionRequired, PackNotFound, IdempotencyConflict, PaymentProviderUnavailable),
-        )
+        return await as_result(info, call, purchase_result)
 
     @strawberry.mutation(
         description="The user is back from checkout: ask the provider now. Own purchase "
@@ -68,7 +55,7 @@ class Mutation:
         principal = info.context.require_principal()
         owner = None if principal.is_service else principal.account_id
         call = packs.confirm_pack_purchase(str(purchase_id), owner, info.context.services)
-        return await as_result(call, purchase_result, (PurchaseNotFound,))
+        return await as_result(info, call, purchase_result)
 
     @strawberry.mutation(description="Run a tool; its cost is held until the run settles.")
     async def run_generator(self, info: Info, input: RunGeneratorInput) -> RunGeneratorResult:
@@ -76,11 +63,7 @@ class Mutation:
         call = generations.run_generator(
             account_id, input.tool, input.idempotency_key, input.prompt, info.context.services
         )
-        return await as_result(
-            call,
-            GeneratorRun.from_domain,
-            (InsufficientCredits, TooManyActiveGenerations, IdempotencyConflict),
-        )
+        return await as_result(info, call, GeneratorRun.from_domain)
 
     @strawberry.mutation(
         description="Take back a QUEUED run (its owner's user token, or a service token); "
@@ -91,11 +74,7 @@ class Mutation:
         principal = info.context.require_principal()
         owner = None if principal.is_service else principal.account_id
         call = generations.cancel_generation(str(id), owner, info.context.services)
-        return await as_result(
-            call,
-            GenerationCanceled.from_domain,
-            (GenerationNotFound, InvalidGenerationTransition),
-        )
+        return await as_result(info, call, GenerationCanceled.from_domain)
 
     @strawberry.mutation(description="Service token.")
     async def create_account(self, info: Info, input: CreateAccountInput) -> Account:
@@ -151,11 +130,7 @@ class Mutation:
     ) -> CompleteGenerationResult:
         info.context.require_service()
         call = generations.complete_generation(str(id), result_url, info.context.services)
-        return await as_result(
-            call,
-            GenerationCompleted.from_domain,
-            (GenerationNotFound, InvalidGenerationTransition),
-        )
+        return await as_result(info, call, GenerationCompleted.from_domain)
 
     @strawberry.mutation(
         description="Service token (workers, dispatchers): the run failed, or was refused "
@@ -166,9 +141,7 @@ class Mutation:
     ) -> FailGenerationResult:
         info.context.require_service()
         call = generations.fail_generation(str(id), reason, info.context.services)
-        return await as_result(
-            call, GenerationFailed.from_domain, (GenerationNotFound, InvalidGenerationTransition)
-        )
+        return await as_result(info, call, GenerationFailed.from_domain)
 
 
 @strawberry.type(name="Mutation")
@@ -184,4 +157,4 @@ class SandboxMutation(Mutation):
     ) -> ConfirmPackPurchaseResult:
         info.context.require_service()
         call = payment_events.sandbox_settle(str(purchase_id), outcome, info.context.services)
-        return await as_result(call, purchase_result, (PurchaseNotFound,))
+        return await as_result(info, call, purchase_result)

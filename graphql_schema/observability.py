@@ -13,7 +13,7 @@ from graphql import GraphQLError, OperationDefinitionNode
 
 from app.observability.metrics import Metrics
 from app.observability.requests import current_request
-from graphql_schema.errors import PUBLIC_CODES
+from graphql_schema.errors import PUBLIC_CODES, is_unexpected
 
 T = TypeVar("T")
 
@@ -79,28 +79,30 @@ def _result(errors: list[GraphQLError] | None, noted: list[str]) -> str:
     return noted[0] if len(set(noted)) == 1 else "ok"
 
 
-class ExecutionErrorLog(logging.Filter):
-    """Log GraphQL errors by their message, never with the document around them.
+class GraphQLErrorLog(logging.Filter):
+    """The one filter on Strawberry's error log: expected errors dropped, the rest by message.
 
-    Strawberry logs each error as ``str(error)``, which prints the request's source lines,
-    wrapped: a token pasted into a document would reach the log in pieces no pattern can
-    recognise. Expected errors (a public code) and invalid documents are the client's
-    business, so they are logged at INFO without a traceback; the rest stay errors.
+    Strawberry logs every GraphQL error at ERROR as ``str(error)``, a bad token or a typo
+    included, with the request's source lines: under a flood of refused requests that is a
+    line per request, and a token pasted into a document would reach the log in pieces no
+    pattern can recognise. Expected errors (a public code) and invalid documents are the
+    client's business: the request's own log line names their code (``result``), so theirs
+    is dropped. Unexpected errors stay at ERROR, by message and path, never with the
+    document; ``masking.py`` logs them again with the request id and the traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.msg
-        if isinstance(error, GraphQLError):
-            path = ".".join(str(p) for p in error.path or ())
-            record.msg, record.args = "%s (path %s)", (error.message, path or "-")
-            code = (error.extensions or {}).get("code")
-            if code in PUBLIC_CODES or error.original_error is None:
-                record.levelno, record.levelname = logging.INFO, "INFO"
-                record.exc_info = None
+        if not isinstance(error, GraphQLError):
+            return True
+        if not is_unexpected(error):
+            return False
+        path = ".".join(str(p) for p in error.path or ())
+        record.msg, record.args = "%s (path %s)", (error.message, path or "-")
         return True
 
 
-def log_errors_without_documents() -> None:
+def log_graphql_errors() -> None:
     logger = logging.getLogger("strawberry.execution")
-    if not any(isinstance(f, ExecutionErrorLog) for f in logger.filters):
-        logger.addFilter(ExecutionErrorLog())
+    if not any(isinstance(f, GraphQLErrorLog) for f in logger.filters):
+        logger.addFilter(GraphQLErrorLog())

@@ -30,6 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
@@ -106,10 +107,12 @@ class GuardsExtension(SchemaExtension):
     def __init__(self, guards: Sequence[Guard]) -> None:
         self._guards = guards
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         document = execution.graphql_document
-        definition = document and get_operation_ast(document, execution.operation_name)
+        definition = (
+            get_operation_ast(document, execution.operation_name) if document is not None else None
+        )
         if document is not None and definition is not None:
             operation = Operation(document, definition, execution.variables, execution.context)
             error = await first_refusal(self._guards, operation)
@@ -131,14 +134,30 @@ async def first_refusal(guards: Iterable[Guard], operation: Operation) -> GraphQ
 class GatewaySchema(strawberry.Schema):
     """Strawberry's schema whose ``execute`` runs the policy without the extension runner."""
 
-    def __init__(self, *args: Any, policy: OperationPolicy, **kwargs: Any) -> None:
-        super().__init__(*args, extensions=policy.subscription_extensions(), **kwargs)
+    def __init__(
+        self,
+        query: type,
+        *,
+        policy: OperationPolicy,
+        fast_paths: bool = True,
+        types: Sequence[type] = (),
+        **kwargs: Any,
+    ) -> None:
+        """``fast_paths`` False (graphql_schema/fences.py): no plain leaves, no plans."""
+        super().__init__(query, types=types, extensions=policy.subscription_extensions(), **kwargs)
+        self.types = tuple(types)  # kept, so a stock schema can be built alike (tests)
         # Bound after the build: the executor's shortcuts are read off the finished schema.
-        self.execution_context_class = GatewayExecutionContext.for_schema(self._schema)
+        self.execution_context_class = (
+            GatewayExecutionContext.for_schema(self._schema)
+            if fast_paths
+            else StrawberryGraphQLCoreExecutionContext
+        )
         self.policy = policy
-        self.plans = QueryPlans(policy.documents.maxsize, policy.documents.max_bytes)
+        self.plans = (
+            QueryPlans(policy.documents.maxsize, policy.documents.max_bytes) if fast_paths else None
+        )
 
-    async def execute(  # type: ignore[override]
+    async def execute(
         self,
         query: str | None,
         variable_values: dict[str, Any] | None = None,
@@ -202,7 +221,7 @@ class GatewaySchema(strawberry.Schema):
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
-        if kind is OperationType.QUERY:
+        if kind is OperationType.QUERY and self.plans is not None:
             plan = self.plans.get(self._schema, query, operation_name, document, definition)
             if plan is not None:
                 data = await plan.execute(
@@ -218,7 +237,8 @@ class GatewaySchema(strawberry.Schema):
                 variable_values=variables,
                 operation_name=operation_name,
                 context_value=context,
-                is_awaitable=optimized_is_awaitable,
+                # Strawberry's own check, which it hands graphql-core too; typed as a bool.
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
                 executor_class=self.execution_context_class,
                 operation_extensions=operation_extensions,
                 # Variable coercion errors would suggest enum values and input fields.

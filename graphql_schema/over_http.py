@@ -128,10 +128,15 @@ def refused(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(e.path is None for e in errors or ())
 
 
+def _extensions_of(error: object) -> dict[str, Any]:
+    found = error.get("extensions") if isinstance(error, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def request_error_status(response: GraphQLHTTPResponse) -> int:
     for error in response.get("errors") or ():
-        code = ((error or {}).get("extensions") or {}).get("code")  # type: ignore[union-attr]
-        if code in REQUEST_ERROR_STATUS:
+        code = _extensions_of(error).get("code")
+        if isinstance(code, str) and code in REQUEST_ERROR_STATUS:
             return REQUEST_ERROR_STATUS[code]
     return 400
 
@@ -154,7 +159,7 @@ def shaped(
 
 def _extension(response: GraphQLHTTPResponse, key: str) -> object:
     for error in response.get("errors") or ():
-        value = ((error or {}).get("extensions") or {}).get(key)  # type: ignore[union-attr]
+        value = _extensions_of(error).get(key)
         if value is not None:
             return value
     return None
@@ -220,7 +225,7 @@ class GraphQLOverHTTP:
         media_type = media_type_for(accept)
         if isinstance(response_data, list):
             body: Any = [shaped(item, media_type)[0] for item in response_data]
-            status, headers = 200, {}
+            status, headers = 200, dict[str, str]()
         else:
             body, status, headers = shaped(response_data, media_type)
         return Response(

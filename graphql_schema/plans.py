@@ -150,7 +150,7 @@ class QueryPlan:
             # client still gets graphql-core's answer; the log gets the traceback.
             logger.exception("query plan failed; graphql-core answers instead")
             return None
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 def _untracked(_work: Any) -> None:
@@ -237,7 +237,10 @@ class PlanRun:
             if step.read is not None:
                 result = step.read(source)
             else:
-                info = self.build_resolve_info(step.definition, step.nodes, step.parent, path)
+                # Borrowed from Strawberry's executor: PlanRun has every attribute it reads.
+                info = self.build_resolve_info(  # type: ignore[misc]
+                    step.definition, step.nodes, step.parent, path
+                )
                 arguments = (
                     get_argument_values(step.definition, step.nodes[0], self.variable_values)
                     if step.has_arguments
@@ -423,11 +426,11 @@ def _completion(
     if isinstance(type_, GraphQLList):
         return ListOf(_completion(schema, fragments, operation, type_.of_type, details))
     if is_leaf_type(type_):
-        return Leaf(type_)  # type: ignore[arg-type]
-    if not is_object_type(type_) or type_.is_type_of is not None:  # type: ignore[union-attr]
+        return Leaf(type_)
+    if not is_object_type(type_) or type_.is_type_of is not None:
         raise Unplannable  # interfaces and unions resolve their type per value
-    collected = collect_subfields(schema, fragments, NO_VARIABLES, operation, type_, details)  # type: ignore[arg-type]
-    return Selection(type_, _steps(schema, fragments, operation, type_, collected))  # type: ignore[arg-type]
+    collected = collect_subfields(schema, fragments, NO_VARIABLES, operation, type_, details)
+    return Selection(type_, _steps(schema, fragments, operation, type_, collected))
 
 
 class QueryPlans:

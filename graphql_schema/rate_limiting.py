@@ -20,7 +20,7 @@ from strawberry.types.graphql import OperationType
 from app.auth import Principal
 from app.security.rate_limits import RateLimiter, Refusal
 from graphql_schema.context import Context
-from graphql_schema.errors import ApiError
+from graphql_schema.errors import ApiError, Code
 
 if TYPE_CHECKING:
     from graphql_schema.operations import Operation
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def rate_limited(refusal: Refusal) -> ApiError:
     return ApiError(
         f"Too many mutations for this {refusal.scope}; retry in {refusal.retry_after} s.",
-        "RATE_LIMITED",
+        Code.RATE_LIMITED,
         retryAfter=refusal.retry_after,
         scope=refusal.scope,
     )

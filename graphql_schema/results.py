@@ -236,16 +236,3 @@ FailGenerationResult = Annotated[
     GenerationFailed | GenerationNotFound | InvalidGenerationTransition,
     strawberry.union("FailGenerationResult"),
 ]
-
-# The one table that says which domain error becomes which union member.
-UNION_MEMBERS: dict[type[errors.CreditError], type] = {
-    errors.SubscriptionRequired: SubscriptionRequired,
-    errors.PackNotFound: PackNotFound,
-    errors.IdempotencyConflict: IdempotencyConflict,
-    errors.InsufficientCredits: InsufficientCredits,
-    errors.GenerationNotFound: GenerationNotFound,
-    errors.InvalidTransition: InvalidGenerationTransition,
-    errors.PurchaseNotFound: PurchaseNotFound,
-    errors.TooManyActiveGenerations: TooManyActiveGenerations,
-    errors.PaymentProviderUnavailable: PaymentProviderUnavailable,
-}

@@ -28,16 +28,19 @@ def create_schema(
     policy: OperationPolicy | None = None,
     field_suggestions: bool = True,
     sandbox_payments: bool = False,
+    fast_paths: bool = True,
 ) -> GatewaySchema:
     """``policy``: limits, guards and metrics (from the app factory); by default only the
     document cache, as for exporting the SDL or building a trusted-documents manifest.
-    ``sandbox_payments`` adds ``sandboxSettlePayment``; the exported SDL is without it."""
+    ``sandbox_payments`` adds ``sandboxSettlePayment``; the exported SDL is without it.
+    ``fast_paths``: plain leaves and query plans (graphql_schema/fences.py decides)."""
     return GatewaySchema(
         query=Query,
         mutation=SandboxMutation if sandbox_payments else Mutation,
         subscription=LiveUpdates,
         types=[Error],
         policy=policy or OperationPolicy(Documents(maxsize=256)),
+        fast_paths=fast_paths,
         config=StrawberryConfig(
             auto_camel_case=True, disable_field_suggestions=not field_suggestions
         ),

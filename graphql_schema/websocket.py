@@ -191,7 +191,7 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             await self.handle_invalid_message("Failed to parse message")
             return
         try:
-            request = self._admit(payload)
+            request = self._admit(dict(payload))
         except ApiError as error:
             await self._refuse(operation_id, error)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -61,7 +61,7 @@ class Api:
         self.clock = clock
 
     def token(self, account_id: str | None = None, *, ttl: timedelta = timedelta(hours=1)) -> str:
-        role = "user" if account_id else "service"
+        role: Literal["user", "service"] = "user" if account_id else "service"
         return issue_token(
             self.secret, role=role, account_id=account_id, now=self.clock.now(), ttl=ttl
         )

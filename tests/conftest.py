@@ -27,6 +27,7 @@ from app.settings import Settings
 from tests.api_client import Api
 from tests.db import Rows
 from tests.processes import Gateways
+from tests.stock_comparison import StockComparison, comparing_with_stock
 
 POSTGRES_URL = os.environ.get("CREDITGATE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
@@ -60,6 +61,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("postgres_only"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def stock_comparison() -> Iterator[StockComparison]:
+    with comparing_with_stock() as comparison:
+        yield comparison
+
+
+@pytest.fixture(autouse=True)
+def answers_match_stock_strawberry(
+    request: pytest.FixtureRequest, stock_comparison: StockComparison
+) -> Iterator[None]:
+    """Each query a test sends is answered again by stock Strawberry (tests/stock_comparison.py);
+    a different answer fails that test."""
+    before = len(stock_comparison.mismatches)
+    stock_comparison.paused = request.node.get_closest_marker("no_stock_replay") is not None
+    yield
+    stock_comparison.paused = False
+    mismatches = stock_comparison.mismatches[before:]
+    assert not mismatches, "the gateway and stock Strawberry disagree:\n" + "\n".join(mismatches)
 
 
 def _admin_url(url: str) -> str:
@@ -150,7 +171,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=database_url,
         jwt_secret=JWT_SECRET,
@@ -196,9 +217,9 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
     async def build(*, client: tuple[str, int] = ("127.0.0.1", 50000), **changes: Any) -> Api:
         if changes.get("env") == "production":
             changes = {**PRODUCTION_PAYMENTS, **changes}
-        changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+        changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})
         application = create_app(changed, clock)
-        transport = httpx.ASGITransport(app=application, client=client)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=application, client=client)
         http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         opened.append((application, http))
         return Api(http, JWT_SECRET, clock)

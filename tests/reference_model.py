@@ -10,6 +10,7 @@ renewal entries no write has recorded yet in ``pending``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -191,7 +192,7 @@ class CreditModel:
         while self.cycle_ends_at is not None and self.cycle_ends_at <= to:
             at = self.cycle_ends_at
             entries = self._expire_subscription_credits(at)
-            entries += self._expire_lots(at, lambda lot, at=at: lot.expires_at <= at)
+            entries += self._expire_lots(at, functools.partial(_expires_by, at=at))
             sub = self.subscription
             ends = sub.ends_at() if sub else None
             if sub is not None and self.cycle is not None and (ends is None or at < ends):
@@ -521,3 +522,7 @@ class CreditModel:
             entries += self._release(generation)
         self._record(entries)
         return renewed, len(stale)
+
+
+def _expires_by(lot: Lot, at: datetime) -> bool:
+    return lot.expires_at <= at

@@ -62,7 +62,7 @@ class LiveSession:
     def subscribe(self, document: str, variables: dict[str, Any] | None = None) -> Stream:
         """Subscribe; gql sends the subscribe message at the first ``next()``."""
         request = GraphQLRequest(document, variable_values=variables)
-        stream = Stream(self._session.subscribe(request))  # type: ignore[arg-type]
+        stream = Stream(self._session.subscribe(request))
         self._streams.append(stream)
         return stream
 

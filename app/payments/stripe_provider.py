@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import stripe
+from stripe.params.checkout import SessionListParams
 
 from app.clock import Clock
 from app.domain.purchases import PaymentState, ProviderName
@@ -209,7 +210,10 @@ class StripeProvider:
     ) -> dict[str, Any]:
         """The newest session of the last day made for ``purchase_id`` (a rare, slow path)."""
         since = self._clock.now() - IDEMPOTENCY_WINDOW
-        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": SESSION_PAGE}
+        params: SessionListParams = {
+            "created": {"gte": int(since.timestamp())},
+            "limit": SESSION_PAGE,
+        }
         while True:
             with _stripe_errors(purchase_id):
                 page = (await self._client.v1.checkout.sessions.list_async(params)).to_dict()

@@ -146,7 +146,7 @@ async def ledger_entry_count(session: AsyncSession) -> int:
 async def purchase_facts(session: AsyncSession) -> list[PurchaseFacts]:
     entries = await _grouped(
         session,
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
             LedgerEntryRow.lot_id,
             LedgerEntryRow.kind,
             LedgerEntryRow.reference_type,

@@ -202,10 +202,10 @@ class PackPurchaseRepository:
             .where(
                 or_(
                     and_(
-                        PackPurchaseRow.status == "PENDING",
+                        col(PackPurchaseRow.status) == "PENDING",
                         col(PackPurchaseRow.created_at) <= pending_before,
                     ),
-                    PackPurchaseRow.status == "REFUND_PENDING",
+                    col(PackPurchaseRow.status) == "REFUND_PENDING",
                 )
             )
             .order_by(col(PackPurchaseRow.created_at), col(PackPurchaseRow.id))
@@ -311,11 +311,11 @@ class GenerationRepository:
             .where(
                 or_(
                     and_(
-                        GenerationRow.status == "QUEUED",
+                        col(GenerationRow.status) == "QUEUED",
                         col(GenerationRow.created_at) <= queued_before,
                     ),
                     and_(
-                        GenerationRow.status == "RUNNING",
+                        col(GenerationRow.status) == "RUNNING",
                         col(GenerationRow.started_at) <= started_before,
                     ),
                 )

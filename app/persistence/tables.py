@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -10,7 +11,8 @@ from sqlmodel import Field, SQLModel
 from app.persistence.types import BigIntId, UTCDateTime
 
 
-def _utc(**kw: object) -> object:
+def _utc(**kw: object) -> Any:
+    # Any, as sqlmodel's ``Field`` itself returns: the column's annotation is its type.
     return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
 
 

@@ -28,7 +28,7 @@ def request_id_for(scope: Scope) -> str:
     request instead of 5.4 (``Headers`` decodes every name; ``uuid4`` builds an object)."""
     for name, value in scope.get("headers", ()):
         if name.lower() == _HEADER_BYTES:
-            incoming = value.decode("latin-1")
+            incoming: str = value.decode("latin-1")
             if _SANE.fullmatch(incoming):
                 return incoming
             break

@@ -11,7 +11,7 @@ ACCOUNT = "query($id: ID!) { account(id: $id) { id creditsTotal } }"
 ACCOUNTS = "query($ids: [ID!]!) { accounts(ids: $ids) { id } }"
 
 
-def codes(body: dict) -> list[str]:  # type: ignore[type-arg]
+def codes(body: dict) -> list[str]:
     return [e["extensions"]["code"] for e in body.get("errors", [])]
 
 

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from websockets.typing import Subprotocol
 
 from tests.api_client import CREATE_ACCOUNT, Api
 
@@ -174,8 +175,8 @@ async def test_a_deeply_nested_websocket_message_closes_with_4400_not_an_error(
     async with serving(app) as address:
         with caplog.at_level(logging.ERROR):
             async with connect(
-                f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"]
-            ) as ws:  # type: ignore[list-item]
+                f"ws://{address}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+            ) as ws:
                 await ws.send('{"type": "connection_init", "payload": ' + nested + "}")
                 with pytest.raises(ConnectionClosed) as closed:
                     async with asyncio.timeout(30):

@@ -200,5 +200,5 @@ async def test_the_demo_worker_runs_queued_jobs_to_success(
 def test_the_demo_worker_is_on_in_development_only() -> None:
     from app.settings import Settings
 
-    assert Settings(_env_file=None).demo_worker_enabled  # type: ignore[call-arg]
-    assert not Settings(_env_file=None, env="test").demo_worker_enabled  # type: ignore[call-arg]
+    assert Settings(_env_file=None).demo_worker_enabled
+    assert not Settings(_env_file=None, env="test").demo_worker_enabled

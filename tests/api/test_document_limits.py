@@ -111,6 +111,7 @@ async def test_accounts_default_cap_is_100_ids(api: Api) -> None:
     assert only_error(refused)["message"] == "ids takes at most 100 items."
 
 
+@pytest.mark.no_stock_replay
 async def test_the_limits_leave_the_validation_cache_hitting(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -107,7 +107,7 @@ async def test_an_odd_incoming_request_id_is_replaced(api: Api, incoming: str) -
     response = await api.client.post(
         "/graphql",
         json={"query": "{ plans { plan } }"},
-        headers={"x-request-id": incoming.encode()},
+        headers=[(b"x-request-id", incoming.encode())],
     )
 
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])

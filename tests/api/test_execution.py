@@ -35,6 +35,7 @@ def cyclic_garbage() -> Iterator[list[object]]:
         gc.garbage.clear()
 
 
+@pytest.mark.no_stock_replay
 @pytest.mark.parametrize("document", [DASHBOARD, DASHBOARD_BY_GRAPHQL_CORE])
 async def test_an_answered_read_leaves_no_cycle_holding_its_context(
     api: Api, document: str

@@ -7,8 +7,8 @@ from tests.api_client import Api
 from tests.db import Rows
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 async def test_a_pack_without_a_subscription_is_refused_and_writes_nothing(

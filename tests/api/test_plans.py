@@ -147,7 +147,8 @@ async def test_a_query_with_an_error_reads_its_accounts_once(api: Api, rows: Row
 
 
 def _plan(app: Starlette, document: str) -> object:
-    (view,) = [r.app for r in app.routes if isinstance(r, Route) and r.path == "/graphql"]
+    (route,) = [r for r in app.routes if isinstance(r, Route) and r.path == "/graphql"]
+    view: Any = route.endpoint
     schema = view.schema
     assert isinstance(schema, GatewaySchema)
     node = parse(document)

@@ -49,7 +49,7 @@ async def test_readyz_is_ready_on_a_migrated_database(api: Api, started: None) -
 @pytest.fixture
 async def unmigrated(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}",
     )

@@ -148,6 +148,6 @@ def test_cors_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setenv("CREDITGATE_CORS_ORIGINS", "https://a.example.com, https://b.example.com")
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
 
     assert settings.cors_origins == ("https://a.example.com", "https://b.example.com")

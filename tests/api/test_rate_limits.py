@@ -1,7 +1,9 @@
 """Mutations are rate limited per account and per IP; refusals say when to retry.
 
-The ``limits`` package reads the system clock, so these tests use tiny budgets
-("3/minute") and check that the 4th call is refused, rather than waiting for a window.
+The limiter reads the app's clock, which these tests hold still: tiny budgets ("3/minute"),
+the 4th call refused. A sliding-window counter may ask a burst to wait up to two windows
+(the previous window's calls fade out linearly), so ``retryAfter`` is checked against 120 s;
+the window arithmetic itself, with a moving clock, is in tests/unit/test_rate_limits.py.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ async def test_the_fourth_mutation_of_an_account_in_a_minute_is_refused_and_not_
     # then it is refused with a retry time, nothing is charged, other accounts go on
     extensions = refused(fourth)
     assert extensions["scope"] == "account"
-    assert 1 <= extensions["retryAfter"] <= 60
+    assert 1 <= extensions["retryAfter"] <= 120
     assert (await api.balances(account_id))["creditsTotal"] == 1000 - 3 * 20
     assert (await run(api, other_id, "run-0"))["data"]["runGenerator"]["__typename"] == (
         "GeneratorRun"
@@ -124,7 +126,7 @@ def test_a_rate_that_is_not_a_rate_is_refused_at_startup() -> None:
     from app.settings import Settings
 
     with pytest.raises(ValidationError, match="60/minute"):
-        Settings(_env_file=None, rate_limit_per_account="sixty a minute")  # type: ignore[call-arg]
+        Settings(_env_file=None, rate_limit_per_account="sixty a minute")
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="set CREDITGATE_TEST_REDIS_URL to test shared limits")
@@ -149,4 +151,4 @@ async def test_processes_sharing_redis_share_one_budget(make_api: ApiFactory) ->
 
     # then the second process refuses the fourth call
     extensions = refused(fourth)
-    assert 1 <= extensions["retryAfter"] <= 60
+    assert 1 <= extensions["retryAfter"] <= 120

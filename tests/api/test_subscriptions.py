@@ -16,8 +16,8 @@ mutation Cancel($id: ID!) {
 """
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 async def test_starting_a_plan_grants_its_monthly_credits(api: Api, rows: Rows) -> None:

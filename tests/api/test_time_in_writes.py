@@ -56,7 +56,7 @@ NOTHING_LEFT = {"creditsTotal": 0, "subscriptionBalance": 0, "packBalance": 0}
 
 def small_allowance(database_url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=database_url,
         jwt_secret=JWT_SECRET,

@@ -54,7 +54,7 @@ def code(body: dict[str, Any]) -> str:
 
 
 def changed(settings: Settings, **changes: Any) -> Settings:
-    return Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{**settings.model_dump(), **changes})
 
 
 def test_the_cli_writes_an_apollo_manifest_with_one_entry_per_operation(manifest: Path) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -91,7 +91,7 @@ class Served:
 
 
 def token(account_id: str | None, seconds: int = 3600) -> str:
-    role = "user" if account_id else "service"
+    role: Literal["user", "service"] = "user" if account_id else "service"
     now = datetime.now(UTC)
     return issue_token(
         JWT_SECRET, role=role, account_id=account_id, now=now, ttl=timedelta(seconds=seconds)

@@ -39,7 +39,7 @@ async def measure(database_url: str, runs: int) -> dict[str, list[float]]:
         # No worker claims these runs: the plan's cap on runs at once would refuse them.
         "CREDITGATE_STARTER_MAX_ACTIVE_GENERATIONS": "0",
     }
-    settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url, jwt_secret=JWT_SECRET)
     db = Database(create_engine(settings), events=PostgresEventBus(Hub(), database_url))
     delays: dict[str, list[float]] = {"after COMMIT returned": [], "from COMMIT sent": []}
     with (

@@ -93,7 +93,7 @@ class Gateway:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         assert "errors" not in body, body
-        return body["data"]  # type: ignore[no-any-return]
+        return body["data"]
 
     async def subscribed_account(self) -> str:
         email = f"live-{uuid.uuid4().hex[:12]}@example.com"
@@ -106,7 +106,7 @@ class Gateway:
     async def run(self, account_id: str, key: str) -> dict[str, Any]:
         variables = {"tool": "TURBO", "key": key, "prompt": None}
         data = await self.post(RUN_GENERATOR, variables, _token(account_id))
-        return data["runGenerator"]  # type: ignore[no-any-return]
+        return data["runGenerator"]
 
 
 @asynccontextmanager

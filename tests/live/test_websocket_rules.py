@@ -63,7 +63,7 @@ async def serve(settings: Settings, clock: FrozenClock) -> AsyncIterator[Serve]:
     async with AsyncExitStack() as stack:
 
         async def start(*, app_clock: Any = clock, **changes: Any) -> Live:
-            changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+            changed = Settings(_env_file=None, **{**settings.model_dump(), **changes})
             app = create_app(changed, app_clock)
             stack.push_async_callback(app.state.services.db.dispose)
             address = await stack.enter_async_context(serving(app))

@@ -13,7 +13,7 @@ from app.settings import Settings
 
 def test_a_clock_offset_is_refused_outside_tests() -> None:
     with pytest.raises(ValidationError, match="CREDITGATE_ENV=test only"):
-        Settings(_env_file=None, env="development", clock_offset_seconds=-60)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="development", clock_offset_seconds=-60)
 
 
 def test_an_offset_clock_lags_the_system_clock_by_its_offset() -> None:

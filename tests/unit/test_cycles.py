@@ -7,8 +7,8 @@ import pytest
 from app.domain.cycles import cycle_end, cycle_index_at, cycle_start
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_a_jan_31_anchor_gives_feb_28_then_mar_31() -> None:

@@ -17,7 +17,7 @@ def test_env_example_lists_every_setting() -> None:
 
 
 def test_env_example_values_are_the_defaults() -> None:
-    from_example = Settings(_env_file=EXAMPLE)  # type: ignore[call-arg]
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    from_example = Settings(_env_file=EXAMPLE)
+    defaults = Settings(_env_file=None)
 
     assert from_example == defaults

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from app.clock import FrozenClock
 from app.domain.accounts import account_view
 from app.domain.deadlines import next_change_at
-from app.domain.events import AccountChanged, CreditsPosted, GenerationUpdated, live_events
+from app.domain.events import (
+    AccountChanged,
+    CreditsPosted,
+    GenerationUpdated,
+    PurchaseStatusChanged,
+    live_events,
+)
 from app.domain.model import BillingInterval, Bucket, LedgerKind, Plan
 from app.domain.subscriptions import SubscriptionTerms
 from app.domain.wallet import Wallet
@@ -20,7 +26,7 @@ T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 CYCLE_END = datetime(2026, 2, 15, 12, 0, tzinfo=UTC)
 
 
-def _view(*, canceled_at: datetime | None = None, subscription: int = 500, packs: int = 0):  # type: ignore[no-untyped-def]
+def _view(*, canceled_at: datetime | None = None, subscription: int = 500, packs: int = 0):
     terms = SubscriptionTerms(Plan.STARTER, BillingInterval.MONTHLY, T0, 1000, canceled_at)
     return account_view(
         account_id="a",
@@ -84,18 +90,28 @@ async def test_the_alarm_wakes_feeds_whose_moment_has_come() -> None:
 
 def test_live_events_are_deduplicated_and_credit_postings_stay_local() -> None:
     posted = CreditsPosted(LedgerKind.SPEND, Bucket.SUBSCRIPTION, -20, None)
-    events = [AccountChanged("a"), posted, AccountChanged("a"), GenerationUpdated("g", "a")]
+    events: list[AccountChanged | GenerationUpdated | CreditsPosted | PurchaseStatusChanged] = [
+        AccountChanged("a"),
+        posted,
+        AccountChanged("a"),
+        GenerationUpdated("g", "a"),
+    ]
     assert live_events(events) == [AccountChanged("a"), GenerationUpdated("g", "a")]
 
 
 def test_a_transactions_events_travel_in_one_notification_and_back() -> None:
-    events = [AccountChanged("a"), GenerationUpdated("g", "a")]
+    events: list[AccountChanged | GenerationUpdated] = [
+        AccountChanged("a"),
+        GenerationUpdated("g", "a"),
+    ]
     (payload,) = encode(events)
     assert decode(payload) == events
 
 
 def test_many_events_are_split_below_the_notify_limit() -> None:
-    events = [GenerationUpdated(f"{i:036d}", "a" * 36) for i in range(500)]
+    events: list[AccountChanged | GenerationUpdated] = [
+        GenerationUpdated(f"{i:036d}", "a" * 36) for i in range(500)
+    ]
     payloads = encode(events)
     assert len(payloads) > 1
     assert all(len(p.encode()) <= MAX_PAYLOAD_BYTES for p in payloads)

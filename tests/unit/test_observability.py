@@ -66,25 +66,24 @@ def test_operation_names_are_bounded_label_values() -> None:
 def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
     from graphql import Source
 
-    from graphql_schema.errors import ApiError
-    from graphql_schema.observability import ExecutionErrorLog
+    from graphql_schema.observability import GraphQLErrorLog
 
     source = Source('{ me(token: "' + "x" * 200 + '") { id } }')
-    unknown = GraphQLError("Unknown argument 'token'.", source=source, positions=[5])
-    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, unknown, None, None)
-    assert ExecutionErrorLog().filter(record)
-    assert record.getMessage() == "Unknown argument 'token'. (path -)"
-    assert record.levelno == logging.INFO
+    crash = GraphQLError(
+        "boom", source=source, positions=[5], path=["me"], original_error=RuntimeError("boom")
+    )
+    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, crash, None, None)
+    assert GraphQLErrorLog().filter(record)
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "boom (path me)")
 
+
+def test_expected_errors_and_invalid_documents_are_left_to_the_request_line() -> None:
+    from graphql_schema.errors import ApiError
+    from graphql_schema.observability import GraphQLErrorLog
+
+    unknown = GraphQLError("Unknown argument 'token'.", positions=[5])
     expected = ApiError("The token is invalid.", "UNAUTHENTICATED")
     expected.original_error = ValueError("bad")
-    record = logging.LogRecord(
-        "strawberry.execution", logging.ERROR, "", 1, expected, None, (ValueError, None, None)
-    )
-    ExecutionErrorLog().filter(record)
-    assert (record.levelno, record.exc_info) == (logging.INFO, None)
-
-    crash = GraphQLError("boom", path=["me"], original_error=RuntimeError("boom"))
-    record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, crash, None, None)
-    ExecutionErrorLog().filter(record)
-    assert (record.levelno, record.getMessage()) == (logging.ERROR, "boom (path me)")
+    for error in (unknown, expected):
+        record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, error, None, None)
+        assert not GraphQLErrorLog().filter(record)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -16,21 +17,21 @@ SECRET = "a-long-random-production-secret-0123456789"
 @pytest.mark.parametrize("secret", [DEVELOPMENT_SECRET, "short"])
 def test_production_refuses_to_start_without_a_real_secret(secret: str) -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
-        Settings(_env_file=None, env="production", jwt_secret=secret)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="production", jwt_secret=secret)
 
 
-STRIPE = {"stripe_secret_key": "sk_test_x", "stripe_webhook_secret": "whsec_x"}
+STRIPE: dict[str, Any] = {"stripe_secret_key": "sk_test_x", "stripe_webhook_secret": "whsec_x"}
 
 
 def test_production_starts_with_a_real_secret() -> None:
-    settings = Settings(_env_file=None, env="production", jwt_secret=SECRET, **STRIPE)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env="production", jwt_secret=SECRET, **STRIPE)
     assert settings.is_production
     assert settings.payments == "stripe"
 
 
 def test_production_refuses_the_sandbox_payment_provider() -> None:
     with pytest.raises(ValidationError, match="refuses the sandbox"):
-        Settings(  # type: ignore[call-arg]
+        Settings(
             _env_file=None,
             env="production",
             jwt_secret=SECRET,
@@ -43,16 +44,16 @@ def test_production_refuses_the_sandbox_payment_provider() -> None:
 def test_production_refuses_to_start_without_the_stripe_secrets(missing: str) -> None:
     given = {k: v for k, v in STRIPE.items() if k != missing}
     with pytest.raises(ValidationError, match="STRIPE_SECRET_KEY and CREDITGATE_STRIPE_WEBHOOK"):
-        Settings(_env_file=None, env="production", jwt_secret=SECRET, **given)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="production", jwt_secret=SECRET, **given)
 
 
 def test_outside_production_the_sandbox_takes_the_payments() -> None:
-    assert Settings(_env_file=None).payments == "sandbox"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).payments == "sandbox"
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITGATE_PRO_MONTHLY_CREDITS", "5000")
-    assert Settings(_env_file=None).pro_monthly_credits == 5000  # type: ignore[call-arg]
+    assert Settings(_env_file=None).pro_monthly_credits == 5000
 
 
 @pytest.mark.parametrize(

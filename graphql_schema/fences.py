@@ -1,0 +1,47 @@
+"""The fence around the fast paths: they run only at the library versions they were built on.
+
+The plain-leaf shortcut (``execution.py``), the query plans (``plans.py``) and the JSON lane
+(``json_posts.py``) reach into private parts of Strawberry and graphql-core (the executor's
+hooks, the resolver wrapper's ``_is_default`` mark, the HTTP view's stream transports and
+error hook). Those may change in any release, so the fast paths switch themselves off, with
+one log line, when the installed versions are not the ones pinned in ``pyproject.toml``
+(a test keeps ``PINNED`` equal to those pins); ``CREDITGATE_QUERY_PLANS=false`` turns them off
+as well. Off, every operation takes Strawberry's and graphql-core's stock path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+
+logger = logging.getLogger("creditgate")
+
+PINNED: Mapping[str, str] = {"strawberry-graphql": "0.341.2", "graphql-core": "3.3.2"}
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def fast_paths_enabled(
+    wanted: bool, installed: Callable[[str], str | None] = installed_version
+) -> bool:
+    """Whether the fast paths may run: ``wanted`` (the setting) and every pin installed."""
+    if not wanted:
+        logger.info("fast paths off: CREDITGATE_QUERY_PLANS=false")
+        return False
+    mismatched = {
+        name: found for name, pinned in PINNED.items() if (found := installed(name)) != pinned
+    }
+    if mismatched:
+        logger.warning(
+            "fast paths off: %s installed, built for %s",
+            ", ".join(f"{name} {found}" for name, found in mismatched.items()),
+            ", ".join(f"{name} {PINNED[name]}" for name in mismatched),
+        )
+        return False
+    return True
