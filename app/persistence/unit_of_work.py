@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.aggregate import AccountState, OpenHold, WritePlan
 from app.domain.events import DomainEvent
 from app.persistence import plans
-from app.persistence.engine import WRITE, session_factory
+from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
     AccountRepository,
     CatalogRepository,
@@ -146,11 +146,11 @@ class Database:
         self.events = events
         self._sessions = session_factory(engine)
         # Reads of one statement need no transaction on PostgreSQL: no BEGIN, no ROLLBACK.
-        # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py).
+        # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py),
+        # and so does PostgreSQL behind a transaction pooler (see behind_transaction_pooler).
+        autocommit = self.dialect == "postgresql" and not behind_transaction_pooler(engine.url)
         self._reads = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "postgresql"
-            else engine
+            engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
         )
 
     async def stored_accounts(self, ids: Sequence[str]) -> list[plans.StoredAccount]:
