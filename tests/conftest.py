@@ -61,6 +61,13 @@ PRODUCTION_PAYMENTS = {
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     through_pgbouncer = POSTGRES_URL and metafunc.definition.get_closest_marker("pgbouncer")
+    chosen = {
+        name.strip()
+        for mark in metafunc.definition.iter_markers("parametrize")
+        for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+    }
+    if "database_url" in chosen:
+        return
     if "database_url" in metafunc.fixturenames:
         backends = [*BACKENDS, "pgbouncer"] if through_pgbouncer else BACKENDS
         metafunc.parametrize("database_url", backends, indirect=True)

@@ -14,7 +14,9 @@ CreditError                 base of every expected failure
 ├── InvalidTransition       a generation is not in a state that allows the change
 ├── TooManyActiveGenerations  the plan's cap on runs queued or running at once is reached
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
-└── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+└── DatabaseUnavailable     the database could not be reached or the connection broke
+                            (a failover); the outcome is unknown: retry with the key
 """
 
 from __future__ import annotations
@@ -113,6 +115,17 @@ class PaymentProviderUnavailable(CreditError):
         super().__init__(
             "The payment provider could not be reached; nothing was charged. "
             "Retry with the same idempotency key."
+        )
+
+
+class DatabaseUnavailable(CreditError):
+    """Not a wrong answer: no answer. A write whose connection broke may or may not have
+    committed; the same idempotency key finds out (it replays the result, or applies it)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database could not be reached or the connection broke; the outcome is "
+            "unknown. Try again, with the same idempotency key for a mutation."
         )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -73,6 +74,18 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.difference_update_query(DIALECT_ONLY_OPTIONS).render_as_string(False)
 
 
+def asyncpg_connect_kwargs(database_url: str) -> dict[str, Any]:
+    """``asyncpg.connect`` arguments read from the URL the way the request pool reads it.
+
+    A DSN would lose hosts: a multi-host URL (``?host=h1:p1&host=h2:p2``, with
+    ``target_session_attrs=read-write`` to find the primary) keeps only the last ``host``
+    when asyncpg parses it; the dialect hands every host over, as lists."""
+    url = make_url(database_url)
+    dialect = url.get_dialect()()
+    _args, kwargs = dialect.create_connect_args(url)
+    return {k: v for k, v in kwargs.items() if k not in DIALECT_ONLY_OPTIONS}
+
+
 class PostgresEventBus(InProcessEventBus):
     def __init__(
         self,
@@ -84,7 +97,7 @@ class PostgresEventBus(InProcessEventBus):
         retry_every: float = 1.0,
     ) -> None:
         super().__init__(hub, observers)
-        self._dsn = asyncpg_dsn(database_url)
+        self._connect_kwargs = asyncpg_connect_kwargs(database_url)
         self._check_every = check_every
         self._retry_every = retry_every
         self._connection: asyncpg.Connection | None = None
@@ -123,7 +136,7 @@ class PostgresEventBus(InProcessEventBus):
 
     async def _connect(self) -> None:
         self._lost = asyncio.Event()
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(**self._connect_kwargs)
         lost = self._lost
         connection.add_termination_listener(lambda _c: lost.set())
         await connection.add_listener(CHANNEL, self._on_notification)
