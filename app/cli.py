@@ -135,8 +135,8 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _trusted_documents(settings: Settings, args: argparse.Namespace) -> int:
     from graphql import GraphQLError
 
+    from graphql_schema.engine.trusted_documents import build_manifest
     from graphql_schema.schema import create_schema
-    from graphql_schema.trusted_documents import build_manifest
 
     try:
         manifest = build_manifest(args.folder, create_schema()._schema)

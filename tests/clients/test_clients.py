@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from app.auth import issue_token
-from graphql_schema.trusted_documents import document_hash
+from graphql_schema.engine.trusted_documents import document_hash
 from tests.conftest import JWT_SECRET
 from tests.processes import GatewayProcess, Gateways
 
