@@ -1,4 +1,4 @@
-"""What the app factory adds to harden the gateway (README, "Security"), kept out of main.py.
+"""What the app factory adds to harden the gateway (docs/security.md), kept out of main.py.
 
 ``HardenedRequests`` is mixed into the GraphQL view: it checks the JSON body and applies
 trusted documents. The functions build the operation policy, the rate limiter and the

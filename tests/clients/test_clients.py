@@ -1,5 +1,5 @@
 """The GraphQL clients front-ends really use, run in node against a real ``creditgate serve``
-in development and in production mode (README, "Clients").
+in development and in production mode (docs/clients.md).
 
 The clients come from the npm registry at the versions pinned in ``package-lock.json``
 (``npm ci`` runs here when ``node_modules`` is missing or older than the lock file).
