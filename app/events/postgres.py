@@ -86,6 +86,11 @@ def asyncpg_connect_kwargs(database_url: str) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in DIALECT_ONLY_OPTIONS}
 
 
+# During a failover every host may answer and none be the primary yet: asyncpg says so with
+# an error of its own (not a PostgresError); the listener waits for the promotion.
+CONNECT_ERRORS = asyncpg.exceptions.TargetServerAttributeNotMatched
+
+
 class PostgresEventBus(InProcessEventBus):
     def __init__(
         self,
@@ -173,5 +178,5 @@ class PostgresEventBus(InProcessEventBus):
             try:
                 await self._connect()
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, CONNECT_ERRORS):
                 await asyncio.sleep(self._retry_every)
