@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -174,9 +175,13 @@ class PostgresEventBus(InProcessEventBus):
         if self._connection is not None:
             self._connection.terminate()
             self._connection = None
+        failures: Counter[str] = Counter()
         while True:
             try:
                 await self._connect()
-                return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, CONNECT_ERRORS):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, CONNECT_ERRORS) as e:
+                failures[type(e).__name__] += 1
                 await asyncio.sleep(self._retry_every)
+            else:
+                logger.info("event listener reconnected (failed attempts: %s)", dict(failures))
+                return

@@ -133,22 +133,32 @@ class Load:
             await self.send(client, request, request.number % 2)
             await asyncio.sleep(PACE_SECONDS)
 
+    async def retry(self, client: httpx.AsyncClient, requests: list[Request]) -> None:
+        for request in requests:
+            await self.send(client, request, (request.number + request.attempts) % 2)
+
     def unanswered(self) -> list[Request]:
         """Requests with no success yet (a wrong answer is not sent again: it fails the test)."""
         return [r for r in self.requests if not r.acknowledged and not r.wrong]
 
 
 async def watch_readiness(
-    gateways: list[GatewayProcess], seen: list[tuple[float, int, int]], stop: asyncio.Event
+    gateways: list[GatewayProcess],
+    seen: list[tuple[float, int, int]],
+    reasons: Counter[str],
+    stop: asyncio.Event,
 ) -> None:
     async with httpx.AsyncClient(timeout=2.0) as client:
         while not stop.is_set():
             for index, gateway in enumerate(gateways):
                 try:
-                    status = (await client.get(f"{gateway.base_url}/readyz")).status_code
+                    response = await client.get(f"{gateway.base_url}/readyz")
                 except httpx.TransportError:
-                    status = 0
-                seen.append((time.monotonic(), index, status))
+                    seen.append((time.monotonic(), index, 0))
+                    continue
+                seen.append((time.monotonic(), index, response.status_code))
+                if response.status_code == 503:
+                    reasons.update(response.json()["problems"])
             await asyncio.sleep(0.1)
 
 
@@ -208,6 +218,7 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
         load = Load(servers, accounts)
         old_primary = await formation.primary()
         readiness: list[tuple[float, int, int]] = []
+        reasons: Counter[str] = Counter()
         stop_watching = asyncio.Event()
 
         # when the primary is killed once a third of the load is fired
@@ -219,7 +230,9 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
             return killed_at, promoted_at, promoted.name
 
         async with httpx.AsyncClient(timeout=timeout) as client:
-            watcher = asyncio.create_task(watch_readiness(servers, readiness, stop_watching))
+            watcher = asyncio.create_task(
+                watch_readiness(servers, readiness, reasons, stop_watching)
+            )
             killer = asyncio.create_task(kill_and_wait())
             started = time.monotonic()
             await asyncio.gather(*(load.client(client, c) for c in range(CLIENTS)))
@@ -232,13 +245,17 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
             retried = {r.number for r in unanswered_after_load}
             async with asyncio.timeout(RETRY_SECONDS):
                 while pending := load.unanswered():
-                    await asyncio.gather(*(load.send(client, r, r.attempts % 2) for r in pending))
+                    # As the clients would: each its own requests again, in turn, through
+                    # either gateway.
+                    await asyncio.gather(
+                        *(load.retry(client, pending[c::CLIENTS]) for c in range(CLIENTS))
+                    )
                     if load.unanswered():
                         await asyncio.sleep(0.2)
                 # ... and both gateways are ready again
                 while not await all_ready(client, servers):  # noqa: ASYNC110 (other processes)
                     await asyncio.sleep(0.1)
-            ready_again_at = time.monotonic()
+            checked_at = time.monotonic()
             stop_watching.set()
             await watcher
         verdict = audit(url, JWT_SECRET, tmp_path)
@@ -281,7 +298,7 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
 
     # /readyz said 503 during the outage, and 200 after, on both gateways
     for index in range(len(servers)):
-        during = [s for at, i, s in readiness if i == index and killed_at < at < ready_again_at]
+        during = [s for at, i, s in readiness if i == index and killed_at < at < checked_at]
         assert 503 in during, f"gateway {index} never said not ready: {Counter(during)}"
 
     # the time from the kill to the first write acknowledged after it
@@ -292,6 +309,12 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
     )
     recovered = first_write - killed_at
     unready = [at for at, _, status in readiness if status != 200 and at > killed_at]
+    # Ready again: the first 200 of each gateway after its last 503, the later of the two.
+    ready_again_at = max(
+        min(at for at, i, status in readiness if i == index and at > last and status == 200)
+        for index in range(len(servers))
+        for last in [max(at for at, i, status in readiness if i == index and status != 200)]
+    )
     print(
         f"\nfailover: {REQUESTS} requests fired ({CLIENTS} clients, {ACCOUNTS} accounts, "
         f"2 gateways) in {load_seconds:.1f}s; primary {old_primary.name} SIGKILLed after "
@@ -303,6 +326,6 @@ async def _fail_over_under_load(formation: Formation, tmp_path: Path) -> None:
         f"applied twice {applied_twice}; {promoted} promoted "
         f"{promoted_at - killed_at:.1f}s after the kill, first acknowledged write "
         f"{recovered:.1f}s after it, both /readyz 200 again after "
-        f"{ready_again_at - killed_at:.1f}s (503 seen {len(unready)} times); "
+        f"{ready_again_at - killed_at:.1f}s (503 seen {len(unready)} times: {dict(reasons)}); "
         f"{verdict.stdout.strip()}"
     )
