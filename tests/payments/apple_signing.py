@@ -14,15 +14,17 @@ the library's own tests do with their fixed test chain.
     notification(...)          a ResponseBodyV2 payload around a signed transaction
 
 With ``ocsp_url`` the leaf and intermediate name an OCSP responder (Authority Information
-Access), for the verifier's online revocation checks; ``ocsp_response`` answers for one.
+Access), for the verifier's online revocation checks; ``OcspResponder`` answers for them.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -129,21 +131,26 @@ class AppleChain:
         ocsp_url: str | None = None,
         not_before: datetime | None = None,
         lifetime: timedelta = timedelta(days=3650),
+        under: AppleChain | None = None,
     ) -> AppleChain:
+        """A new chain; ``under``: a new intermediate and leaf below that chain's root."""
         start = not_before or datetime.now(UTC) - timedelta(days=365 * 5)
         end = start + lifetime
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root = _certificate(
-            "Test Apple Root CA - G3",
-            root_key,
-            None,
-            root_key,
-            ca=True,
-            marker=None,
-            ocsp_url=None,
-            not_before=start,
-            not_after=end,
-        )
+        if under is not None:
+            root_key, root = under.root_key, under.root
+        else:
+            root_key = ec.generate_private_key(ec.SECP256R1())
+            root = _certificate(
+                "Test Apple Root CA - G3",
+                root_key,
+                None,
+                root_key,
+                ca=True,
+                marker=None,
+                ocsp_url=None,
+                not_before=start,
+                not_after=end,
+            )
         intermediate_key = ec.generate_private_key(ec.SECP256R1())
         intermediate = _certificate(
             "Test Apple Worldwide Developer Relations CA",
@@ -300,3 +307,57 @@ def notification(
     if subtype is not None:
         payload["subtype"] = subtype
     return payload
+
+
+class OcspResponder:
+    """A loopback OCSP responder answering for one test chain (``http.server`` in a thread)."""
+
+    def __init__(self) -> None:
+        self.chain: AppleChain | None = None
+        self.requests = 0
+        self.down = False
+        handler = self._handler()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/ocsp"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        responder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                responder.requests += 1
+                if responder.down or responder.chain is None:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                answer = responder.chain.ocsp_response(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        return Handler
+
+    def start(self) -> OcspResponder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
