@@ -116,7 +116,12 @@ class GooglePlayProvider:
 
     async def _execute(self, request: Any) -> Any:
         def run() -> Any:
-            return request.execute(http=self._http(), num_retries=1)
+            http = self._http()
+            try:
+                # No retries here: the app retries a redeem, Pub/Sub a push, the sweep a consume.
+                return request.execute(http=http, num_retries=0)
+            finally:
+                http.close()
 
         try:
             return await asyncio.to_thread(run)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -226,7 +225,9 @@ async def _act(provider: ProviderName, notice: StoreNotice, services: Services) 
         assert notice.transaction is not None
         return await _refund_notice(provider, notice, notice.transaction, services)
     if notice.kind is NoticeKind.VOIDED:
-        since = notice.reported_at - timedelta(days=1)
+        # The voided entry is listed from its voidedTime, close to the event's; the earlier
+        # of the event's time and ours, less the sweep's lookback, covers clock skew.
+        since = min(notice.reported_at, services.clock.now()) - services.store_sweep.lookback
         outcomes = await apply_voided(store, await store.voided_since(since), services)
         return "refunded" if "refunded" in outcomes else "nothing"
     return "ignored"
