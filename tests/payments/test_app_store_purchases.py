@@ -577,3 +577,20 @@ async def test_production_refuses_a_sandbox_transaction(
     signed, _ = store.signed(account_id, environment="Sandbox")
     result = await store.redeem(account_id, signed)
     assert (result["__typename"], result["reason"]) == ("StorePurchaseInvalid", "WRONG_ENVIRONMENT")
+
+
+async def test_store_purchases_and_notifications_are_counted_by_provider(
+    apple: AppStore, rows: Rows
+) -> None:
+    account_id = await apple.api.subscribed_account()
+    signed, payload = apple.signed(account_id)
+    await apple.redeem(account_id, signed)
+    refunded = {**payload, "revocationDate": payload["purchaseDate"] + 1000}
+    await apple.notify("REFUND", refunded, after=timedelta(hours=1))
+    metrics = (await apple.api.client.get("/metrics")).text
+    assert 'creditgate_pack_purchases_total{provider="APP_STORE",status="FULFILLED"} 1.0' in metrics
+    assert 'creditgate_pack_purchases_total{provider="APP_STORE",status="REFUNDED"} 1.0' in metrics
+    assert (
+        'creditgate_payment_webhook_events_total{outcome="refunded",provider="APP_STORE",'
+        'type="REFUND"} 1.0'
+    ) in metrics
