@@ -180,7 +180,9 @@ class GooglePlayProvider:
         try:
             await self._execute(request)
         except HttpError as exc:
-            raise ProviderUnavailable(f"Google Play refused the consume: {exc}") from exc
+            # Refused as such (voided meanwhile, consumed already): asking again will not
+            # change that, and the credits stand or go with the voided purchases.
+            log.warning("Google Play refused to consume %s: %s", transaction.order_id, exc)
 
     async def verify_notification(self, body: bytes, headers: Mapping[str, str]) -> StoreNotice:
         """A Pub/Sub push: its OIDC token first, then the message it carries."""

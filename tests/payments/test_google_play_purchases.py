@@ -406,3 +406,16 @@ async def test_a_notification_for_another_package_is_acknowledged_and_ignored(
 ) -> None:
     response = await google.push({"packageName": "com.other.app", "testNotification": {}})
     assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+
+
+async def test_a_consume_google_refuses_as_such_is_not_retried_forever(
+    google: GooglePlay, rows: Rows
+) -> None:
+    account_id = await google.api.subscribed_account()
+    token = google.fake.buy(account_id)
+    google.fake.fail_next_consume(400)
+    assert (await google.redeem(account_id, token))["__typename"] == "PackPurchased"
+    (row,) = await store_purchases(rows)
+    assert row["store_finished_at"] is not None
+    await reconcile_stores(google.services)
+    assert len(google.fake.calls(":consume")) == 1
