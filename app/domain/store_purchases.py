@@ -84,6 +84,9 @@ def judge_transaction(
         return StoreProblem.NOT_PURCHASED
     if transaction.quantity < 1:
         return StoreProblem.NOT_PURCHASED
+    if transaction.consumed:
+        # We consume only after crediting: consumed yet unknown here was never ours to grant.
+        return StoreProblem.ALREADY_CONSUMED
     return None
 
 

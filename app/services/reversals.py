@@ -90,7 +90,7 @@ def _refund(
     postings: Postings,
     now: datetime,
 ) -> str:
-    if existing is not None and not _later(reversal, existing, state="REVERSED"):
+    if existing is not None and not _later(reversal, existing, state=REVERSED):
         return "duplicate"
     sale = sale_of(row)
     refunded_before = row.refunded_cents

@@ -106,8 +106,6 @@ async def credit_transaction(
     if first is not None:
         return first
     problem = judge_transaction(transaction, account_id, product_id=product_id)
-    if problem is None and transaction.consumed:
-        problem = StoreProblem.ALREADY_CONSUMED
     if problem is not None:
         raise StorePurchaseInvalid(problem, PROBLEM_MESSAGES[problem])
     pack_id = services.store_products.get((provider, transaction.product_id))
@@ -249,9 +247,10 @@ async def _announced(store: StoreProvider, notice: StoreNotice, services: Servic
             transaction = await store.verify_purchase(proof)
         except StorePurchaseInvalid as exc:
             return exc.reason.lower()
-    account_id = transaction.account_token
-    if not account_id:
+    if not transaction.account_token:
         return "no_account"
+    # Account ids are lower-case UUIDs; StoreKit may hand appAccountToken back upper-cased.
+    account_id = transaction.account_token.strip().lower()
     try:
         row = await credit_transaction(account_id, transaction, services)
     except AccountNotFound:

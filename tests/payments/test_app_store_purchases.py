@@ -594,3 +594,16 @@ async def test_store_purchases_and_notifications_are_counted_by_provider(
         'creditgate_payment_webhook_events_total{outcome="refunded",provider="APP_STORE",'
         'type="REFUND"} 1.0'
     ) in metrics
+
+
+async def test_an_upper_cased_app_account_token_is_the_same_account(
+    apple: AppStore, rows: Rows
+) -> None:
+    """StoreKit hands the UUID back as the app formatted it; account ids are lower case."""
+    account_id = await apple.api.subscribed_account()
+    signed, _ = apple.signed(account_id.upper())
+    assert (await apple.redeem(account_id, signed))["__typename"] == "PackPurchased"
+    _, payload = apple.signed(account_id.upper())
+    response = await apple.notify("ONE_TIME_CHARGE", payload, after=timedelta(seconds=5))
+    assert response.json()["outcome"] == "fulfilled"
+    assert (await apple.api.balances(account_id))["packBalance"] == 1000

@@ -75,3 +75,8 @@ def test_a_prorated_refund_is_its_percentage_rounded_up() -> None:
     assert refunded_share(1000, quantity=1, per_100000=50_000) == 500
     assert refunded_share(999, quantity=1, per_100000=33_333) == 333
     assert refunded_share(1000, quantity=1, per_100000=100_000) == 1000
+
+
+def test_a_purchase_consumed_at_the_store_is_already_consumed() -> None:
+    consumed = replace(BOUGHT, store=Store.GOOGLE_PLAY, consumed=True)
+    assert judge_transaction(consumed, ACCOUNT, product_id=None) is StoreProblem.ALREADY_CONSUMED
