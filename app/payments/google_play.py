@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,7 @@ TEST_PURCHASE = 0  # purchaseType of a license tester's purchase
 ONE_TIME_PURCHASED = 1  # oneTimeProductNotification.notificationType
 VOIDED_PAGE = 1000
 TIMEOUT_SECONDS = 10
+CERTS_TTL_SECONDS = 300.0
 
 
 def _instant(millis: Any) -> datetime | None:
@@ -66,6 +68,38 @@ def _instant(millis: Any) -> datetime | None:
         return datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
     except (TypeError, ValueError):
         return None
+
+
+class _CertificatesCache(google_requests.Request):
+    """google-auth's transport, keeping the signing certificates a few minutes.
+
+    ``id_token.verify_token`` reads the certificates on every call; Google rotates them
+    over days, so one read per few minutes spares each push a round trip to Google.
+    """
+
+    def __init__(self, ttl_seconds: float = CERTS_TTL_SECONDS) -> None:
+        super().__init__()
+        self._ttl = ttl_seconds
+        self._kept: dict[str, tuple[float, Any]] = {}
+
+    def __call__(
+        self,
+        url: Any,
+        method: Any = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: Any = TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> Any:
+        if method == "GET":
+            kept = self._kept.get(url)
+            if kept is not None and kept[0] > time.monotonic():
+                return kept[1]
+        response = super().__call__(url, method, body, headers, timeout, **kwargs)
+        if method == "GET" and response.status == 200:
+            response.data  # noqa: B018 - read the body now, while the connection is ours
+            self._kept[url] = (time.monotonic() + self._ttl, response)
+        return response
 
 
 def _bearer(headers: Mapping[str, str]) -> str | None:
@@ -107,6 +141,7 @@ class GooglePlayProvider:
         self._pusher = rtdn_service_account
         self._certs_url = certs_url
         self._accept_test = accept_test_purchases
+        self._certs = _CertificatesCache()
 
     def _http(self) -> google_auth_httplib2.AuthorizedHttp:
         # httplib2 connections are not thread-safe: one per call.
@@ -233,7 +268,7 @@ class GooglePlayProvider:
     async def _verified_token(self, token: str) -> Mapping[str, Any]:
         def verify() -> Mapping[str, Any]:
             claims: Mapping[str, Any] = id_token.verify_token(
-                token, google_requests.Request(), audience=self._audience, certs_url=self._certs_url
+                token, self._certs, audience=self._audience, certs_url=self._certs_url
             )
             return claims
 

@@ -322,6 +322,8 @@ async def test_a_voided_notification_revokes_at_once_and_a_redelivery_does_nothi
     assert (first.status_code, first.json()["outcome"]) == (200, "refunded")
     assert again.json()["outcome"] == "duplicate"
     assert (await purchase(google.api, purchase_id))["status"] == "REFUNDED"
+    # Google's signing certificates were read once for both pushes
+    assert len(google.fake.calls("/oauth2/v1/certs")) == 1
     # the sweep pulling the same voided purchase later changes nothing either
     assert await reconcile_stores(google.services) == 0
     assert len([e for e in await rows.ledger(account_id) if e["kind"] == "REVOCATION"]) == 1
