@@ -607,3 +607,20 @@ async def test_an_upper_cased_app_account_token_is_the_same_account(
     response = await apple.notify("ONE_TIME_CHARGE", payload, after=timedelta(seconds=5))
     assert response.json()["outcome"] == "fulfilled"
     assert (await apple.api.balances(account_id))["packBalance"] == 1000
+
+
+async def test_the_catalog_names_each_packs_store_products(make_api: ApiFactory) -> None:
+    api = await make_api(store_products=("GOOGLE_PLAY:credits_500_v2=pack-500",))
+    data = await api.data("{ creditPacks { id appStoreProductId googlePlayProductId } }")
+    assert data["creditPacks"][:2] == [
+        {
+            "id": "pack-500",
+            "appStoreProductId": "com.creditgate.pack500",
+            "googlePlayProductId": "credits_500_v2",
+        },
+        {
+            "id": "pack-1500",
+            "appStoreProductId": "com.creditgate.pack1500",
+            "googlePlayProductId": "pack_1500",
+        },
+    ]
