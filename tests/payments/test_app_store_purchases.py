@@ -624,3 +624,24 @@ async def test_the_catalog_names_each_packs_store_products(make_api: ApiFactory)
             "googlePlayProductId": "pack_1500",
         },
     ]
+
+
+async def test_one_refund_delivered_several_times_at_once_revokes_once(
+    apple: AppStore, rows: Rows
+) -> None:
+    account_id = await apple.api.subscribed_account()
+    signed, payload = apple.signed(account_id)
+    purchase_id = (await apple.redeem(account_id, signed))["purchase"]["id"]
+    refunded = {**payload, "revocationDate": payload["purchaseDate"] + 1000}
+    # Apple's retries racing each other (one UUID) and a second notification of the refund
+    deliveries = [
+        apple.notify("REFUND", refunded, uuid=uuid, after=timedelta(hours=1))
+        for uuid in ("n-1", "n-1", "n-1", "n-2")
+    ]
+    responses = await asyncio.gather(*deliveries)
+    assert [r.status_code for r in responses] == [200] * 4
+    assert [r.json()["outcome"] for r in responses].count("refunded") == 1
+    revocations = [e for e in await rows.ledger(account_id) if e["kind"] == "REVOCATION"]
+    assert [e["amount"] for e in revocations] == [-500]
+    assert (await purchase(apple.api, purchase_id))["status"] == "REFUNDED"
+    assert (await run_audit(apple.app.state.services)).findings == []
