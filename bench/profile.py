@@ -60,6 +60,7 @@ def settings(url: str, secret: str, pool: int) -> Settings:
         database_url=url,
         jwt_secret=secret,
         pro_monthly_credits=1_000_000,
+        pro_max_active_generations=0,  # no worker finishes the runs (bench/run.py)
         payment_provider="stripe",
         stripe_secret_key="sk_test_bench",
         stripe_webhook_secret="whsec_bench",
@@ -205,6 +206,7 @@ def serve(args: argparse.Namespace, url: str, secret: str, tokens: list[str]) ->
         CREDITGATE_DATABASE_URL=url,
         CREDITGATE_JWT_SECRET=secret,
         CREDITGATE_PRO_MONTHLY_CREDITS="1000000",
+        CREDITGATE_PRO_MAX_ACTIVE_GENERATIONS="0",
         CREDITGATE_PAYMENT_PROVIDER="stripe",
         CREDITGATE_STRIPE_SECRET_KEY="sk_test_bench",
         CREDITGATE_STRIPE_WEBHOOK_SECRET="whsec_bench",
