@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
@@ -210,30 +211,31 @@ async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold
 
 # -- reading accounts as clients see them ---------------------------------------------------
 
-ACCOUNT_VIEWS = (
-    sa.select(
-        accounts.c.id,
-        accounts.c.email,
-        accounts.c.created_at,
-        accounts.c.subscription_id,
-        accounts.c.subscription_balance,
-        accounts.c.pack_balance,
-        accounts.c.cycle_index,
-        accounts.c.cycle_ends_at,
-        subscriptions.c.plan,
-        subscriptions.c.interval,
-        subscriptions.c.started_at,
-        subscriptions.c.monthly_credits,
-        subscriptions.c.canceled_at,
-        subscriptions.c.created_at.label("subscription_created_at"),
-        subscriptions.c.scheduled_plan,
-        subscriptions.c.scheduled_credits,
-        subscriptions.c.scheduled_from,
-    )
-    .select_from(
-        accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
-    )
-    .where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
+_ACCOUNT_VIEW_COLUMNS = sa.select(
+    accounts.c.id,
+    accounts.c.email,
+    accounts.c.created_at,
+    accounts.c.subscription_id,
+    accounts.c.subscription_balance,
+    accounts.c.pack_balance,
+    accounts.c.cycle_index,
+    accounts.c.cycle_ends_at,
+    subscriptions.c.plan,
+    subscriptions.c.interval,
+    subscriptions.c.started_at,
+    subscriptions.c.monthly_credits,
+    subscriptions.c.canceled_at,
+    subscriptions.c.created_at.label("subscription_created_at"),
+    subscriptions.c.scheduled_plan,
+    subscriptions.c.scheduled_credits,
+    subscriptions.c.scheduled_from,
+).select_from(accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id))
+ACCOUNT_VIEWS = _ACCOUNT_VIEW_COLUMNS.where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
+# PostgreSQL takes the ids as one array parameter: the same SQL text whatever their count,
+# so no per-execution rendering of an expanding IN (about a tenth of a served editor read's
+# CPU went to it) and one prepared statement instead of one per count.
+ACCOUNT_VIEWS_PG = _ACCOUNT_VIEW_COLUMNS.where(
+    accounts.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(accounts.c.id.type)))
 )
 
 
@@ -252,7 +254,8 @@ class StoredAccount:
 async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredAccount]:
     """Accounts and their subscriptions in one statement, for any number of ids."""
     found = []
-    for r in await conn.execute(ACCOUNT_VIEWS, {"ids": list(ids)}):
+    statement = ACCOUNT_VIEWS_PG if conn.dialect.name == "postgresql" else ACCOUNT_VIEWS
+    for r in await conn.execute(statement, {"ids": list(ids)}):
         terms = _terms(r) if r.subscription_id is not None else None
         wallet = Wallet(r.subscription_balance, r.pack_balance, r.cycle_index, r.cycle_ends_at)
         found.append(StoredAccount(r.id, r.email, r.created_at, r.subscription_id, wallet, terms))
