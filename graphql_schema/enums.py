@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
-from app.domain import model, purchases
+from app.domain import model, purchases, webhooks
 from app.payments.sandbox import SandboxOutcome
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from app.domain.model import Tool as Tool
     from app.domain.purchases import ProviderName as PaymentProvider
     from app.domain.purchases import PurchaseStatus as PurchaseStatus
+    from app.domain.webhooks import DeliveryStatus as WebhookDeliveryStatus
+    from app.domain.webhooks import EventType as WebhookEventType
     from app.payments.sandbox import SandboxOutcome as SandboxPaymentOutcome
 else:
     Tool = strawberry.enum(model.Tool, name="Tool")
@@ -32,3 +34,9 @@ else:
     PurchaseStatus = strawberry.enum(purchases.PurchaseStatus, name="PurchaseStatus")
     PaymentProvider = strawberry.enum(purchases.ProviderName, name="PaymentProvider")
     SandboxPaymentOutcome = strawberry.enum(SandboxOutcome, name="SandboxPaymentOutcome")
+    WebhookEventType = strawberry.enum(
+        webhooks.EventType,
+        name="WebhookEventType",
+        description="Outgoing event types; the payload's `type` is the value (credits.low).",
+    )
+    WebhookDeliveryStatus = strawberry.enum(webhooks.DeliveryStatus, name="WebhookDeliveryStatus")

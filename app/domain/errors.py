@@ -14,7 +14,9 @@ CreditError                 base of every expected failure
 ├── InvalidTransition       a generation is not in a state that allows the change
 ├── TooManyActiveGenerations  the plan's cap on runs queued or running at once is reached
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
-└── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── WebhookEndpointNotFound  no webhook endpoint with that id
+└── WebhookDeliveryNotFound  no webhook delivery with that id
 """
 
 from __future__ import annotations
@@ -124,3 +126,15 @@ class TooManyActiveGenerations(CreditError):
         )
         self.limit = limit
         self.active = active
+
+
+class WebhookEndpointNotFound(CreditError):
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"Webhook endpoint {endpoint_id} does not exist.")
+        self.endpoint_id = endpoint_id
+
+
+class WebhookDeliveryNotFound(CreditError):
+    def __init__(self, delivery_id: int | str) -> None:
+        super().__init__(f"Webhook delivery {delivery_id} does not exist.")
+        self.delivery_id = delivery_id

@@ -33,6 +33,15 @@ class TariffCache:
 
     async def credits(self, db: Database, tool: Tool) -> int | None:
         """The tool's price, or None when it has no tariff."""
+        await self._refresh(db)
+        return self._tariffs.get(tool)
+
+    async def cheapest(self, db: Database) -> int | None:
+        """The lowest tariff: below it an account can run nothing (credits.depleted)."""
+        await self._refresh(db)
+        return min(self._tariffs.values(), default=None)
+
+    async def _refresh(self, db: Database) -> None:
         if time.monotonic() - self._read_at > self._ttl:
             async with self._lock:
                 if time.monotonic() - self._read_at > self._ttl:
@@ -40,7 +49,6 @@ class TariffCache:
                         rows = await uow.catalog.tariffs()
                     self._tariffs = {Tool(row.tool): row.credits for row in rows}
                     self._read_at = time.monotonic()
-        return self._tariffs.get(tool)
 
 
 async def list_tariffs(services: Services) -> list[Tariff]:

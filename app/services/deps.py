@@ -11,6 +11,8 @@ from app.payments.port import PaymentProvider
 from app.payments.sandbox import SandboxProvider
 from app.persistence.unit_of_work import Database
 from app.services.catalog import TariffCache
+from app.webhooks.http import HttpSender
+from app.webhooks.port import WebhookSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +28,6 @@ class Services:
     payment_reconcile_after: timedelta = field(default=timedelta(minutes=10))
     # The tariffs, read once per process and refreshed after a few seconds.
     tariffs: TariffCache = field(default_factory=TariffCache)
+    # Outgoing webhooks: who sends them (production: public https addresses only).
+    webhook_sender: WebhookSender = field(default_factory=lambda: HttpSender(public_only=False))
+    webhook_timeout_seconds: float = 10.0
