@@ -134,6 +134,19 @@ REASONS = {
 }
 
 
+def steps(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """The write's entries as the account lived them: consecutive entries of one instant are
+    one step (a renewal's expiries and its grant; a spend taken from two buckets; a refund
+    that expires at once), so a total that dips only inside a step never "crossed"."""
+    grouped: list[list[Entry]] = []
+    for entry in entries:
+        if grouped and grouped[-1][-1].occurred_at == entry.occurred_at:
+            grouped[-1].append(entry)
+        else:
+            grouped.append([entry])
+    return grouped
+
+
 def crossings(before: int, amounts: Sequence[int], threshold: int | None) -> list[int]:
     """Indexes of the amounts after which the running total went from >= threshold to below."""
     if threshold is None or threshold <= 0:
@@ -203,14 +216,17 @@ def decide_events(
                 purchaseId=entry.lot_id,
                 creditsLost=-entry.amount,
             )
-    amounts = [e.amount for e in entries]
+    moments = steps(entries)
+    amounts = [sum(e.amount for e in step) for step in moments]
     for threshold, kind in (
         (alerts.low_below, EventType.CREDITS_LOW),
         (alerts.depleted_below, EventType.CREDITS_DEPLETED),
     ):
         for index in crossings(before.total, amounts, threshold):
-            crossing = entries[index]
-            add(kind, REASONS[crossing.kind], [crossing], threshold=threshold)
+            step = moments[index]
+            # The reason is what took the credits: the step's first debit.
+            debit = next((e for e in step if e.amount < 0), step[-1])
+            add(kind, REASONS[debit.kind], step, threshold=threshold)
     for fact in facts:
         if isinstance(fact, GenerationEnded):
             returned = [e for e in entries if e.reference_id == fact.generation_id]
