@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Deliveries in flight to one endpoint from one process: a slow one keeps only these.
-    webhook_concurrency_per_endpoint: int = Field(default=4, ge=1, le=100)
+    webhook_concurrency_per_endpoint: int = Field(default=8, ge=1, le=100)
     # Endpoint URLs must be https to public addresses (checked at create and at send);
     # unset: in production only.
     webhook_public_only: bool | None = None

@@ -268,7 +268,7 @@ class Outcome:
 
 def lease_for(services: Services) -> timedelta:
     """Longer than any send may take: a claim outlives its attempt unless the process died."""
-    return timedelta(seconds=services.webhook_timeout_seconds + 20)
+    return timedelta(seconds=2 * services.webhook_timeout_seconds + 5)
 
 
 async def claim_due(
@@ -339,14 +339,19 @@ async def record_attempt(claimed: Claimed, result: Attempt, services: Services) 
         row.last_status_code = result.status_code
         row.last_error = result.error[:500] if result.error else None
         row.leased_until = None
-        endpoint = await uow.webhooks.lock_endpoint(row.endpoint_id)
+        # The endpoint row is locked only to change it: deliveries to one endpoint that
+        # succeed don't queue behind each other on it.
+        endpoint = await uow.webhooks.endpoint(row.endpoint_id)
         disabled = None
         if result.status_code is not None and accepted(result.status_code):
             row.status, row.delivered_at = DELIVERED, now
-            if endpoint is not None:
-                endpoint.failing_since = None
+            if endpoint is not None and endpoint.failing_since is not None:
+                endpoint = await uow.webhooks.lock_endpoint(row.endpoint_id)
+                if endpoint is not None:
+                    endpoint.failing_since = None
             outcome = "delivered"
         else:
+            endpoint = await uow.webhooks.lock_endpoint(row.endpoint_id)
             retry_at = next_attempt_at(row.attempts, now)
             if retry_at is None:
                 row.status, outcome = FAILED, "failed"

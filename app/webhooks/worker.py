@@ -31,7 +31,7 @@ class DeliveryWorker:
         services: Services,
         metrics: Metrics | None = None,
         *,
-        per_endpoint: int = 4,
+        per_endpoint: int = 8,
         poll_seconds: float = 1.0,
     ) -> None:
         self._services = services
