@@ -90,6 +90,20 @@ class WebhookRepository:
             query = query.with_for_update(skip_locked=True, of=d)
         return list((await self._session.exec(query)).all())
 
+    async def any_due(self, now: datetime) -> bool:
+        """Whether a claim could find anything (a read: an idle worker takes no write lock)."""
+        d = WebhookDeliveryRow
+        query = (
+            select(d.id)
+            .where(
+                d.status == PENDING,
+                col(d.next_attempt_at) <= now,
+                or_(col(d.leased_until).is_(None), col(d.leased_until) <= now),
+            )
+            .limit(1)
+        )
+        return (await self._session.exec(query)).first() is not None
+
     async def lock_delivery(self, delivery_id: int) -> WebhookDeliveryRow | None:
         query = select(WebhookDeliveryRow).where(col(WebhookDeliveryRow.id) == delivery_id)
         if self._row_locks:

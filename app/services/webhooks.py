@@ -278,6 +278,9 @@ async def claim_due(
     ``per_endpoint``) to each endpoint, so a slow one keeps its share and no more."""
     now = services.clock.now()
     full = [endpoint for endpoint, left in room.items() if left <= 0]
+    async with services.db.reading() as uow:
+        if not await uow.webhooks.any_due(now):
+            return []
     async with services.db.writing() as uow:
         candidates = await uow.webhooks.claim_due(now, limit * 4, skip_endpoints=full)
         taken: list[WebhookDeliveryRow] = []

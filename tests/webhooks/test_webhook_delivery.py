@@ -175,6 +175,16 @@ async def test_a_failing_receiver_is_retried_and_its_application_sees_the_event_
     assert [r.status for r in receiver.requests] == [500, 200]
     assert {r.webhook_id for r in receiver.requests} == {done["eventId"]}
     assert len(receiver.events()) == 1
+    # ... and the metrics count both attempts, the latency from commit, an empty queue
+    registry = app.state.metrics.registry
+    for outcome, count in (("retrying", 1), ("delivered", 1)):
+        labels = {"event_type": "generation.failed", "outcome": outcome}
+        assert registry.get_sample_value("creditgate_webhook_deliveries_total", labels) == count
+    latency = registry.get_sample_value(
+        "creditgate_webhook_delivery_latency_seconds_sum", {"event_type": "generation.failed"}
+    )
+    assert latency == pytest.approx(5.0, abs=0.5)  # the clock moved 5 s for the retry
+    assert registry.get_sample_value("creditgate_webhook_queue_depth") == 0
     # when it is redelivered by hand, the receiver dedupes by webhook-id
     again = (await api.as_service(REDELIVER, {"id": done["id"]}))["redeliverWebhook"]
     assert again["eventId"] == done["eventId"]
