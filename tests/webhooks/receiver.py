@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ class Received:
     body: str
     verified: bool
     status: int
+    at: float  # time.monotonic() when it arrived
 
 
 class Receiver:
@@ -79,7 +81,9 @@ class Receiver:
                 continue
         status = self.answers(webhook_id) if verified else 400
         with self._lock:
-            self.requests.append(Received(webhook_id, headers, body, verified, status))
+            self.requests.append(
+                Received(webhook_id, headers, body, verified, status, time.monotonic())
+            )
             if verified and 200 <= status < 300 and webhook_id not in self.handled:
                 self.handled[webhook_id] = json.loads(body)
         return status
