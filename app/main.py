@@ -53,11 +53,11 @@ from app.sweeper import running_sweeper
 from app.webhooks.http import HttpSender
 from app.webhooks.worker import DeliveryWorker, running_delivery_worker
 from graphql_schema.context import Context
+from graphql_schema.engine.fences import fast_paths_enabled
+from graphql_schema.engine.json_posts import JsonPostLane
+from graphql_schema.engine.observability import log_graphql_errors
+from graphql_schema.engine.over_http import GraphQLOverHTTP
 from graphql_schema.errors import ApiError
-from graphql_schema.fences import fast_paths_enabled
-from graphql_schema.json_posts import JsonPostLane
-from graphql_schema.observability import log_graphql_errors
-from graphql_schema.over_http import GraphQLOverHTTP
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -86,7 +86,7 @@ class CreditGateGraphQL(  # type: ignore[misc]
                 fast_paths=fast_paths,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
-            # Queries over GET in every environment (graphql_schema/over_http.py): tokens
+            # Queries over GET in every environment (graphql_schema/engine/over_http.py): tokens
             # travel in Authorization, never in cookies, so a GET cannot be forged cross-site.
             allow_queries_via_get=True,
             # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
@@ -105,7 +105,7 @@ class CreditGateGraphQL(  # type: ignore[misc]
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if self._fast_paths:
             return await super().run(request, context, root_value)
-        # Fenced off (graphql_schema/fences.py): Strawberry's own HTTP path, no JSON lane.
+        # Fenced off (graphql_schema/engine/fences.py): Strawberry's own HTTP path, no JSON lane.
         return await super(JsonPostLane, self).run(request, context, root_value)
 
     def encode_json(self, data: object) -> str:

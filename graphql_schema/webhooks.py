@@ -12,9 +12,9 @@ import strawberry
 from app.services import webhooks
 from app.services.webhooks import Delivery, Endpoint, EndpointWithSecret
 from graphql_schema.context import Info
+from graphql_schema.engine.limits import page_size
 from graphql_schema.enums import WebhookDeliveryStatus, WebhookEventType
 from graphql_schema.errors import bad_input, or_error
-from graphql_schema.limits import page_size
 from graphql_schema.pagination import Connection, connection
 
 _DELIVERY_ID = re.compile(r"[0-9]{1,18}")
