@@ -116,6 +116,9 @@ class WebhookRepository:
             # FOR NO KEY UPDATE: writes inserting deliveries (their foreign key takes KEY
             # SHARE on the endpoint) are not held up by it.
             query = query.with_for_update(key_share=True)
+        # As it is once locked, even if this session read it before (another worker may
+        # have disabled it meanwhile).
+        query = query.execution_options(populate_existing=True)
         return (await self._session.exec(query)).first()
 
     async def deliveries_page(

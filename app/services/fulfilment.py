@@ -116,7 +116,7 @@ async def settle_payment(purchase_id: str, payment: Payment, services: Services)
         status = SETTLED_AS[decision.settlement]
         if not await uow.purchases.move(row.id, PurchaseStatus.PENDING, status):
             return row
-        await uow.write(plan, await plan_events(services, state, plan))
+        await uow.write(plan, await plan_events(uow, services, state, plan))
         row.status, row.status_reason = status.value, decision.reason
         if row.checkout_session_id is None:
             row.checkout_session_id = payment.session_id

@@ -64,7 +64,7 @@ async def run_generator(
             assert first is not None
             view = view_of_books(account, state, state.wallet, plan.now)
             return GeneratorRun(generation_of(first), view)
-        await uow.write(plan, await plan_events(services, state, plan))
+        await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     assert plan.new_generation is not None
     created = plan.new_generation
@@ -177,7 +177,7 @@ async def _finish(
         holds = await uow.open_holds(generation_id)
         reading = services.clock.now()
         plan = plan_finish(state, generation_of(row), holds, reading, finish, detail=detail)
-        await uow.write(plan, await plan_events(services, state, plan))
+        await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     finished = finished_generation(row, plan)
     return GenerationFinished(finished, view_of_books(account, state, plan.wallet, plan.now))
@@ -221,7 +221,7 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
             plan = plan_finish(
                 state, generation_of(row), holds, now, Finish.FAIL, detail=TIMED_OUT, check=False
             )
-            await uow.write(plan, await plan_events(services, state, plan))
+            await uow.write(plan, await plan_events(uow, services, state, plan))
             await uow.commit()
             released += 1
     return released

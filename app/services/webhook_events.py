@@ -16,18 +16,22 @@ from app.services.mapping import terms_of
 from app.services.wallets import Postings
 
 
-async def balance_alerts(services: Services, terms: SubscriptionTerms | None) -> BalanceAlerts:
+async def balance_alerts(
+    uow: UnitOfWork, services: Services, terms: SubscriptionTerms | None
+) -> BalanceAlerts:
     low = low_threshold(
         terms.plan if terms else None,
         terms.monthly_credits if terms else None,
         services.plans.low_balance,
     )
-    return BalanceAlerts(low, await services.tariffs.cheapest(services.db))
+    return BalanceAlerts(low, await services.tariffs.cheapest(uow))
 
 
-async def plan_events(services: Services, state: AccountState, plan: WritePlan) -> list[EventRow]:
+async def plan_events(
+    uow: UnitOfWork, services: Services, state: AccountState, plan: WritePlan
+) -> list[EventRow]:
     """The outbox rows of a write plan, for ``uow.write(plan, rows)``."""
-    alerts = await balance_alerts(services, state.terms)
+    alerts = await balance_alerts(uow, services, state.terms)
     events, entries = webhook_events(state, plan, alerts)
     return event_rows(events, entries, plan.now)
 
@@ -42,7 +46,7 @@ async def record_posted(
     """The outbox rows of what ``postings`` wrote through the ORM in this transaction."""
     if not postings.entries and not facts:
         return
-    alerts = await balance_alerts(services, terms_of(subscription))
+    alerts = await balance_alerts(uow, services, terms_of(subscription))
     events = decide_events(
         postings.account_id, postings.before, postings.entries, alerts, facts, postings.now
     )
