@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
-from app.domain import model, purchases, webhooks
+from app.domain import model, purchases, store_purchases, webhooks
 from app.payments.sandbox import SandboxOutcome
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from app.domain.model import Tool as Tool
     from app.domain.purchases import ProviderName as PaymentProvider
     from app.domain.purchases import PurchaseStatus as PurchaseStatus
+    from app.domain.store_purchases import Store as Store
+    from app.domain.store_purchases import StoreProblem as StorePurchaseProblem
     from app.domain.webhooks import DeliveryStatus as WebhookDeliveryStatus
     from app.domain.webhooks import EventType as WebhookEventType
     from app.payments.sandbox import SandboxOutcome as SandboxPaymentOutcome
@@ -34,6 +36,10 @@ else:
     PurchaseStatus = strawberry.enum(purchases.PurchaseStatus, name="PurchaseStatus")
     PaymentProvider = strawberry.enum(purchases.ProviderName, name="PaymentProvider")
     SandboxPaymentOutcome = strawberry.enum(SandboxOutcome, name="SandboxPaymentOutcome")
+    Store = strawberry.enum(store_purchases.Store, name="Store")
+    StorePurchaseProblem = strawberry.enum(
+        store_purchases.StoreProblem, name="StorePurchaseProblem"
+    )
     WebhookEventType = strawberry.enum(
         webhooks.EventType,
         name="WebhookEventType",

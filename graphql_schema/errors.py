@@ -57,6 +57,8 @@ TOP_LEVEL_CODES: dict[type[Exception], Code] = {
     errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
     errors.WebhookEndpointNotFound: Code.NOT_FOUND,
     errors.WebhookDeliveryNotFound: Code.NOT_FOUND,
+    errors.StorePurchaseInvalid: Code.BAD_USER_INPUT,
+    errors.StorePurchaseAlreadyRedeemed: Code.CONFLICT,
     InvalidToken: Code.UNAUTHENTICATED,
 }
 

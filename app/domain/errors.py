@@ -15,6 +15,8 @@ CreditError                 base of every expected failure
 ├── TooManyActiveGenerations  the plan's cap on runs queued or running at once is reached
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
 ├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── StorePurchaseInvalid    a store proof refused (forged, another app or account, ...)
+├── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
 ├── WebhookEndpointNotFound  no webhook endpoint with that id
 └── WebhookDeliveryNotFound  no webhook delivery with that id
 """
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.domain.records import Generation
+    from app.domain.store_purchases import StoreProblem
 
 
 class CreditError(Exception):
@@ -126,6 +129,21 @@ class TooManyActiveGenerations(CreditError):
         )
         self.limit = limit
         self.active = active
+
+
+class StorePurchaseInvalid(CreditError):
+    """The store proof cannot be credited; ``reason`` says why (a StoreProblem)."""
+
+    def __init__(self, reason: StoreProblem, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StorePurchaseAlreadyRedeemed(CreditError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This store purchase was already credited to another account; nothing was credited."
+        )
 
 
 class WebhookEndpointNotFound(CreditError):
