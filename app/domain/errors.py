@@ -18,7 +18,9 @@ CreditError                 base of every expected failure
 ├── StorePurchaseInvalid    a store proof refused (forged, another app or account, ...)
 ├── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
 ├── WebhookEndpointNotFound  no webhook endpoint with that id
-└── WebhookDeliveryNotFound  no webhook delivery with that id
+├── WebhookDeliveryNotFound  no webhook delivery with that id
+└── DatabaseUnavailable     the database could not be reached or the connection broke
+                            (a failover); the outcome is unknown: retry with the key
 """
 
 from __future__ import annotations
@@ -118,6 +120,17 @@ class PaymentProviderUnavailable(CreditError):
         super().__init__(
             "The payment provider could not be reached; nothing was charged. "
             "Retry with the same idempotency key."
+        )
+
+
+class DatabaseUnavailable(CreditError):
+    """Not a wrong answer: no answer. A write whose connection broke may or may not have
+    committed; the same idempotency key finds out (it replays the result, or applies it)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database could not be reached or the connection broke; the outcome is "
+            "unknown. Try again, with the same idempotency key for a mutation."
         )
 
 
