@@ -148,6 +148,27 @@ def _payments(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.main import build_services, delivery_worker
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            outcomes = await delivery_worker(settings, services, None).one_pass()
+        finally:
+            await services.webhook_sender.aclose()
+            await services.db.dispose()
+        print(
+            f"webhooks: {outcomes['delivered']} delivered, {outcomes['retrying']} to retry, "
+            f"{outcomes['failed']} failed"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     if (args.role == "user") != (args.account is not None):
         print("give --account ID for a user token, or --role service", file=sys.stderr)
@@ -215,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask the provider about purchases pending over 10 minutes and pending refunds",
     )
     reconcile.set_defaults(run=_payments)
+
+    webhooks = commands.add_parser("webhooks", help="outgoing webhooks")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    deliver = webhook_commands.add_parser(
+        "deliver", help="send every outgoing webhook delivery due now, once, and wait"
+    )
+    deliver.set_defaults(run=_webhooks)
 
     token = commands.add_parser("token", help="print a signed token")
     token.add_argument("--account", help="account id, for a user token")

@@ -51,6 +51,8 @@ from app.security.request_id import request_id_of
 from app.services.deps import Services, StoreSweep
 from app.settings import Settings
 from app.sweeper import running_sweeper
+from app.webhooks.http import HttpSender
+from app.webhooks.worker import DeliveryWorker, running_delivery_worker
 from graphql_schema.context import Context
 from graphql_schema.engine.fences import fast_paths_enabled
 from graphql_schema.engine.json_posts import JsonPostLane
@@ -160,6 +162,14 @@ def build_services(
             Plan.STARTER: settings.starter_max_active_generations,
             Plan.PRO: settings.pro_max_active_generations,
         },
+        {
+            plan: credits
+            for plan, credits in (
+                (Plan.STARTER, settings.starter_low_balance_credits),
+                (Plan.PRO, settings.pro_low_balance_credits),
+            )
+            if credits is not None
+        },
     )
     clock = clock or SystemClock()
     # Without a serving process's live events (scripts, workers), still publish: on
@@ -172,10 +182,29 @@ def build_services(
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
         payments=payment_provider(settings, clock),
         payment_reconcile_after=timedelta(seconds=settings.payment_reconcile_after_seconds),
+        webhook_sender=HttpSender(
+            public_only=settings.webhooks_public_only,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        ),
+        webhook_timeout_seconds=settings.webhook_timeout_seconds,
         stores=store_providers(settings),
         store_products=settings.store_product_overrides,
         store_sweep=StoreSweep(every=timedelta(seconds=settings.store_voided_interval_seconds)),
     )
+
+
+def delivery_worker(
+    settings: Settings, services: Services, metrics: Metrics | None
+) -> DeliveryWorker:
+    worker = DeliveryWorker(
+        services,
+        metrics,
+        per_endpoint=settings.webhook_concurrency_per_endpoint,
+        poll_seconds=settings.webhook_poll_seconds,
+    )
+    # A commit that wrote outbox rows wakes this process's worker at once.
+    services.db.on_outbox = worker.wake
+    return worker
 
 
 def _certificate_der(path: Path) -> bytes:
@@ -251,6 +280,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     services = build_services(settings, clock, live)
     limiter = rate_limiter(settings, clock)
     probes = Probes(services, live, metrics, settings)
+    worker = delivery_worker(settings, services, metrics) if settings.webhook_workers else None
     metrics.count_subscriptions(("creditsChanged", "generationUpdated"))
 
     @asynccontextmanager
@@ -263,12 +293,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
                 running_demo_worker(
                     services, settings.demo_worker_enabled, settings.demo_worker_seconds
                 ),
+                running_delivery_worker(worker),
             ):
                 yield
         finally:
             # Requests in flight have finished and websockets are closed by now (uvicorn).
             await live.stop()
             await services.payments.aclose()
+            await services.webhook_sender.aclose()
             for store in services.stores.values():
                 await store.aclose()
             await services.db.dispose()
@@ -319,6 +351,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app.state.persisted_queries = graphql.persisted_queries
     app.state.live = live
     app.state.metrics = metrics
+    app.state.webhook_worker = worker
     return app
 
 

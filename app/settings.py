@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     # A purchase PENDING this long is asked about by the sweep instead of waited for.
     payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
 
+    # Outgoing webhooks (docs/webhooks.md). A delivery worker runs in
+    # every server process; it looks for due retries this often (new events wake it at once).
+    webhook_workers: bool = True
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Deliveries in flight to one endpoint from one process: a slow one keeps only these.
+    webhook_concurrency_per_endpoint: int = Field(default=8, ge=1, le=100)
+    # Endpoint URLs must be https to public addresses (checked at create and at send);
+    # unset: in production only.
+    webhook_public_only: bool | None = None
+    # credits.low fires when the total falls below this, per plan; unset: 10% of the plan's
+    # monthly allowance.
+    starter_low_balance_credits: int | None = Field(default=None, ge=0, le=1_000_000)
+    pro_low_balance_credits: int | None = Field(default=None, ge=0, le=1_000_000)
+
     # App stores (docs/payments.md, "App Store and Google Play").
     # The App Store is on when a bundle id is set: StoreKit 2 transactions and App Store
     # Server Notifications V2, verified against Apple's root certificates (files, DER or
@@ -203,6 +218,9 @@ class Settings(BaseSettings):
         "demo_worker",
         "stripe_secret_key",
         "stripe_webhook_secret",
+        "webhook_public_only",
+        "starter_low_balance_credits",
+        "pro_low_balance_credits",
         "app_store_bundle_id",
         "app_store_app_apple_id",
         "app_store_online_checks",
@@ -316,6 +334,13 @@ class Settings(BaseSettings):
     def demo_worker_enabled(self) -> bool:
         """As set; by default only in development (never in test or production)."""
         return self.demo_worker if self.demo_worker is not None else self.env == "development"
+
+    @property
+    def webhooks_public_only(self) -> bool:
+        """As set; by default only in production."""
+        if self.webhook_public_only is not None:
+            return self.webhook_public_only
+        return self.is_production
 
     @property
     def is_production(self) -> bool:

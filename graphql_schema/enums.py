@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
-from app.domain import model, purchases, store_purchases
+from app.domain import model, purchases, store_purchases, webhooks
 from app.payments.sandbox import SandboxOutcome
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from app.domain.purchases import PurchaseStatus as PurchaseStatus
     from app.domain.store_purchases import Store as Store
     from app.domain.store_purchases import StoreProblem as StorePurchaseProblem
+    from app.domain.webhooks import DeliveryStatus as WebhookDeliveryStatus
+    from app.domain.webhooks import EventType as WebhookEventType
     from app.payments.sandbox import SandboxOutcome as SandboxPaymentOutcome
 else:
     Tool = strawberry.enum(model.Tool, name="Tool")
@@ -38,3 +40,9 @@ else:
     StorePurchaseProblem = strawberry.enum(
         store_purchases.StoreProblem, name="StorePurchaseProblem"
     )
+    WebhookEventType = strawberry.enum(
+        webhooks.EventType,
+        name="WebhookEventType",
+        description="Outgoing event types; the payload's `type` is the value (credits.low).",
+    )
+    WebhookDeliveryStatus = strawberry.enum(webhooks.DeliveryStatus, name="WebhookDeliveryStatus")

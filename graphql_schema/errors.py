@@ -58,6 +58,8 @@ TOP_LEVEL_CODES: dict[type[Exception], Code] = {
     errors.PurchaseNotFound: Code.NOT_FOUND,
     errors.TooManyActiveGenerations: Code.CONFLICT,
     errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
+    errors.WebhookEndpointNotFound: Code.NOT_FOUND,
+    errors.WebhookDeliveryNotFound: Code.NOT_FOUND,
     errors.StorePurchaseInvalid: Code.BAD_USER_INPUT,
     errors.StorePurchaseAlreadyRedeemed: Code.CONFLICT,
     errors.DatabaseUnavailable: Code.TRY_AGAIN,

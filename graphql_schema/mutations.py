@@ -42,10 +42,11 @@ from graphql_schema.results import (
     store_result,
 )
 from graphql_schema.types import Account, Generation
+from graphql_schema.webhooks import WebhookMutations
 
 
 @strawberry.type
-class Mutation:
+class Mutation(WebhookMutations):
     @strawberry.mutation(
         description="Buy a credit pack; needs an active subscription. Credited once paid: "
         "PaymentPending until then (PackPurchased when the provider confirms at once)."

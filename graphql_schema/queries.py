@@ -17,10 +17,11 @@ from graphql_schema.types import (
     PlanInfo,
     Tariff,
 )
+from graphql_schema.webhooks import WebhookQueries
 
 
 @strawberry.type
-class Query:
+class Query(WebhookQueries):
     @strawberry.field(description="The caller's account (user token).")
     async def me(self, info: Info) -> Account:
         account_id = info.context.require_user()

@@ -39,6 +39,9 @@ BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 JWT_SECRET = "test-secret-0123456789abcdef0123456789"
 # Tables that tests write; the catalog seeded by migrations stays.
 WRITTEN_TABLES = [
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "payment_events",
     "purchase_reversals",
     "ledger_entries",

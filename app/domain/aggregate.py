@@ -37,6 +37,15 @@ from app.domain.records import Generation
 from app.domain.spending import PackLot, allocate
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Renewal, Wallet, acting_instant, renewals_due
+from app.domain.webhooks import (
+    BalanceAlerts,
+    Balances,
+    Entry,
+    Fact,
+    GenerationEnded,
+    OutgoingEvent,
+    decide_events,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,8 @@ class WritePlan:
     # The subscription becomes this scheduled plan (its renewal was recorded here).
     subscription_id: str | None = None
     plan_change: ScheduledChange | None = None
+    # What the postings cannot tell the outgoing webhooks (a generation ended).
+    facts: tuple[Fact, ...] = ()
 
 
 @dataclass(slots=True)
@@ -480,7 +491,19 @@ def plan_finish(
         changes = tuple((hold.id, HoldStatus.RELEASED) for hold in holds)
         change = GenerationChange(generation.id, status, now, failure_reason=detail)
     book.events.append(GenerationUpdated(generation.id, state.account_id))
-    return book.plan(generation_change=change, hold_changes=changes)
+    facts: tuple[Fact, ...] = ()
+    if status is not GenerationStatus.CANCELED:
+        succeeded = status is GenerationStatus.SUCCEEDED
+        facts = (
+            GenerationEnded(
+                generation.id,
+                generation.tool.value,
+                generation.cost,
+                succeeded,
+                None if succeeded else detail,
+            ),
+        )
+    return book.plan(generation_change=change, hold_changes=changes, facts=facts)
 
 
 def release_holds(book: Book, generation: Generation, holds: list[OpenHold]) -> None:
@@ -554,3 +577,32 @@ def plan_settlement(
             lot_id=sale.purchase_id,
         )
     return decision, book.plan()
+
+
+def entries_of(postings: tuple[Posting, ...]) -> list[Entry]:
+    return [
+        Entry(
+            n,
+            p.kind,
+            p.bucket,
+            p.amount,
+            p.balance_after,
+            p.reference_type.value,
+            p.reference_id,
+            p.lot_id,
+            p.occurred_at,
+        )
+        for n, p in enumerate(postings)
+    ]
+
+
+def webhook_events(
+    state: AccountState, plan: WritePlan, alerts: BalanceAlerts
+) -> tuple[list[OutgoingEvent], list[Entry]]:
+    """The outgoing events a plan raises (judged from the balances the state was read with)."""
+    if plan.replay_of is not None:
+        return [], []
+    entries = entries_of(plan.postings)
+    before = Balances(state.wallet.subscription_balance, state.wallet.pack_balance)
+    events = decide_events(state.account_id, before, entries, alerts, plan.facts, plan.now)
+    return events, entries

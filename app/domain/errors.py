@@ -17,6 +17,8 @@ CreditError                 base of every expected failure
 ├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
 ├── StorePurchaseInvalid    a store proof refused (forged, another app or account, ...)
 ├── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
+├── WebhookEndpointNotFound  no webhook endpoint with that id
+├── WebhookDeliveryNotFound  no webhook delivery with that id
 └── DatabaseUnavailable     the database could not be reached or the connection broke
                             (a failover); the outcome is unknown: retry with the key
 """
@@ -155,3 +157,15 @@ class StorePurchaseAlreadyRedeemed(CreditError):
         super().__init__(
             "This store purchase was already credited to another account; nothing was credited."
         )
+
+
+class WebhookEndpointNotFound(CreditError):
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"Webhook endpoint {endpoint_id} does not exist.")
+        self.endpoint_id = endpoint_id
+
+
+class WebhookDeliveryNotFound(CreditError):
+    def __init__(self, delivery_id: int | str) -> None:
+        super().__init__(f"Webhook delivery {delivery_id} does not exist.")
+        self.delivery_id = delivery_id

@@ -12,6 +12,9 @@ class PlanCatalog:
     monthly_credits: dict[Plan, int]
     # Generations QUEUED or RUNNING at once per account on each plan; 0 (or absent): no cap.
     max_active_generations: dict[Plan, int] = field(default_factory=dict)
+    # Below how many credits an account on each plan is "low" (credits.low); absent: 10%
+    # of its monthly allowance.
+    low_balance: dict[Plan, int] = field(default_factory=dict)
 
     def allowance(self, plan: Plan) -> int:
         return self.monthly_credits[plan]

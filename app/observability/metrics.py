@@ -135,6 +135,39 @@ class Metrics:
             ["provider", "type", "outcome"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "creditgate_webhook_deliveries",
+            "Outgoing webhook delivery attempts by event type and outcome "
+            "(delivered, retrying, failed).",
+            ["event_type", "outcome"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "creditgate_webhook_delivery_latency_seconds",
+            "From the commit of an event to its delivery being acknowledged, by event type.",
+            ["event_type"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+            registry=r,
+        )
+        self.webhook_queue_depth = Gauge(
+            "creditgate_webhook_queue_depth",
+            "Outgoing webhook deliveries pending, in the whole database.",
+            registry=r,
+            # Whole-database values: the most recent worker's reading.
+            multiprocess_mode="mostrecent",
+        )
+        self.webhook_oldest_pending = Gauge(
+            "creditgate_webhook_oldest_pending_seconds",
+            "Age of the oldest pending outgoing webhook delivery.",
+            registry=r,
+            # Whole-database values: the most recent worker's reading.
+            multiprocess_mode="mostrecent",
+        )
+        self.webhook_endpoints_disabled = Counter(
+            "creditgate_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after failing for 5 days.",
+            registry=r,
+        )
         self._operation_names: set[str] = set()
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 

@@ -26,6 +26,7 @@ from app.domain.model import BillingInterval, Bucket, HoldStatus, Plan
 from app.domain.spending import PackLot
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
+from app.persistence import outbox
 from app.persistence.tables import (
     AccountRow,
     GenerationRow,
@@ -349,6 +350,7 @@ led AS (
     WITH ORDINALITY AS e(kind, bucket, amount, after, reference_type, reference_id, lot_id,
       occurred_at, n)
   ORDER BY e.n
+  RETURNING id
 ),
 held AS (
   INSERT INTO holds (generation_id, account_id, bucket, lot_id, subscription_id, cycle_index,
@@ -383,22 +385,28 @@ idem AS (
   SELECT CAST(:account_id AS varchar), CAST(:i_key AS varchar), CAST(:i_operation AS varchar),
     CAST(:i_fingerprint AS varchar), CAST(:i_result_id AS varchar), CAST(:now AS timestamptz)
   WHERE CAST(:i_key AS varchar) IS NOT NULL
-)
-SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p
+),"""
+    + outbox.PG_OUTBOX_CTES
+    + """SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p
 """
 )
 
 
 async def write_plan(
-    conn: AsyncConnection, plan: WritePlan, notify: tuple[str, Sequence[str]] | None
+    conn: AsyncConnection,
+    plan: WritePlan,
+    notify: tuple[str, Sequence[str]] | None,
+    events: Sequence[outbox.EventRow] = (),
 ) -> None:
-    """Write every part of ``plan``; ``notify`` (channel, payloads) goes out on commit."""
+    """Write every part of ``plan`` and its outbox ``events``; ``notify`` (channel,
+    payloads) goes out on commit."""
     if conn.dialect.name == "postgresql":
         channel, payloads = notify or ("", ())
         params = _parameters(plan) | {"channel": channel, "payloads": list(payloads)}
-        await conn.execute(_PG_WRITE, params)
+        await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))
         return
-    await _write_statements(conn, plan)
+    ledger_ids = await _write_statements(conn, plan)
+    await outbox.insert_events(conn, events, ledger_ids, plan.now)
 
 
 _UPDATE_ACCOUNT = (
@@ -426,8 +434,9 @@ _UPDATE_HOLD = (
 )
 
 
-async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
-    """The same plan as ordinary statements (SQLite, under BEGIN IMMEDIATE)."""
+async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]:
+    """The same plan as ordinary statements (SQLite, under BEGIN IMMEDIATE); the ids of
+    the ledger entries written, in posting order."""
     wallet = plan.wallet
     await conn.execute(
         _UPDATE_ACCOUNT,
@@ -462,8 +471,9 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
             sa.update(generations_t).where(generations_t.c.id == change.id).values(values)
         )
     # One statement per entry, in order: the entry ids keep the order they were posted in.
+    ledger_ids: list[int] = []
     for posting in plan.postings:
-        await conn.execute(
+        inserted = await conn.execute(
             sa.insert(ledger_t),
             {
                 "account_id": plan.account_id,
@@ -478,6 +488,9 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
                 "recorded_at": plan.now,
             },
         )
+        key = inserted.inserted_primary_key
+        assert key is not None
+        ledger_ids.append(int(key[0]))
     for hold in plan.new_holds:
         assert generation is not None
         await conn.execute(
@@ -530,3 +543,4 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> None:
                 "created_at": plan.now,
             },
         )
+    return ledger_ids

@@ -224,3 +224,65 @@ class IdempotencyRow(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     result_id: str = Field(max_length=36)
     created_at: datetime = _utc()
+
+
+class WebhookEndpointRow(SQLModel, table=True):
+    """A receiver of the platform's events. The secret signs (Standard Webhooks); after a
+    rotation the previous one signs alongside until ``previous_secret_expires_at``."""
+
+    __tablename__ = "webhook_endpoints"
+    id: str = Field(primary_key=True, max_length=40)
+    url: str = Field(max_length=2048)
+    description: str | None = Field(default=None, max_length=500)
+    # ",credits.low,pack.purchased," (commas around each); "" for every event type.
+    event_types: str = Field(default="", max_length=1000)
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_expires_at: datetime | None = _utc(default=None, nullable=True)
+    enabled: bool = True
+    disabled_at: datetime | None = _utc(default=None, nullable=True)
+    # The first failure since the last success: 5 days of that disables the endpoint.
+    failing_since: datetime | None = _utc(default=None, nullable=True)
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """The outbox: one row per event, written in the transaction of the change it describes.
+
+    ``payload`` is the JSON body without ledger entry ids; ``ledger_entry_ids`` are the ids of
+    the write's entries in posting order ("12,13"), filled in by the entries' positions."""
+
+    __tablename__ = "webhook_events"
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=40)
+    payload: str
+    ledger_entry_ids: str | None = None
+    created_at: datetime = _utc()
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event owed to one endpoint: PENDING until DELIVERED or FAILED (retries spent)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    event_id: str = Field(foreign_key="webhook_events.id", max_length=40)
+    endpoint_id: str = Field(foreign_key="webhook_endpoints.id", max_length=40)
+    account_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=40)
+    status: str = Field(default="PENDING", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _utc()
+    # A worker claimed it until then (sending); after that another worker may claim it.
+    leased_until: datetime | None = _utc(default=None, nullable=True)
+    last_attempt_at: datetime | None = _utc(default=None, nullable=True)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = _utc(default=None, nullable=True)
+    created_at: datetime = _utc()
+
+    __table_args__ = (
+        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_order", "endpoint_id", "account_id", "id"),
+    )

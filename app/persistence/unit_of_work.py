@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.aggregate import AccountState, OpenHold, WritePlan
 from app.domain.errors import DatabaseUnavailable
 from app.domain.events import DomainEvent
-from app.persistence import plans
+from app.persistence import outbox, plans
 from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
     AccountRepository,
@@ -27,6 +28,7 @@ from app.persistence.repositories import (
     SubscriptionRepository,
 )
 from app.persistence.unavailable import is_unavailable
+from app.persistence.webhooks import WebhookRepository
 
 if TYPE_CHECKING:
     from app.events.bus import EventBus
@@ -43,6 +45,7 @@ class UnitOfWork:
     idempotency: IdempotencyRepository
     payment_events: PaymentEventRepository
     reversals: ReversalRepository
+    webhooks: WebhookRepository
 
     def __init__(
         self,
@@ -51,8 +54,11 @@ class UnitOfWork:
         write: bool,
         dialect: str,
         events: EventBus | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._on_outbox = on_outbox
+        self._outbox_written = False
         self._write = write
         self.dialect = dialect
         self._committed = False
@@ -83,6 +89,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(s)
         self.payment_events = PaymentEventRepository(s)
         self.reversals = ReversalRepository(s)
+        self.webhooks = WebhookRepository(s, row_locks=row_locks)
         return self
 
     async def __aexit__(
@@ -137,11 +144,23 @@ class UnitOfWork:
     async def open_holds(self, generation_id: str) -> list[OpenHold]:
         return await plans.open_holds(await self._core(), generation_id)
 
-    async def write(self, plan: WritePlan) -> None:
-        """Write a plan: on PostgreSQL one statement, its notification included."""
+    async def write(self, plan: WritePlan, webhooks: Sequence[outbox.EventRow] = ()) -> None:
+        """Write a plan and its outbox rows: on PostgreSQL one statement, its notification
+        included."""
         notify = self._bus.notifications(plan.events) if self._bus is not None else None
-        await plans.write_plan(await self._core(), plan, notify)
+        await plans.write_plan(await self._core(), plan, notify, webhooks)
         (self._events if notify is None else self._sent).extend(plan.events)
+        self._outbox_written = self._outbox_written or bool(webhooks)
+
+    async def add_webhook_events(
+        self, rows: Sequence[outbox.EventRow], ledger_ids: Sequence[int], now: datetime
+    ) -> None:
+        """Outbox rows for what this transaction wrote through the ORM (flushed first)."""
+        if not rows:
+            return
+        await self.session.flush()
+        await outbox.insert_events(await self._core(), rows, ledger_ids, now)
+        self._outbox_written = True
 
     def publish(self, event: DomainEvent) -> None:
         """Queue an event; it goes out only if and after this transaction commits."""
@@ -157,6 +176,9 @@ class UnitOfWork:
         events, self._sent = self._sent + events, []
         if events and self._bus is not None:
             self._bus.committed(events)
+        if self._outbox_written and self._on_outbox is not None:
+            self._outbox_written = False
+            self._on_outbox()  # wakes this process's delivery worker
 
 
 class Database:
@@ -164,6 +186,8 @@ class Database:
 
     def __init__(self, engine: AsyncEngine, events: EventBus | None = None) -> None:
         self.engine = engine
+        # Called after a commit that wrote outbox rows (the delivery worker's doorbell).
+        self.on_outbox: Callable[[], None] | None = None
         self.dialect = engine.dialect.name
         self.events = events
         self._sessions = session_factory(engine)
@@ -186,7 +210,13 @@ class Database:
             raise
 
     def writing(self) -> UnitOfWork:
-        return UnitOfWork(self._sessions, write=True, dialect=self.dialect, events=self.events)
+        return UnitOfWork(
+            self._sessions,
+            write=True,
+            dialect=self.dialect,
+            events=self.events,
+            on_outbox=self.on_outbox,
+        )
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self._sessions, write=False, dialect=self.dialect, events=self.events)

@@ -16,7 +16,7 @@ from app.domain.model import Plan, Tool
 from app.domain.records import CreditPack, Tariff
 
 if TYPE_CHECKING:
-    from app.persistence.unit_of_work import Database
+    from app.persistence.unit_of_work import Database, UnitOfWork
     from app.services.deps import Services
 
 TARIFF_TTL_SECONDS = 5.0
@@ -33,6 +33,22 @@ class TariffCache:
 
     async def credits(self, db: Database, tool: Tool) -> int | None:
         """The tool's price, or None when it has no tariff."""
+        await self._refresh(db)
+        return self._tariffs.get(tool)
+
+    async def cheapest(self, uow: UnitOfWork) -> int | None:
+        """The lowest tariff: below it an account can run nothing (credits.depleted).
+
+        Called inside a write: when stale, re-read through that transaction, never through a
+        connection of its own (writers queued on one account's lock hold the whole pool; one
+        more connection each would wait for them forever)."""
+        if time.monotonic() - self._read_at > self._ttl:
+            rows = await uow.catalog.tariffs()
+            self._tariffs = {Tool(row.tool): row.credits for row in rows}
+            self._read_at = time.monotonic()
+        return min(self._tariffs.values(), default=None)
+
+    async def _refresh(self, db: Database) -> None:
         if time.monotonic() - self._read_at > self._ttl:
             async with self._lock:
                 if time.monotonic() - self._read_at > self._ttl:
@@ -40,7 +56,6 @@ class TariffCache:
                         rows = await uow.catalog.tariffs()
                     self._tariffs = {Tool(row.tool): row.credits for row in rows}
                     self._read_at = time.monotonic()
-        return self._tariffs.get(tool)
 
 
 async def list_tariffs(services: Services) -> list[Tariff]:

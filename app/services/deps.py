@@ -13,6 +13,8 @@ from app.payments.port import PaymentProvider, StoreProvider
 from app.payments.sandbox import SandboxProvider
 from app.persistence.unit_of_work import Database
 from app.services.catalog import TariffCache
+from app.webhooks.http import HttpSender
+from app.webhooks.port import WebhookSender
 
 
 @dataclass(slots=True)
@@ -38,6 +40,9 @@ class Services:
     payment_reconcile_after: timedelta = field(default=timedelta(minutes=10))
     # The tariffs, read once per process and refreshed after a few seconds.
     tariffs: TariffCache = field(default_factory=TariffCache)
+    # Outgoing webhooks: who sends them (production: public https addresses only).
+    webhook_sender: WebhookSender = field(default_factory=lambda: HttpSender(public_only=False))
+    webhook_timeout_seconds: float = 10.0
     # The app stores this gateway sells packs through (none unless configured).
     stores: Mapping[ProviderName, StoreProvider] = field(default_factory=dict)
     # Settings' overrides of the catalog's store product ids: (store, product id) -> pack id.

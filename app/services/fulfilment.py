@@ -29,6 +29,7 @@ from app.persistence.unit_of_work import UnitOfWork
 from app.services.accounts import get_account
 from app.services.deps import Services
 from app.services.mapping import purchase_of, sale_of
+from app.services.webhook_events import plan_events
 
 log = logging.getLogger("creditgate.payments")
 
@@ -136,7 +137,7 @@ async def settle_locked(
     status = SETTLED_AS[decision.settlement]
     if not await uow.purchases.move(row.id, PurchaseStatus.PENDING, status):
         return SettlementDecision(Settlement.WAIT)
-    await uow.write(plan)
+    await uow.write(plan, await plan_events(uow, services, state, plan))
     row.status, row.status_reason = status.value, decision.reason
     if row.checkout_session_id is None:
         row.checkout_session_id = payment.session_id

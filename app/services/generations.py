@@ -18,6 +18,7 @@ from app.persistence.tables import GenerationRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.mapping import generation_of, view_of_books
+from app.services.webhook_events import plan_events
 
 OPERATION = "runGenerator"
 MAX_PROMPT_LENGTH = 4000
@@ -63,7 +64,7 @@ async def run_generator(
             assert first is not None
             view = view_of_books(account, state, state.wallet, plan.now)
             return GeneratorRun(generation_of(first), view)
-        await uow.write(plan)
+        await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     assert plan.new_generation is not None
     created = plan.new_generation
@@ -176,7 +177,7 @@ async def _finish(
         holds = await uow.open_holds(generation_id)
         reading = services.clock.now()
         plan = plan_finish(state, generation_of(row), holds, reading, finish, detail=detail)
-        await uow.write(plan)
+        await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     finished = finished_generation(row, plan)
     return GenerationFinished(finished, view_of_books(account, state, plan.wallet, plan.now))
@@ -220,7 +221,7 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
             plan = plan_finish(
                 state, generation_of(row), holds, now, Finish.FAIL, detail=TIMED_OUT, check=False
             )
-            await uow.write(plan)
+            await uow.write(plan, await plan_events(uow, services, state, plan))
             await uow.commit()
             released += 1
     return released

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from app.services.deps import Services
 from app.services.generations import release_stale_generations
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
+from app.services.webhook_events import record_posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,9 @@ async def catch_up(account_id: str, services: Services) -> bool:
     async with services.db.writing() as uow:
         account = await lock_account(uow, account_id)
         subscription, now = await acting_now(uow, account, services.clock)
-        await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
+        postings = Postings(uow, account, now)
+        await bring_up_to_date(uow, account, subscription, postings, now)
+        await record_posted(uow, postings, subscription, services)
         await uow.commit()
     return True
 

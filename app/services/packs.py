@@ -30,6 +30,7 @@ from app.services.history import get_purchase
 from app.services.idempotency import remember, replayed_result
 from app.services.mapping import terms_of
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
+from app.services.webhook_events import record_posted
 
 OPERATION = "purchasePack"
 
@@ -50,7 +51,8 @@ async def purchase_pack(
             pack = await uow.catalog.pack(pack_id)
             if pack is None or not pack.on_sale:
                 raise PackNotFound(pack_id)
-            await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
+            postings = Postings(uow, account, now)
+            await bring_up_to_date(uow, account, subscription, postings, now)
             terms = terms_of(subscription)
             if terms is None or not terms.allows_packs_at(now):
                 raise SubscriptionRequired()
@@ -68,6 +70,7 @@ async def purchase_pack(
             )
             uow.purchases.add(row)
             remember(uow, account_id, idempotency_key, OPERATION, request, row.id, now)
+            await record_posted(uow, postings, subscription, services)
             await uow.commit()
     if row.status == PurchaseStatus.PENDING and row.checkout_session_id is None:
         try:

@@ -16,6 +16,7 @@ from app.domain.events import PurchaseStatusChanged
 from app.domain.holds import lot_is_live
 from app.domain.model import Bucket, LedgerKind
 from app.domain.purchases import ProviderName, PurchaseStatus, credits_for_refund, revoke
+from app.domain.webhooks import PurchaseReversed
 from app.payments.port import DisputeState, Reversal, ReversalKind
 from app.persistence.tables import AccountRow, PackPurchaseRow, PurchaseReversalRow
 from app.persistence.unit_of_work import UnitOfWork
@@ -23,8 +24,15 @@ from app.services.deps import Services
 from app.services.fulfilment import fulfil_purchase
 from app.services.mapping import recorded_cycle_of, sale_of
 from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_account
+from app.services.webhook_events import record_posted
 
 log = logging.getLogger("creditgate.payments")
+# Outcomes the platform's services hear of (purchase.refunded, purchase.revoked), by reason.
+REVERSALS_ANNOUNCED = {
+    "refunded": "refund",
+    "disputed": "dispute_opened",
+    "dispute_lost": "dispute_lost",
+}
 
 # A refund's record: applied (its credits taken), or reversed by the store (given back).
 APPLIED = "APPLIED"
@@ -78,6 +86,15 @@ async def apply_reversal(
             return outcome
         if row.status != before:
             uow.publish(PurchaseStatusChanged(row.id, row.provider, row.status))
+        facts = []
+        if outcome in REVERSALS_ANNOUNCED:
+            taken = sum(-e.amount for e in postings.entries if e.kind is LedgerKind.REVOCATION)
+            facts.append(
+                PurchaseReversed(
+                    row.id, REVERSALS_ANNOUNCED[outcome], reversal.amount_cents, row.currency, taken
+                )
+            )
+        await record_posted(uow, postings, subscription, services, facts)
         await uow.commit()
     return outcome
 

@@ -20,6 +20,7 @@ from app.services.wallets import (
     lock_account,
     replace_cycle,
 )
+from app.services.webhook_events import record_posted
 
 
 async def start_subscription(
@@ -64,6 +65,7 @@ async def start_subscription(
         account.subscription_id = row.id
         account.cycle_index = wallet.cycle_index
         account.cycle_ends_at = wallet.cycle_ends_at
+        await record_posted(uow, postings, row, services)
         await uow.commit()
     return view_of(account, row, now)
 
@@ -75,7 +77,8 @@ async def cancel_subscription(account_id: str, services: Services) -> AccountVie
         # Judged at an instant no earlier than the account's cycle: a cancel that read the
         # clock before a renewal another request recorded cancels the new cycle, not the old.
         subscription, now = await acting_now(uow, account, services.clock)
-        await bring_up_to_date(uow, account, subscription, Postings(uow, account, now), now)
+        postings = Postings(uow, account, now)
+        await bring_up_to_date(uow, account, subscription, postings, now)
         terms = terms_of(subscription)
         if (
             subscription is None
@@ -84,6 +87,7 @@ async def cancel_subscription(account_id: str, services: Services) -> AccountVie
         ):
             raise NoActiveSubscription()
         subscription.canceled_at = now
+        await record_posted(uow, postings, subscription, services)
         await uow.commit()
     return view_of(account, subscription, now)
 
@@ -129,5 +133,6 @@ async def change_subscription(
                 reference_type="SUBSCRIPTION",
                 reference_id=subscription.id,
             )
+        await record_posted(uow, postings, subscription, services)
         await uow.commit()
     return view_of(account, subscription, now)

@@ -10,6 +10,7 @@ from app.domain.errors import AccountNotFound
 from app.domain.events import AccountChanged, CreditsPosted
 from app.domain.model import Bucket, LedgerKind, ReferenceType, Tool
 from app.domain.wallet import Renewal, acting_instant
+from app.domain.webhooks import Balances, Entry
 from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.mapping import lot_of, terms_of, wallet_of
@@ -22,6 +23,18 @@ class Postings:
         self._uow = uow
         self._account = account
         self._now = now
+        # What the outgoing webhooks judge a write by: the balances before it, its entries.
+        self.before = Balances(account.subscription_balance, account.pack_balance)
+        self.entries: list[Entry] = []
+        self.rows: list[LedgerEntryRow] = []
+
+    @property
+    def account_id(self) -> str:
+        return self._account.id
+
+    @property
+    def now(self) -> datetime:
+        return self._now
 
     def post(
         self,
@@ -50,18 +63,31 @@ class Postings:
                 raise ValueError("a pack lot cannot go below zero")
         if after < 0:
             raise ValueError("a bucket cannot go below zero")
-        self._uow.ledger.add(
-            LedgerEntryRow(
-                account_id=account.id,
-                kind=kind.value,
-                bucket=bucket.value,
-                amount=amount,
-                balance_after=after,
-                reference_type=str(reference_type),
-                reference_id=reference_id,
-                lot_id=lot.id if lot else None,
-                occurred_at=occurred_at or self._now,
-                recorded_at=self._now,
+        row = LedgerEntryRow(
+            account_id=account.id,
+            kind=kind.value,
+            bucket=bucket.value,
+            amount=amount,
+            balance_after=after,
+            reference_type=str(reference_type),
+            reference_id=reference_id,
+            lot_id=lot.id if lot else None,
+            occurred_at=occurred_at or self._now,
+            recorded_at=self._now,
+        )
+        self._uow.ledger.add(row)
+        self.rows.append(row)
+        self.entries.append(
+            Entry(
+                len(self.entries),
+                kind,
+                bucket,
+                amount,
+                after,
+                str(reference_type),
+                reference_id,
+                row.lot_id,
+                row.occurred_at,
             )
         )
         self._uow.publish(CreditsPosted(kind, bucket, amount, tool))
