@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.persistence.tables import (
     AccountRow,
+    CreditAdjustmentRow,
     CreditPackRow,
     GenerationRow,
     HoldRow,
@@ -62,6 +63,19 @@ class AccountRepository:
         )
         return list((await self._session.exec(query)).all())
 
+    async def with_bonus_expired(self, now: datetime, limit: int) -> list[str]:
+        """Accounts holding bonus credits past their expiry that the ledger does not show."""
+        query = (
+            select(CreditAdjustmentRow.account_id)
+            .where(
+                col(CreditAdjustmentRow.remaining) > 0,
+                col(CreditAdjustmentRow.expires_at) <= now,
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
+
     async def get(self, account_id: str) -> AccountRow | None:
         return await self._session.get(AccountRow, account_id)
 
@@ -104,6 +118,31 @@ class CatalogRepository:
 
     async def pack(self, pack_id: str) -> CreditPackRow | None:
         return await self._session.get(CreditPackRow, pack_id)
+
+
+class AdjustmentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, adjustment_id: str) -> CreditAdjustmentRow | None:
+        return await self._session.get(CreditAdjustmentRow, adjustment_id)
+
+    async def bonus_with_credits_left(self, account_id: str) -> list[CreditAdjustmentRow]:
+        """The account's bonus lots with credits left, in spend order."""
+        query = (
+            select(CreditAdjustmentRow)
+            .where(
+                CreditAdjustmentRow.account_id == account_id,
+                col(CreditAdjustmentRow.remaining) > 0,
+                col(CreditAdjustmentRow.expires_at).is_not(None),
+            )
+            .order_by(
+                col(CreditAdjustmentRow.expires_at),
+                col(CreditAdjustmentRow.created_at),
+                col(CreditAdjustmentRow.id),
+            )
+        )
+        return list((await self._session.exec(query)).all())
 
 
 class PackPurchaseRepository:

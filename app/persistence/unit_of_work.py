@@ -15,6 +15,7 @@ from app.persistence import plans
 from app.persistence.engine import WRITE, session_factory
 from app.persistence.repositories import (
     AccountRepository,
+    AdjustmentRepository,
     CatalogRepository,
     GenerationRepository,
     HoldRepository,
@@ -41,6 +42,7 @@ class UnitOfWork:
     idempotency: IdempotencyRepository
     payment_events: PaymentEventRepository
     reversals: ReversalRepository
+    adjustments: AdjustmentRepository
 
     def __init__(
         self,
@@ -77,6 +79,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(s)
         self.payment_events = PaymentEventRepository(s)
         self.reversals = ReversalRepository(s)
+        self.adjustments = AdjustmentRepository(s)
         return self
 
     async def __aexit__(
