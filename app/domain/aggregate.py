@@ -381,22 +381,23 @@ class Book:
                 reference_id,
                 occurred_at=renewal.at,
             )
-        if renewal.expired_packs:
-            for lot_id, lot in self._lots.items():
-                if lot.bucket is not Bucket.PACK:
-                    continue  # bonus lots keep their own dates
-                if lot.expires_at > renewal.at:
-                    lot.expires_at, lot.changed = renewal.at, True
-                if lot.remaining:
-                    self.post(
-                        LedgerKind.EXPIRY,
-                        Bucket.PACK,
-                        -lot.remaining,
-                        ReferenceType.PURCHASE,
-                        lot_id,
-                        lot_id=lot_id,
-                        occurred_at=renewal.at,
-                    )
+        # Every lot, even one with nothing left (its credits may be held): held credits that
+        # come back after the start expire too.
+        for lot_id, lot in self._lots.items():
+            if lot.bucket is not Bucket.PACK:
+                continue  # bonus lots keep their own dates
+            if lot.expires_at > renewal.at:
+                lot.expires_at, lot.changed = renewal.at, True
+            if lot.remaining:
+                self.post(
+                    LedgerKind.EXPIRY,
+                    Bucket.PACK,
+                    -lot.remaining,
+                    ReferenceType.PURCHASE,
+                    lot_id,
+                    lot_id=lot_id,
+                    occurred_at=renewal.at,
+                )
         if renewal.granted:
             self.post(
                 LedgerKind.GRANT,

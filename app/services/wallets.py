@@ -165,7 +165,8 @@ async def replace_cycle(
     renewal: Renewal,
 ) -> None:
     """Starting a plan is a renewal that replaces the cycle (:meth:`Book.replace_cycle`)."""
-    lots = await uow.purchases.unexpired(account.id, renewal.at) if renewal.expired_packs else []
+    # Lots not yet past their date, even those fully spent or held: their date moves too.
+    lots = await uow.purchases.unexpired(account.id, renewal.at)
     book = Book.open(_state_of(account, subscription, lots), renewal.at)
     book.replace_cycle(renewal, subscription.id)
     _apply(book, postings, lots)

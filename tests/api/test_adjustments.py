@@ -292,12 +292,12 @@ async def test_a_retried_adjustment_returns_the_first_and_grants_once(api: Api, 
         len([e for e in await adjustment_rows(rows, account_id) if e["kind"] == "ADJUSTMENT"]) == 1
     )
     # the same key for another adjustment, or for another mutation, is a conflict
-    for other in (
-        {"amount": 76},
-        {"amount": 75, "reason": "Other reason"},
-        {"amount": 75, "expires_at": "2026-02-01T00:00:00Z"},
-    ):
-        amount = other.pop("amount")
+    others: list[tuple[int, dict[str, str]]] = [
+        (76, {}),
+        (75, {"reason": "Other reason"}),
+        (75, {"expires_at": "2026-02-01T00:00:00Z"}),
+    ]
+    for amount, other in others:
         conflict = await adjust(api, account_id, amount, key="ticket-42", **other)
         assert conflict == {"__typename": "IdempotencyConflict", "idempotencyKey": "ticket-42"}
     run = await api.run(account_id, "TURBO", key="ticket-42")

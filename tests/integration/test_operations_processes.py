@@ -108,9 +108,7 @@ async def test_one_adjustment_sent_to_two_processes_at_once_is_granted_once(
                 *((a, b)[c % 2].data(ADJUST, variables, token=token) for c in range(copies))
             )
             answers.append([r["adjustCredits"] for r in results])
-        balances = (await a.as_user(account_id, "query { me { bonusBalance creditsTotal } }"))[
-            "me"
-        ]
+        balances = (await a.as_user(account_id, "query { me { bonusBalance creditsTotal } }"))["me"]
     # then each round granted once, and every copy answered with that one adjustment
     for n, round_answers in enumerate(answers):
         assert {r["__typename"] for r in round_answers} == {"CreditsAdjusted"}

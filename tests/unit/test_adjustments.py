@@ -58,8 +58,11 @@ def state(
 ) -> AccountState:
     pack_balance = sum(lot.remaining for lot in packs)
     bonus_balance = sum(lot.remaining for lot in bonus)
-    cycle = (0, CYCLE_END) if terms else (None, None)
-    wallet = Wallet(subscription, pack_balance, *cycle, bonus_balance)
+    wallet = (
+        Wallet(subscription, pack_balance, 0, CYCLE_END, bonus_balance)
+        if terms
+        else Wallet(subscription, pack_balance, None, None, bonus_balance)
+    )
     return AccountState(
         "a1",
         "s1" if terms else None,
