@@ -26,6 +26,7 @@ from app.domain.aggregate import (
     plan_renewals,
     plan_run,
 )
+from app.domain.deadlines import next_change_at
 from app.domain.errors import IdempotencyConflict, InsufficientCredits, InvalidInput
 from app.domain.generations import Finish
 from app.domain.model import (
@@ -297,3 +298,18 @@ def test_only_a_bonus_has_an_expiry_and_it_needs_an_offset() -> None:
         validate_expiry(5, datetime(2026, 3, 1))
     eastern = datetime.fromisoformat("2026-03-01T07:00:00-05:00")
     assert validate_expiry(5, eastern) == datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def test_subscribers_are_woken_when_a_bonus_expires() -> None:
+    expires = T0 + timedelta(days=3)
+    view = account_view(
+        account_id="a1",
+        email="a@example.com",
+        created_at=T0,
+        wallet=Wallet(100, 0, 0, CYCLE_END, 5),
+        subscription_id="s1",
+        terms=TERMS,
+        now=T0,
+        bonus_lots=[PackLot("b", 5, expires, T0)],
+    )
+    assert next_change_at(view, T0) == expires
