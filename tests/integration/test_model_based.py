@@ -164,7 +164,7 @@ mutation($id: ID!, $amount: Int!, $reason: String!, $key: String!, $at: DateTime
   }}
 }}"""
 # Bonus lots and corrections of every size; expiries around the renewals (None: the next).
-ADJUST_AMOUNTS = [25, 100, 400, -10, -60, -300, -5000]
+ADJUST_AMOUNTS = [25, 60, 100, 400, 25, 60, -10, -60, -300, -5000]
 ADJUST_EXPIRIES: list[timedelta | None] = [
     None,
     None,
@@ -360,7 +360,7 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
                 Adjust, st.sampled_from(ADJUST_AMOUNTS), st.sampled_from(ADJUST_EXPIRIES), KEYS
             )
         ]
-        * 3,
+        * 4,
         *[
             st.builds(
                 Finish, st.integers(0, 50), st.booleans(), st.sampled_from([0, 0, 1]).map(bool)
