@@ -40,7 +40,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ws_max_size=settings.max_body_bytes,
-        # Slow clients (README, "Security"): idle keep-alive connections close, a request
+        # Slow clients (docs/security.md): idle keep-alive connections close, a request
         # head must arrive in time; the app bounds the body (408).
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
         http=head_timeout_protocol(settings.header_read_timeout_seconds),  # type: ignore[arg-type]
@@ -139,8 +139,8 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _trusted_documents(settings: Settings, args: argparse.Namespace) -> int:
     from graphql import GraphQLError
 
+    from graphql_schema.engine.trusted_documents import build_manifest
     from graphql_schema.schema import create_schema
-    from graphql_schema.trusted_documents import build_manifest
 
     try:
         manifest = build_manifest(args.folder, create_schema()._schema)

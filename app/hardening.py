@@ -1,4 +1,4 @@
-"""What the app factory adds to harden the gateway (README, "Security"), kept out of main.py.
+"""What the app factory adds to harden the gateway (docs/security.md), kept out of main.py.
 
 ``HardenedRequests`` is mixed into the GraphQL view: it checks the JSON body and applies
 trusted documents. The functions build the operation policy, the rate limiter and the
@@ -33,23 +33,23 @@ from app.security.http_guards import (
 from app.security.rate_limits import RateLimiter
 from app.settings import Settings
 from graphql_schema.context import Context
-from graphql_schema.documents import Documents
-from graphql_schema.errors import ApiError
-from graphql_schema.limits import DocumentLimits, ListLimits, document_rules
-from graphql_schema.observability import OperationObserver
-from graphql_schema.operations import Guard, OperationPolicy
-from graphql_schema.over_http import refused
-from graphql_schema.persisted_queries import (
+from graphql_schema.engine.documents import Documents
+from graphql_schema.engine.limits import DocumentLimits, ListLimits, document_rules
+from graphql_schema.engine.observability import OperationObserver
+from graphql_schema.engine.operations import Guard, OperationPolicy
+from graphql_schema.engine.over_http import refused
+from graphql_schema.engine.persisted_queries import (
     Admitted,
     DocumentStore,
     InProcessDocuments,
     PersistedQueries,
     RedisDocuments,
 )
-from graphql_schema.rate_limiting import MutationRateLimit
-from graphql_schema.text_inputs import NoNulInStringLiterals, NoNulInVariables
-from graphql_schema.trusted_documents import TrustedDocuments, with_document_id
-from graphql_schema.websocket import GatewayTransportWS, TextFrames, WebSocketLimits
+from graphql_schema.engine.rate_limiting import MutationRateLimit
+from graphql_schema.engine.text_inputs import NoNulInStringLiterals, NoNulInVariables
+from graphql_schema.engine.trusted_documents import TrustedDocuments, with_document_id
+from graphql_schema.engine.websocket import GatewayTransportWS, TextFrames, WebSocketLimits
+from graphql_schema.errors import ApiError
 
 TOO_DEEP = f"JSON may nest lists and objects at most {MAX_JSON_DEPTH} deep."
 
@@ -65,7 +65,7 @@ class TooDeeplyNested(json.JSONDecodeError):
 class HardenedRequests:
     """Overrides of Strawberry's HTTP view; list it before ``strawberry.asgi.GraphQL``.
 
-    The websocket gets the gateway's handler (graphql_schema/websocket.py): the same
+    The websocket gets the gateway's handler (graphql_schema/engine/websocket.py): the same
     trusted documents, policy and body limit as HTTP, and per-account caps.
     """
 
@@ -118,7 +118,7 @@ class HardenedRequests:
         sub_response: Any,
     ) -> Any:
         # The first hook with both the request and the caller: the manifest applies per token.
-        # A batch reaches here one operation at a time (graphql_schema/over_http.py).
+        # A batch reaches here one operation at a time (graphql_schema/engine/over_http.py).
         admitted = Admitted(request_data)  # type: ignore[arg-type]
         try:
             if isinstance(request_data, GraphQLRequestData):
@@ -147,7 +147,7 @@ def operation_policy(
     settings: Settings, limiter: RateLimiter | None, metrics: Metrics | None
 ) -> OperationPolicy:
     """Document limits, input guards, the mutation rate limit and metrics, for every
-    query and mutation (graphql_schema/operations.py)."""
+    query and mutation (graphql_schema/engine/operations.py)."""
     limits = DocumentLimits(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,

@@ -51,11 +51,11 @@ from app.services.deps import Services
 from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
+from graphql_schema.engine.fences import fast_paths_enabled
+from graphql_schema.engine.json_posts import JsonPostLane
+from graphql_schema.engine.observability import log_graphql_errors
+from graphql_schema.engine.over_http import GraphQLOverHTTP
 from graphql_schema.errors import ApiError
-from graphql_schema.fences import fast_paths_enabled
-from graphql_schema.json_posts import JsonPostLane
-from graphql_schema.observability import log_graphql_errors
-from graphql_schema.over_http import GraphQLOverHTTP
 from graphql_schema.schema import create_schema
 
 logger = logging.getLogger("creditgate")
@@ -84,7 +84,7 @@ class CreditGateGraphQL(  # type: ignore[misc]
                 fast_paths=fast_paths,
             ),
             graphql_ide=None if settings.is_production else "graphiql",
-            # Queries over GET in every environment (graphql_schema/over_http.py): tokens
+            # Queries over GET in every environment (graphql_schema/engine/over_http.py): tokens
             # travel in Authorization, never in cookies, so a GET cannot be forged cross-site.
             allow_queries_via_get=True,
             # Only graphql-transport-ws: the legacy graphql-ws protocol has known CVEs.
@@ -103,7 +103,7 @@ class CreditGateGraphQL(  # type: ignore[misc]
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if self._fast_paths:
             return await super().run(request, context, root_value)
-        # Fenced off (graphql_schema/fences.py): Strawberry's own HTTP path, no JSON lane.
+        # Fenced off (graphql_schema/engine/fences.py): Strawberry's own HTTP path, no JSON lane.
         return await super(JsonPostLane, self).run(request, context, root_value)
 
     def encode_json(self, data: object) -> str:

@@ -64,11 +64,11 @@ class Settings(BaseSettings):
     # Only with env=test: this process's clock runs this many seconds off the system clock,
     # so process tests can put a renewal between two processes' clocks without sleeping.
     clock_offset_seconds: float = Field(default=0.0, ge=-366 * 86400, le=366 * 86400)
-    # One account's share of a process's live updates (README, "Live balances").
+    # One account's share of a process's live updates (docs/clients.md, "Live balances").
     max_connections_per_account: int = Field(default=5, ge=1, le=10_000)
     max_subscriptions_per_account: int = Field(default=20, ge=1, le=100_000)
 
-    # Hardening (README, "Security"): every document is bounded before any work is done.
+    # Hardening (docs/security.md): every document is bounded before any work is done.
     max_body_bytes: int = Field(default=128 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_depth: int = Field(default=10, ge=1, le=100)
     max_aliases: int = Field(default=15, ge=0, le=1000)
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # A purchase PENDING this long is asked about by the sweep instead of waited for.
     payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
 
-    # Clients (README, "Clients"; docs/clients.md): APQ, batching, CORS request headers.
+    # Clients (docs/clients.md): APQ, batching, CORS request headers.
     # Automatic persisted queries: registered texts kept in this process (LRU by entries and
     # bytes), or in Redis (under the key prefix, each for a TTL) when redis_url is set.
     apq_enabled: bool = True

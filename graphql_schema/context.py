@@ -11,8 +11,8 @@ from strawberry.types import Info as StrawberryInfo
 from app.auth import InvalidToken, Principal, bearer_token, decode_token, token_expires_at
 from app.events.hub import Hub, Session
 from app.services.deps import Services
+from graphql_schema.engine.limits import ListLimits
 from graphql_schema.errors import ApiError, forbidden, to_api_error, unauthenticated
-from graphql_schema.limits import ListLimits
 from graphql_schema.loaders import AccountLoader
 
 _UNSET = object()

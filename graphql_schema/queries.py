@@ -7,8 +7,8 @@ import strawberry
 from app.domain.errors import GenerationNotFound, PurchaseNotFound
 from app.services import catalog, history
 from graphql_schema.context import Info
+from graphql_schema.engine.limits import checked_list
 from graphql_schema.errors import ApiError
-from graphql_schema.limits import checked_list
 from graphql_schema.types import (
     Account,
     CreditPack,

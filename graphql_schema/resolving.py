@@ -11,8 +11,8 @@ from strawberry.types.union import StrawberryUnion
 
 from app.domain.errors import CreditError
 from graphql_schema.context import Context, Info
+from graphql_schema.engine.observability import noted_result
 from graphql_schema.errors import forbidden, to_api_error
-from graphql_schema.observability import noted_result
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -8,10 +8,10 @@ from pathlib import Path
 from graphql import is_abstract_type
 from strawberry.schema.config import StrawberryConfig
 
-from graphql_schema.documents import Documents
-from graphql_schema.masking import MASKED_MESSAGE
+from graphql_schema.engine.documents import Documents
+from graphql_schema.engine.masking import MASKED_MESSAGE
+from graphql_schema.engine.operations import GatewaySchema, OperationPolicy
 from graphql_schema.mutations import Mutation, SandboxMutation
-from graphql_schema.operations import GatewaySchema, OperationPolicy
 from graphql_schema.queries import Query
 from graphql_schema.results import Error
 from graphql_schema.subscriptions import LiveUpdates
@@ -33,7 +33,7 @@ def create_schema(
     """``policy``: limits, guards and metrics (from the app factory); by default only the
     document cache, as for exporting the SDL or building a trusted-documents manifest.
     ``sandbox_payments`` adds ``sandboxSettlePayment``; the exported SDL is without it.
-    ``fast_paths``: plain leaves and query plans (graphql_schema/fences.py decides)."""
+    ``fast_paths``: plain leaves and query plans (graphql_schema/engine/fences.py decides)."""
     return GatewaySchema(
         query=Query,
         mutation=SandboxMutation if sandbox_payments else Mutation,

@@ -15,6 +15,7 @@ from app.domain.records import PackPurchase as PackPurchaseRecord
 from app.domain.records import Tariff as TariffRecord
 from app.services import history
 from graphql_schema.context import Info
+from graphql_schema.engine.limits import page_size
 from graphql_schema.enums import (
     BillingInterval,
     Bucket,
@@ -27,7 +28,6 @@ from graphql_schema.enums import (
     Tool,
 )
 from graphql_schema.errors import or_error
-from graphql_schema.limits import page_size
 from graphql_schema.pagination import (
     Connection,
     connection,

@@ -1,6 +1,6 @@
 """Every query the test suite sends is answered again by a stock ``strawberry.Schema``.
 
-The gateway's fast paths (plain leaves, query plans: graphql_schema/fences.py) must never
+The gateway's fast paths (plain leaves, query plans: graphql_schema/engine/fences.py) must never
 change an answer. So while the suite runs, each query the gateway executes is executed a
 second time, at once and on the same request context (same caller, same loaders, same
 database state), by a stock Strawberry schema with the same types and the same rules
@@ -28,9 +28,9 @@ from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from graphql_schema.documents import Documents
+from graphql_schema.engine.documents import Documents
+from graphql_schema.engine.operations import GatewaySchema
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED
-from graphql_schema.operations import GatewaySchema
 
 SILENCED_LOGGERS = ("creditgate", "strawberry.execution")
 _replaying: ContextVar[bool] = ContextVar("replaying_on_stock", default=False)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.persistence.tables import (
     AccountRow,
@@ -257,20 +259,7 @@ class PackPurchaseRepository:
     ) -> list[PackPurchaseRow]:
         """Newest first, keyset-paginated on (created_at, id)."""
         query = select(PackPurchaseRow).where(PackPurchaseRow.account_id == account_id)
-        if before is not None:
-            created_at, purchase_id = before
-            query = query.where(
-                or_(
-                    col(PackPurchaseRow.created_at) < created_at,
-                    and_(
-                        col(PackPurchaseRow.created_at) == created_at,
-                        col(PackPurchaseRow.id) < purchase_id,
-                    ),
-                )
-            )
-        query = query.order_by(
-            col(PackPurchaseRow.created_at).desc(), col(PackPurchaseRow.id).desc()
-        ).limit(limit)
+        query = _newest_first(query, PackPurchaseRow, before, limit)
         return list((await self._session.exec(query)).all())
 
 
@@ -376,20 +365,7 @@ class GenerationRepository:
         query = select(GenerationRow).where(GenerationRow.account_id == account_id)
         if status is not None:
             query = query.where(GenerationRow.status == status)
-        if before is not None:
-            created_at, generation_id = before
-            query = query.where(
-                or_(
-                    col(GenerationRow.created_at) < created_at,
-                    and_(
-                        col(GenerationRow.created_at) == created_at,
-                        col(GenerationRow.id) < generation_id,
-                    ),
-                )
-            )
-        query = query.order_by(
-            col(GenerationRow.created_at).desc(), col(GenerationRow.id).desc()
-        ).limit(limit)
+        query = _newest_first(query, GenerationRow, before, limit)
         return list((await self._session.exec(query)).all())
 
     def add(self, generation: GenerationRow) -> None:
@@ -444,3 +420,25 @@ class IdempotencyRepository:
 
     def add(self, record: IdempotencyRow) -> None:
         self._session.add(record)
+
+
+_Page = TypeVar("_Page", bound=SelectOfScalar[Any])
+
+
+def _newest_first(
+    query: _Page,
+    table: type[PackPurchaseRow] | type[GenerationRow],
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> _Page:
+    """One page of a keyset pagination on (created_at, id), newest first: the rows strictly
+    after the cursor ``before``, so a page stays right while new rows arrive."""
+    if before is not None:
+        created_at, row_id = before
+        query = query.where(
+            or_(
+                col(table.created_at) < created_at,
+                and_(col(table.created_at) == created_at, col(table.id) < row_id),
+            )
+        )
+    return query.order_by(col(table.created_at).desc(), col(table.id).desc()).limit(limit)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 
-from graphql_schema import documents as documents_module
-from graphql_schema.documents import Documents, estimated_bytes
+from graphql_schema.engine import documents as documents_module
+from graphql_schema.engine.documents import Documents, estimated_bytes
 from tests.api_client import Api
 from tests.conftest import ApiFactory
 

@@ -117,7 +117,7 @@ async def test_the_limits_leave_the_validation_cache_hitting(
 ) -> None:
     # The limiters add validation rules; a new rule class per request would miss the cache,
     # and every request would be validated again.
-    from graphql_schema import documents
+    from graphql_schema.engine import documents
 
     validations: list[str] = []
     real_validate = documents.validate

@@ -11,12 +11,12 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.main import CreditGateGraphQL
 from graphql_schema.context import Context
-from graphql_schema.execution import GatewayExecutionContext
+from graphql_schema.engine.execution import GatewayExecutionContext
 from tests.api_client import Api
 
 DASHBOARD = """query Dashboard { me { subscriptionBalance packBalance nextRenewalAt
   subscription { plan interval status monthlyCredits startedAt } } }"""
-# A directive keeps a query off the plans (graphql_schema/plans.py): graphql-core runs it.
+# A directive keeps a query off the plans (graphql_schema/engine/plans.py): graphql-core runs it.
 DASHBOARD_BY_GRAPHQL_CORE = DASHBOARD.replace("packBalance", "packBalance @include(if: true)")
 
 

@@ -11,7 +11,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.types.unset import UNSET
 
-from graphql_schema.json_posts import JsonPostLane
+from graphql_schema.engine.json_posts import JsonPostLane
 from tests.api_client import BALANCES, RUN_GENERATOR, Api
 
 JSON = "application/json"

@@ -310,7 +310,7 @@ async def test_each_mutation_of_a_batch_counts_against_the_rate_limit(
 async def test_each_operation_of_a_batch_passes_the_trusted_document_rules(
     make_api: ApiFactory, tmp_path: Any
 ) -> None:
-    from graphql_schema.trusted_documents import document_hash
+    from graphql_schema.engine.trusted_documents import document_hash
 
     listed = "query Plans { plans { plan } }"
     manifest = tmp_path / "manifest.json"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.cli import main
-from graphql_schema.trusted_documents import document_hash
+from graphql_schema.engine.trusted_documents import document_hash
 from tests.api_client import Api
 from tests.conftest import ApiFactory
 

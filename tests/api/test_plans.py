@@ -9,8 +9,8 @@ from graphql import build_schema, get_operation_ast, parse
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from graphql_schema.operations import GatewaySchema
-from graphql_schema.plans import PlanRun, QueryPlan, QueryPlans, plan_query
+from graphql_schema.engine.operations import GatewaySchema
+from graphql_schema.engine.plans import PlanRun, QueryPlan, QueryPlans, plan_query
 from tests.api.test_ledger import recorded_statements
 from tests.api_client import Api
 from tests.db import Rows

@@ -39,20 +39,22 @@ async def server(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Gateway
         process.stop()
 
 
-async def _drip(writer: asyncio.StreamWriter, byte: bytes) -> None:
-    """Send ``byte`` again and again, slowly, until the server hangs up."""
+async def _drip(writer: asyncio.StreamWriter, byte: bytes, every: float) -> None:
+    """Send ``byte`` again and again, every ``every`` seconds, until the server hangs up."""
     with contextlib.suppress(ConnectionError):
         while not writer.is_closing():
             writer.write(byte)
             await writer.drain()
-            await asyncio.sleep(DRIP_SECONDS)
+            await asyncio.sleep(every)
 
 
-async def _answer_while_dripping(server: GatewayProcess, start: bytes, byte: bytes) -> bytes:
+async def _answer_while_dripping(
+    server: GatewayProcess, start: bytes, byte: bytes, every: float = DRIP_SECONDS
+) -> bytes:
     """Everything the server sends until it closes, while the client drips ``byte``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(start)
-    dripping = asyncio.create_task(_drip(writer, byte))
+    dripping = asyncio.create_task(_drip(writer, byte, every))
     try:
         async with asyncio.timeout(GIVE_UP_SECONDS):
             return await reader.read()  # until EOF
@@ -77,6 +79,29 @@ async def test_a_body_dripped_slowly_is_answered_408_and_the_connection_closed(
     assert status_line.startswith(b"HTTP/1.1 408"), answer[:200]
     body = json.loads(rest.partition(b"\r\n\r\n")[2])
     assert body["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_the_server_lingers_after_a_closing_answer_so_late_bytes_do_not_reset_it(
+    server: GatewayProcess,
+) -> None:
+    """A plain close with bytes still arriving makes the server's kernel send a reset,
+    which can destroy an answer (a 408 for a body still dripping in) before the client
+    reads it. The server shuts its side and keeps reading for a while instead: bytes sent
+    after the answer are taken, not answered with a reset."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(GIVE_UP_SECONDS):
+            answer = await reader.read()  # until the server's FIN
+        for _ in range(5):
+            writer.write(b"bytes the server will never answer")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        assert not writer.is_closing()
+    finally:
+        writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
 
 
 async def test_a_request_head_dripped_slowly_gets_the_connection_closed(

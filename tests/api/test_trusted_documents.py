@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from app.cli import main
 from app.main import create_app
 from app.settings import Settings
-from graphql_schema.trusted_documents import document_hash
+from graphql_schema.engine.trusted_documents import document_hash
 from tests.api_client import Api
 from tests.conftest import ApiFactory
 

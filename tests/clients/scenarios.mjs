@@ -394,14 +394,14 @@ const scenarios = {
     };
   },
 
-  /** The README's Apollo Client set-up, as written there: one query, one mutation, a
+  /** The Apollo Client set-up of docs/clients.md, as written there: one query, one mutation, a
    * live total over the websocket, with a token read per request. */
   async "readme-apollo"() {
     const { sent, fetchFn } = recordingFetch();
     const getToken = () => token();
     const url = config.url;
     const wsUrl = config.wsUrl;
-    // --- as in README.md, "Clients" ---
+    // --- as in docs/clients.md, "Set-up in code" ---
     const http = new HttpLink({ uri: url, fetch: fetchFn });
     const auth = new SetContextLink(({ headers }) => ({
       headers: { ...headers, authorization: `Bearer ${getToken()}` },
@@ -439,13 +439,13 @@ const scenarios = {
     return { editor: editor.data.me, run: run.data.runGenerator, live, requests: sent };
   },
 
-  /** The README's urql set-up, as written there. */
+  /** The urql set-up of docs/clients.md, as written there. */
   async "readme-urql"() {
     const { sent, fetchFn } = recordingFetch();
     const getToken = () => token();
     const url = config.url;
     const wsUrl = config.wsUrl;
-    // --- as in README.md, "Clients" ---
+    // --- as in docs/clients.md, "Set-up in code" ---
     const ws = createWsClient({
       url: wsUrl,
       webSocketImpl: WebSocket,

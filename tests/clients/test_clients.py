@@ -1,5 +1,5 @@
 """The GraphQL clients front-ends really use, run in node against a real ``creditgate serve``
-in development and in production mode (README, "Clients").
+in development and in production mode (docs/clients.md).
 
 The clients come from the npm registry at the versions pinned in ``package-lock.json``
 (``npm ci`` runs here when ``node_modules`` is missing or older than the lock file).
@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from app.auth import issue_token
-from graphql_schema.trusted_documents import document_hash
+from graphql_schema.engine.trusted_documents import document_hash
 from tests.conftest import JWT_SECRET
 from tests.processes import GatewayProcess, Gateways
 

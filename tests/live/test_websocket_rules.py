@@ -27,7 +27,7 @@ from app.clock import FrozenClock
 from app.main import create_app
 from app.services import accounts
 from app.settings import Settings
-from graphql_schema.trusted_documents import document_hash
+from graphql_schema.engine.trusted_documents import document_hash
 from tests.api_client import RUN_GENERATOR, Api
 from tests.conftest import JWT_SECRET, T0
 from tests.live.test_subscriptions import RunningClock

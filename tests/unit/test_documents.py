@@ -3,7 +3,7 @@ from collections.abc import Callable
 from graphql import GraphQLError, parse
 from graphql.validation import NoUnusedFragmentsRule, specified_rules
 
-from graphql_schema.documents import Documents, PerDocument
+from graphql_schema.engine.documents import Documents, PerDocument
 from graphql_schema.schema import create_schema
 
 SCHEMA = create_schema()._schema

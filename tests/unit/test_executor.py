@@ -11,7 +11,7 @@ import strawberry
 from graphql import ExecutionResult, execute, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_schema.execution import GatewayExecutionContext, plain_leaves
+from graphql_schema.engine.execution import GatewayExecutionContext, plain_leaves
 from graphql_schema.schema import create_schema
 
 

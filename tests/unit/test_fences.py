@@ -15,10 +15,10 @@ import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission
 
-from graphql_schema.documents import Documents
-from graphql_schema.execution import plain_leaves
-from graphql_schema.fences import PINNED, fast_paths_enabled
-from graphql_schema.operations import GatewaySchema, OperationPolicy
+from graphql_schema.engine.documents import Documents
+from graphql_schema.engine.execution import plain_leaves
+from graphql_schema.engine.fences import PINNED, fast_paths_enabled
+from graphql_schema.engine.operations import GatewaySchema, OperationPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 

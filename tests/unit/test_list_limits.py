@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_schema.engine.limits import ListLimits, checked_list, page_size
 from graphql_schema.errors import ApiError
-from graphql_schema.limits import ListLimits, checked_list, page_size
 
 LIMITS = ListLimits(max_ids=3, max_page_size=50)
 

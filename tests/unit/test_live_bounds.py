@@ -12,7 +12,7 @@ import pytest
 from app.auth import issue_token, token_expires_at
 from app.domain.events import AccountChanged
 from app.events.hub import Hub, OverCapacity
-from graphql_schema.websocket import TooDeep, decode_message, deeper_than
+from graphql_schema.engine.websocket import TooDeep, decode_message, deeper_than
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 SECRET = "test-secret-0123456789abcdef0123456789"

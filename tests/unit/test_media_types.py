@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphql_schema.over_http import GRAPHQL_RESPONSE, JSON, media_type_for
+from graphql_schema.engine.over_http import GRAPHQL_RESPONSE, JSON, media_type_for
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_operation_names_are_bounded_label_values() -> None:
 def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
     from graphql import Source
 
-    from graphql_schema.observability import GraphQLErrorLog
+    from graphql_schema.engine.observability import GraphQLErrorLog
 
     source = Source('{ me(token: "' + "x" * 200 + '") { id } }')
     crash = GraphQLError(
@@ -78,8 +78,8 @@ def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
 
 
 def test_expected_errors_and_invalid_documents_are_left_to_the_request_line() -> None:
+    from graphql_schema.engine.observability import GraphQLErrorLog
     from graphql_schema.errors import ApiError
-    from graphql_schema.observability import GraphQLErrorLog
 
     unknown = GraphQLError("Unknown argument 'token'.", positions=[5])
     expected = ApiError("The token is invalid.", "UNAUTHENTICATED")

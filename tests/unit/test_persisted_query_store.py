@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphql_schema.persisted_queries import InProcessDocuments
+from graphql_schema.engine.persisted_queries import InProcessDocuments
 
 
 async def test_the_store_evicts_the_least_recently_used_text_past_its_entries() -> None:

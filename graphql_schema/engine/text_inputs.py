@@ -14,7 +14,7 @@ from graphql import GraphQLError, StringValueNode, ValidationRule
 from graphql_schema.errors import ApiError
 
 if TYPE_CHECKING:
-    from graphql_schema.operations import Operation
+    from graphql_schema.engine.operations import Operation
 
 MESSAGE = "Strings may not contain the NUL character (\\u0000)."
 
@@ -26,7 +26,7 @@ class NoNulInStringLiterals(ValidationRule):
 
 
 class NoNulInVariables:
-    """A guard (graphql_schema/operations.py): refuses the operation before it runs."""
+    """A guard (graphql_schema/engine/operations.py): refuses the operation before it runs."""
 
     async def __call__(self, operation: Operation) -> GraphQLError | None:
         return ApiError(MESSAGE, "BAD_USER_INPUT") if _holds_nul(operation.variables) else None

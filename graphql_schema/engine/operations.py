@@ -35,12 +35,12 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.await_maybe import await_maybe
 
-from graphql_schema.documents import DocumentCache, Documents, without_suggestions
+from graphql_schema.engine.documents import DocumentCache, Documents, without_suggestions
+from graphql_schema.engine.execution import GatewayExecutionContext
+from graphql_schema.engine.masking import MaskUnexpectedErrors, mask_unexpected
+from graphql_schema.engine.observability import OperationObserver, noting_results
+from graphql_schema.engine.plans import QueryPlans
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
-from graphql_schema.execution import GatewayExecutionContext
-from graphql_schema.masking import MaskUnexpectedErrors, mask_unexpected
-from graphql_schema.observability import OperationObserver, noting_results
-from graphql_schema.plans import QueryPlans
 
 # What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
 # graphql-core would resolve its field once, as a query, and fail unexpectedly.
@@ -143,7 +143,7 @@ class GatewaySchema(strawberry.Schema):
         types: Sequence[type] = (),
         **kwargs: Any,
     ) -> None:
-        """``fast_paths`` False (graphql_schema/fences.py): no plain leaves, no plans."""
+        """``fast_paths`` False (graphql_schema/engine/fences.py): no plain leaves, no plans."""
         super().__init__(query, types=types, extensions=policy.subscription_extensions(), **kwargs)
         self.types = tuple(types)  # kept, so a stock schema can be built alike (tests)
         # Bound after the build: the executor's shortcuts are read off the finished schema.

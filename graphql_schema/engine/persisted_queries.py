@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from strawberry.http import GraphQLRequestData
 
-from graphql_schema.trusted_documents import TrustedDocuments, document_hash, persisted_hash
+from graphql_schema.engine.trusted_documents import TrustedDocuments, document_hash, persisted_hash
 
 logger = logging.getLogger("creditgate")
 

@@ -60,8 +60,8 @@ from graphql.type import GraphQLResolveInfoHelpers, TypeNameMetaFieldDef
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_schema.documents import DEFAULT_MAX_BYTES, PerDocument
-from graphql_schema.execution import PlainLeaf, coerced_leaf, plain_attribute
+from graphql_schema.engine.documents import DEFAULT_MAX_BYTES, PerDocument
+from graphql_schema.engine.execution import PlainLeaf, coerced_leaf, plain_attribute
 
 logger = logging.getLogger("creditgate")
 NO_VARIABLES = VariableValues({}, {})

@@ -57,8 +57,8 @@ from strawberry.types.graphql import OperationType
 from app.events.hub import OverCapacity
 from app.security.http_guards import has_lone_surrogate
 from graphql_schema.context import Context
+from graphql_schema.engine.trusted_documents import with_document_id
 from graphql_schema.errors import ApiError, bad_input
-from graphql_schema.trusted_documents import with_document_id
 
 CLOSE_TOKEN_EXPIRED = 4403
 CLOSE_TOO_LARGE = 4413

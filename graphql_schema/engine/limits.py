@@ -1,6 +1,6 @@
 """Bounds on what one request may ask for: document shape and list sizes.
 
-Document limits are validation rules and a parser option (graphql_schema/operations.py),
+Document limits are validation rules and a parser option (graphql_schema/engine/operations.py),
 so an oversized document is refused before any resolver runs. List limits are checked by
 the resolvers that take lists.
 """
@@ -44,7 +44,7 @@ def document_rules(limits: DocumentLimits) -> tuple[type[ASTValidationRule], ...
 
     The rule classes are made once here and shared: graphql-core instantiates a rule per
     validation, so they hold no request state, and a new class per request would also miss
-    the document cache (graphql_schema/documents.py), whose key includes the rules.
+    the document cache (graphql_schema/engine/documents.py), whose key includes the rules.
     """
     rules = [
         *(

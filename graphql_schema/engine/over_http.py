@@ -32,8 +32,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from graphql_schema.engine.json_posts import request_data as operation_of
 from graphql_schema.errors import ApiError
-from graphql_schema.json_posts import request_data as operation_of
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"

@@ -23,7 +23,7 @@ from graphql_schema.context import Context
 from graphql_schema.errors import ApiError, Code
 
 if TYPE_CHECKING:
-    from graphql_schema.operations import Operation
+    from graphql_schema.engine.operations import Operation
 
 
 def rate_limited(refusal: Refusal) -> ApiError:
@@ -36,7 +36,7 @@ def rate_limited(refusal: Refusal) -> ApiError:
 
 
 class MutationRateLimit:
-    """A guard (graphql_schema/operations.py): counts mutations against the budgets."""
+    """A guard (graphql_schema/engine/operations.py): counts mutations against the budgets."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
