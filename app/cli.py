@@ -104,14 +104,17 @@ def _payments(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.main import build_services
     from app.services.payment_events import reconcile
+    from app.services.store_purchases import reconcile_stores
 
     async def run() -> int:
         services = build_services(settings)
         try:
             changed = await reconcile(services)
+            stored = await reconcile_stores(services)
         finally:
             await services.db.dispose()
         print(f"reconciled: {changed} purchases changed status")
+        print(f"stores: {stored} purchases finished or reversed")
         return 0
 
     return asyncio.run(run())

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from app.clock import Clock, SystemClock, clock_for
 from app.demo_worker import running_demo_worker
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
+from app.domain.purchases import ProviderName
 from app.events.live import LiveEvents, build_live_events
 from app.hardening import (
     HardenedRequests,
@@ -39,15 +41,15 @@ from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.probes import Probes
 from app.observability.requests import current_request
-from app.payments.port import PaymentProvider
+from app.payments.port import PaymentProvider, StoreProvider
 from app.payments.sandbox import SandboxProvider
-from app.payments.webhook import ProviderWebhook
+from app.payments.webhook import ProviderWebhook, StoreWebhook
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.runtime import settle_heap
 from app.security.rate_limits import RateLimiter
 from app.security.request_id import request_id_of
-from app.services.deps import Services
+from app.services.deps import Services, StoreSweep
 from app.settings import Settings
 from app.sweeper import running_sweeper
 from graphql_schema.context import Context
@@ -171,7 +173,50 @@ def build_services(
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
         payments=payment_provider(settings, clock),
         payment_reconcile_after=timedelta(seconds=settings.payment_reconcile_after_seconds),
+        stores=store_providers(settings),
+        store_products=settings.store_product_overrides,
+        store_sweep=StoreSweep(every=timedelta(seconds=settings.store_voided_interval_seconds)),
     )
+
+
+def _certificate_der(path: Path) -> bytes:
+    """Apple ships its roots as DER (.cer); PEM is accepted too."""
+    data = path.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+    return data
+
+
+def store_providers(settings: Settings) -> dict[ProviderName, StoreProvider]:
+    """The app stores the settings configure; their completeness is checked by the settings."""
+    stores: dict[ProviderName, StoreProvider] = {}
+    if settings.app_store_bundle_id:
+        from app.payments.app_store import AppStoreProvider
+
+        stores[ProviderName.APP_STORE] = AppStoreProvider(
+            root_certificates=[_certificate_der(p) for p in settings.app_store_root_certificates],
+            bundle_id=settings.app_store_bundle_id,
+            app_apple_id=settings.app_store_app_apple_id,
+            environment=settings.app_store_environment,
+            online_checks=settings.app_store_online_checks_enabled,
+        )
+    if settings.google_play_package_name:
+        from app.payments.google_play import GooglePlayProvider
+
+        assert settings.google_play_service_account_file is not None
+        stores[ProviderName.GOOGLE_PLAY] = GooglePlayProvider(
+            package_name=settings.google_play_package_name,
+            service_account_file=settings.google_play_service_account_file,
+            api_base=settings.google_play_api_base,
+            rtdn_audience=settings.google_play_rtdn_audience,
+            rtdn_service_account=settings.google_play_rtdn_service_account,
+            certs_url=settings.google_play_certs_url,
+            accept_test_purchases=settings.google_play_test_purchases_accepted,
+        )
+    return stores
 
 
 def payment_provider(settings: Settings, clock: Clock) -> PaymentProvider:
@@ -221,6 +266,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             # Requests in flight have finished and websockets are closed by now (uvicorn).
             await live.stop()
             await services.payments.aclose()
+            for store in services.stores.values():
+                await store.aclose()
             await services.db.dispose()
             if limiter is not None:
                 await limiter.aclose()
@@ -247,6 +294,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             Route(
                 "/payments/stripe/webhook",
                 ProviderWebhook(services, metrics).handle,
+                methods=["POST"],
+            ),
+            Route(
+                "/payments/apple/notifications",
+                StoreWebhook(services, ProviderName.APP_STORE, metrics).handle,
+                methods=["POST"],
+            ),
+            Route(
+                "/payments/google/rtdn",
+                StoreWebhook(services, ProviderName.GOOGLE_PLAY, metrics).handle,
                 methods=["POST"],
             ),
         ],

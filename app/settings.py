@@ -99,6 +99,32 @@ class Settings(BaseSettings):
     # A purchase PENDING this long is asked about by the sweep instead of waited for.
     payment_reconcile_after_seconds: int = Field(default=600, ge=0, le=7 * 24 * 3600)
 
+    # App stores (docs/payments.md, "App Store and Google Play").
+    # The App Store is on when a bundle id is set: StoreKit 2 transactions and App Store
+    # Server Notifications V2, verified against Apple's root certificates (files, DER or
+    # PEM, comma-separated) for this bundle, app and environment.
+    app_store_bundle_id: str | None = None
+    app_store_app_apple_id: int | None = None
+    app_store_environment: Literal["PRODUCTION", "SANDBOX", "XCODE", "LOCAL_TESTING"] = "SANDBOX"
+    app_store_root_certificates: Annotated[tuple[Path, ...], NoDecode] = ()
+    # OCSP revocation checks of the signing chain; unset: on in production, off elsewhere.
+    app_store_online_checks: bool | None = None
+    # Google Play is on when a package name is set: the Play Developer API with the service
+    # account's key file; RTDN pushes need the push subscription's OIDC audience.
+    google_play_package_name: str | None = None
+    google_play_service_account_file: Path | None = None
+    google_play_api_base: str = "https://androidpublisher.googleapis.com/"
+    google_play_rtdn_audience: str | None = None
+    # The push subscription's service account (the token's email); empty: any Google one.
+    google_play_rtdn_service_account: str | None = None
+    google_play_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    # License testers' purchases; unset: accepted outside production, refused in it.
+    google_play_test_purchases: bool | None = None
+    # Overrides of the catalog's store product ids: STORE:productId=packId, comma-separated.
+    store_products: Annotated[tuple[str, ...], NoDecode] = ()
+    # How often each process pulls the stores' voided purchases (refunds, chargebacks).
+    store_voided_interval_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+
     # Clients (docs/clients.md): APQ, batching, CORS request headers.
     # Automatic persisted queries: registered texts kept in this process (LRU by entries and
     # bytes), or in Redis (under the key prefix, each for a TTL) when redis_url is set.
@@ -130,6 +156,32 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    @field_validator("app_store_root_certificates", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("store_products", mode="before")
+    @classmethod
+    def _split_products(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("store_products")
+    @classmethod
+    def _check_products(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            store, _, rest = entry.partition(":")
+            product, _, pack = rest.partition("=")
+            if store not in ("APP_STORE", "GOOGLE_PLAY") or not product or not pack:
+                raise ValueError(
+                    f"CREDITGATE_STORE_PRODUCTS entry {entry!r} is not STORE:productId=packId"
+                )
+        return value
+
     @field_validator("cors_allow_headers", mode="before")
     @classmethod
     def _split_headers(cls, value: object) -> object:
@@ -147,6 +199,14 @@ class Settings(BaseSettings):
         "demo_worker",
         "stripe_secret_key",
         "stripe_webhook_secret",
+        "app_store_bundle_id",
+        "app_store_app_apple_id",
+        "app_store_online_checks",
+        "google_play_package_name",
+        "google_play_service_account_file",
+        "google_play_rtdn_audience",
+        "google_play_rtdn_service_account",
+        "google_play_test_purchases",
         mode="before",
     )
     @classmethod
@@ -196,6 +256,50 @@ class Settings(BaseSettings):
                 "in production"
             )
         return self
+
+    @model_validator(mode="after")
+    def _stores_are_complete(self) -> Settings:
+        if self.app_store_bundle_id and not self.app_store_root_certificates:
+            raise ValueError("the App Store needs CREDITGATE_APP_STORE_ROOT_CERTIFICATES")
+        if self.google_play_package_name and self.google_play_service_account_file is None:
+            raise ValueError("Google Play needs CREDITGATE_GOOGLE_PLAY_SERVICE_ACCOUNT_FILE")
+        if self.env != "production":
+            return self
+        # Production takes real purchases only: Apple's unsigned environments skip the
+        # signature check altogether, and sandbox or test purchases cost nothing.
+        if self.app_store_bundle_id and self.app_store_environment != "PRODUCTION":
+            raise ValueError(
+                f"production refuses CREDITGATE_APP_STORE_ENVIRONMENT={self.app_store_environment}"
+            )
+        if self.app_store_online_checks is False:
+            raise ValueError("production refuses CREDITGATE_APP_STORE_ONLINE_CHECKS=false")
+        if self.app_store_bundle_id and self.app_store_app_apple_id is None:
+            raise ValueError("the App Store in production needs CREDITGATE_APP_STORE_APP_APPLE_ID")
+        if self.google_play_test_purchases:
+            raise ValueError("production refuses CREDITGATE_GOOGLE_PLAY_TEST_PURCHASES=true")
+        return self
+
+    @property
+    def app_store_online_checks_enabled(self) -> bool:
+        if self.app_store_online_checks is None:
+            return self.is_production
+        return self.app_store_online_checks
+
+    @property
+    def google_play_test_purchases_accepted(self) -> bool:
+        if self.google_play_test_purchases is None:
+            return not self.is_production
+        return self.google_play_test_purchases
+
+    @property
+    def store_product_overrides(self) -> dict[tuple[str, str], str]:
+        """(store, product id) -> pack id, from CREDITGATE_STORE_PRODUCTS."""
+        found = {}
+        for entry in self.store_products:
+            store, _, rest = entry.partition(":")
+            product, _, pack = rest.partition("=")
+            found[(store, product)] = pack
+        return found
 
     @property
     def payments(self) -> Literal["sandbox", "stripe"]:

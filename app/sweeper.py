@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from app.services.deps import Services
 from app.services.maintenance import sweep
 from app.services.payment_events import reconcile
+from app.services.store_purchases import reconcile_stores
 
 log = logging.getLogger("creditgate.sweeper")
 
@@ -31,6 +32,10 @@ async def sweep_forever(services: Services, interval_seconds: float) -> None:
             reconciled = await reconcile(services)
             if reconciled:
                 log.info("sweep reconciled %d pack purchases with the provider", reconciled)
+            if services.stores:
+                stored = await reconcile_stores(services)
+                if stored:
+                    log.info("sweep finished or reversed %d store purchases", stored)
         except Exception:  # a failed sweep must not stop the next one
             log.exception("sweep failed")
         await asyncio.sleep(interval_seconds)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
-from app.domain import model, purchases
+from app.domain import model, purchases, store_purchases
 from app.payments.sandbox import SandboxOutcome
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from app.domain.model import Tool as Tool
     from app.domain.purchases import ProviderName as PaymentProvider
     from app.domain.purchases import PurchaseStatus as PurchaseStatus
+    from app.domain.store_purchases import Store as Store
+    from app.domain.store_purchases import StoreProblem as StorePurchaseProblem
     from app.payments.sandbox import SandboxOutcome as SandboxPaymentOutcome
 else:
     Tool = strawberry.enum(model.Tool, name="Tool")
@@ -32,3 +34,7 @@ else:
     PurchaseStatus = strawberry.enum(purchases.PurchaseStatus, name="PurchaseStatus")
     PaymentProvider = strawberry.enum(purchases.ProviderName, name="PaymentProvider")
     SandboxPaymentOutcome = strawberry.enum(SandboxOutcome, name="SandboxPaymentOutcome")
+    Store = strawberry.enum(store_purchases.Store, name="Store")
+    StorePurchaseProblem = strawberry.enum(
+        store_purchases.StoreProblem, name="StorePurchaseProblem"
+    )

@@ -55,6 +55,8 @@ TOP_LEVEL_CODES: dict[type[Exception], Code] = {
     errors.PurchaseNotFound: Code.NOT_FOUND,
     errors.TooManyActiveGenerations: Code.CONFLICT,
     errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
+    errors.StorePurchaseInvalid: Code.BAD_USER_INPUT,
+    errors.StorePurchaseAlreadyRedeemed: Code.CONFLICT,
     InvalidToken: Code.UNAUTHENTICATED,
 }
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from graphql_schema.enums import BillingInterval, Plan, Tool
+from graphql_schema.enums import BillingInterval, Plan, Store, Tool
 
 
 @strawberry.input
@@ -68,4 +68,26 @@ class AdjustCreditsInput:
     expires_at: datetime | None = strawberry.field(
         default=None,
         description="A bonus only: when it expires (in the future); the next renewal when omitted.",
+    )
+
+
+@strawberry.input(
+    description="A purchase made in an app store: APP_STORE sends signedTransaction, "
+    "GOOGLE_PLAY sends purchaseToken and productId."
+)
+class RedeemStorePurchaseInput:
+    store: Store
+    signed_transaction: str | None = strawberry.field(
+        default=None,
+        description="APP_STORE: the StoreKit 2 transaction's JWS (jwsRepresentation), bought "
+        "with appAccountToken set to the account id.",
+    )
+    purchase_token: str | None = strawberry.field(
+        default=None,
+        description="GOOGLE_PLAY: the Purchase's purchaseToken, bought with "
+        "obfuscatedAccountId set to the account id.",
+    )
+    product_id: str | None = strawberry.field(
+        default=None,
+        description="GOOGLE_PLAY: the product bought (required); APP_STORE: checked if given.",
     )

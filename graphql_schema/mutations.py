@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import strawberry
 
+from app.domain.store_purchases import Store
+from app.payments.port import StoreProof
 from app.services import (
     accounts,
     adjustments,
     generations,
     packs,
     payment_events,
+    store_purchases,
     subscriptions,
 )
 from graphql_schema.context import Info
 from graphql_schema.enums import SandboxPaymentOutcome, Tool
-from graphql_schema.errors import or_error
+from graphql_schema.errors import forbidden, or_error
 from graphql_schema.inputs import (
     AdjustCreditsInput,
     ChangeSubscriptionInput,
     CreateAccountInput,
     PurchasePackInput,
+    RedeemStorePurchaseInput,
     RunGeneratorInput,
     StartSubscriptionInput,
 )
@@ -36,8 +40,10 @@ from graphql_schema.results import (
     GenerationFailed,
     GeneratorRun,
     PurchasePackResult,
+    RedeemStorePurchaseResult,
     RunGeneratorResult,
     purchase_result,
+    store_result,
 )
 from graphql_schema.types import Account, Generation
 
@@ -54,6 +60,27 @@ class Mutation:
             account_id, str(input.pack_id), input.idempotency_key, info.context.services
         )
         return await as_result(info, call, purchase_result)
+
+    @strawberry.mutation(
+        description="User token. Credit a pack bought in the App Store or Google Play, once: "
+        "the same proof again returns the same purchase. Needs an active subscription "
+        "(SubscriptionRequired: nothing is credited, and Google refunds the purchase)."
+    )
+    async def redeem_store_purchase(
+        self, info: Info, input: RedeemStorePurchaseInput
+    ) -> RedeemStorePurchaseResult:
+        principal = info.context.require_principal()
+        account_id = acting_account(info.context, None) if not principal.is_service else None
+        if account_id is None:
+            raise forbidden("A store purchase is redeemed with the buyer's user token.")
+        proof = StoreProof(
+            Store(input.store),
+            signed_transaction=input.signed_transaction,
+            purchase_token=input.purchase_token,
+            product_id=input.product_id,
+        )
+        call = store_purchases.redeem_store_purchase(account_id, proof, info.context.services)
+        return await as_result(info, call, store_result)
 
     @strawberry.mutation(
         description="The user is back from checkout: ask the provider now. Own purchase "

@@ -14,6 +14,7 @@ from app.services.fulfilment import PurchaseClosed as PurchaseClosedResult
 from app.services.fulfilment import PurchaseOutcome
 from app.services.generations import GenerationFinished
 from app.services.generations import GeneratorRun as GeneratorRunResult
+from graphql_schema.enums import StorePurchaseProblem
 from graphql_schema.types import Account, CreditAdjustment, Generation, PackPurchase
 
 
@@ -93,6 +94,14 @@ def purchase_result(outcome: PurchaseOutcome) -> PackPurchased | PaymentPending 
     return PurchaseClosed.from_domain(outcome)
 
 
+def store_result(outcome: PurchaseOutcome) -> PackPurchased | PurchaseClosed:
+    """A store purchase is credited when redeemed, or closed since (refunded at the store)."""
+    if isinstance(outcome, PackPurchasedResult):
+        return PackPurchased.from_domain(outcome)
+    assert isinstance(outcome, PurchaseClosedResult)
+    return PurchaseClosed.from_domain(outcome)
+
+
 @strawberry.type
 class PurchaseNotFound(Error):
     purchase_id: strawberry.ID
@@ -106,6 +115,27 @@ class PurchaseNotFound(Error):
 class PaymentProviderUnavailable(Error):
     @classmethod
     def from_domain(cls, exc: errors.PaymentProviderUnavailable) -> PaymentProviderUnavailable:
+        return cls(message=exc.message)
+
+
+@strawberry.type(
+    description="The store proof cannot be credited (reason says why); nothing was credited "
+    "and, at Google, nothing consumed."
+)
+class StorePurchaseInvalid(Error):
+    reason: StorePurchaseProblem
+
+    @classmethod
+    def from_domain(cls, exc: errors.StorePurchaseInvalid) -> StorePurchaseInvalid:
+        return cls(message=exc.message, reason=exc.reason)
+
+
+@strawberry.type(
+    description="This store purchase is already credited to another account; nothing changed."
+)
+class StorePurchaseAlreadyRedeemed(Error):
+    @classmethod
+    def from_domain(cls, exc: errors.StorePurchaseAlreadyRedeemed) -> StorePurchaseAlreadyRedeemed:
         return cls(message=exc.message)
 
 
@@ -228,6 +258,16 @@ PurchasePackResult = Annotated[
     | IdempotencyConflict
     | PaymentProviderUnavailable,
     strawberry.union("PurchasePackResult"),
+]
+RedeemStorePurchaseResult = Annotated[
+    PackPurchased
+    | PurchaseClosed
+    | SubscriptionRequired
+    | PackNotFound
+    | StorePurchaseInvalid
+    | StorePurchaseAlreadyRedeemed
+    | PaymentProviderUnavailable,
+    strawberry.union("RedeemStorePurchaseResult"),
 ]
 ConfirmPackPurchaseResult = Annotated[
     PackPurchased | PaymentPending | PurchaseClosed | PurchaseNotFound,

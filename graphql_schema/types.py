@@ -195,6 +195,12 @@ class CreditPack:
     credits: int
     price_cents: int
     currency: str
+    app_store_product_id: str | None = strawberry.field(
+        description="The App Store product that sells this pack (redeemStorePurchase)."
+    )
+    google_play_product_id: str | None = strawberry.field(
+        description="The Google Play product that sells this pack (redeemStorePurchase)."
+    )
 
     @classmethod
     def from_domain(cls, pack: CreditPackRecord) -> CreditPack:
@@ -203,6 +209,8 @@ class CreditPack:
             credits=pack.credits,
             price_cents=pack.price_cents,
             currency=pack.currency,
+            app_store_product_id=pack.app_store_product_id,
+            google_play_product_id=pack.google_play_product_id,
         )
 
 

@@ -14,7 +14,9 @@ CreditError                 base of every expected failure
 ├── InvalidTransition       a generation is not in a state that allows the change
 ├── TooManyActiveGenerations  the plan's cap on runs queued or running at once is reached
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
-└── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
+├── StorePurchaseInvalid    a store proof refused (forged, another app or account, ...)
+└── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.domain.records import Generation
+    from app.domain.store_purchases import StoreProblem
 
 
 class CreditError(Exception):
@@ -124,3 +127,18 @@ class TooManyActiveGenerations(CreditError):
         )
         self.limit = limit
         self.active = active
+
+
+class StorePurchaseInvalid(CreditError):
+    """The store proof cannot be credited; ``reason`` says why (a StoreProblem)."""
+
+    def __init__(self, reason: StoreProblem, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StorePurchaseAlreadyRedeemed(CreditError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This store purchase was already credited to another account; nothing was credited."
+        )

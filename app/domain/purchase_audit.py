@@ -32,7 +32,8 @@ class PurchaseFacts:
     # Ledger entries that name the purchase's lot.
     grants: int  # GRANT entries of the purchase itself (a dispute won's give-back excluded)
     granted: int  # their total
-    revoked: int  # credits REVOCATION entries took, less what disputes won gave back
+    # Credits REVOCATION entries took, less what won disputes and reversed refunds gave back.
+    revoked: int
     entries: int  # every entry naming the lot
 
 

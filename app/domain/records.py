@@ -21,6 +21,9 @@ class CreditPack:
     credits: int
     price_cents: int
     currency: str
+    # The product that sells this pack in each app store, if any.
+    app_store_product_id: str | None = None
+    google_play_product_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

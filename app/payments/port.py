@@ -3,7 +3,8 @@
 Services ask a provider to open a checkout, to tell them how a payment stands, to refund
 it, and to verify a webhook; the official client library lives inside each adapter.
 
-PaymentProvider          the protocol every adapter implements
+PaymentProvider          the protocol every card adapter implements
+StoreProvider            the protocol of the app stores (App Store, Google Play)
 InvalidWebhook           a webhook whose signature, age or body is not acceptable (HTTP 400)
 ProviderUnavailable      the provider could not be reached or failed: try again (HTTP 5xx)
 """
@@ -13,9 +14,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from app.domain.purchases import PaymentState, ProviderName
+from app.domain.store_purchases import Store, StoreTransaction
 
 
 class InvalidWebhook(Exception):
@@ -63,6 +66,8 @@ class Checkout:
 class ReversalKind(enum.StrEnum):
     REFUND = "REFUND"
     DISPUTE = "DISPUTE"
+    # The store took a refund back (Apple's REFUND_REVERSED): what it revoked comes back.
+    REFUND_REVERSAL = "REFUND_REVERSAL"
 
 
 class DisputeState(enum.StrEnum):
@@ -81,6 +86,9 @@ class Reversal:
     amount_cents: int
     # Disputes only; a refund is final once it exists.
     dispute_state: DisputeState | None = None
+    # When the provider reported this state (a store's signedDate): of two reports about
+    # one refund, the later one stands, whatever order they arrive in.
+    reported_at: datetime | None = None
 
 
 class EventKind(enum.StrEnum):
@@ -133,3 +141,72 @@ class PaymentProvider(Protocol):
     async def aclose(self) -> None:
         """Release connections; called once when the process stops."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreProof:
+    """What the app sends: Apple's signed transaction, or Google's token and product."""
+
+    store: Store
+    signed_transaction: str | None = None
+    purchase_token: str | None = None
+    product_id: str | None = None
+
+
+class NoticeKind(enum.StrEnum):
+    PURCHASED = "PURCHASED"  # re-fetch the purchase: credit it if it is ours and unclaimed
+    REFUNDED = "REFUNDED"  # the store refunded the transaction
+    REFUND_REVERSED = "REFUND_REVERSED"  # the store took its refund back
+    VOIDED = "VOIDED"  # Google: pull the voided purchases around ``reported_at``
+    IGNORED = "IGNORED"  # verified, but nothing we act on (a test notification, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreNotice:
+    """A verified store notification: its id (deduplication) and what it is about."""
+
+    event_id: str
+    event_type: str
+    kind: NoticeKind
+    reported_at: datetime
+    # Apple: the transaction as signed in the notification; Google: fetched again.
+    transaction: StoreTransaction | None = None
+    purchase_token: str | None = None
+    product_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoidedPurchase:
+    """A Google Play purchase refunded or charged back (the Voided Purchases API)."""
+
+    purchase_token: str
+    order_id: str | None
+    voided_at: datetime
+    # Units voided by a quantity-based partial refund; None: the whole purchase.
+    voided_quantity: int | None
+
+
+class StoreProvider(Protocol):
+    """An app store: verifies proofs and notifications with the store's own library.
+
+    ``verify_purchase`` raises ``StorePurchaseInvalid`` (a domain error with a reason) for a
+    proof that is not acceptable and ``ProviderUnavailable`` when the store cannot be asked.
+    """
+
+    name: ProviderName
+
+    async def verify_purchase(self, proof: StoreProof) -> StoreTransaction: ...
+
+    async def finish(self, transaction: StoreTransaction) -> None:
+        """Tell the store the purchase is delivered (Google: consume); after the commit."""
+        ...
+
+    async def verify_notification(self, body: bytes, headers: Mapping[str, str]) -> StoreNotice:
+        """Verify a store notification before acting on it; InvalidWebhook if not."""
+        ...
+
+    async def voided_since(self, since: datetime) -> list[VoidedPurchase]:
+        """Purchases the store voided since ``since`` (Apple: none, it notifies)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -205,6 +205,8 @@ async def purchase_facts(session: AsyncSession) -> list[PurchaseFacts]:
         revoked = -counts.get((p.id, "REVOCATION", "REFUND"), (0, 0))[1]
         revoked -= counts.get((p.id, "REVOCATION", "DISPUTE"), (0, 0))[1]
         revoked -= counts.get((p.id, "GRANT", "DISPUTE"), (0, 0))[1]
+        # A refund a store reversed gives its credits back the same way.
+        revoked -= counts.get((p.id, "GRANT", "REFUND"), (0, 0))[1]
         facts.append(
             PurchaseFacts(
                 purchase_id=p.id,

@@ -121,6 +121,16 @@ class CatalogRepository:
     async def pack(self, pack_id: str) -> CreditPackRow | None:
         return await self._session.get(CreditPackRow, pack_id)
 
+    async def pack_of_store_product(self, store: str, product_id: str) -> CreditPackRow | None:
+        """The pack a store's product id stands for (the catalog's column for that store)."""
+        column = (
+            CreditPackRow.app_store_product_id
+            if store == "APP_STORE"
+            else CreditPackRow.google_play_product_id
+        )
+        query = select(CreditPackRow).where(column == product_id)
+        return (await self._session.exec(query)).first()
+
 
 class AdjustmentRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -233,6 +243,29 @@ class PackPurchaseRepository:
             PackPurchaseRow.payment_reference == payment_reference,
         )
         return (await self._session.exec(query)).first()
+
+    async def note_store_finished(self, purchase_id: str, now: datetime) -> None:
+        await self._session.exec(
+            update(PackPurchaseRow)
+            .where(col(PackPurchaseRow.id) == purchase_id)
+            .where(col(PackPurchaseRow.store_finished_at).is_(None))
+            .values(store_finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def store_unfinished(self, provider: str, limit: int) -> list[PackPurchaseRow]:
+        """Credited store purchases the store was not yet told were delivered."""
+        query = (
+            select(PackPurchaseRow)
+            .where(
+                PackPurchaseRow.provider == provider,
+                col(PackPurchaseRow.store_finished_at).is_(None),
+                col(PackPurchaseRow.fulfilled_at).is_not(None),
+            )
+            .order_by(col(PackPurchaseRow.created_at), col(PackPurchaseRow.id))
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
 
     async def needing_reconciliation(
         self, pending_before: datetime, limit: int

@@ -31,6 +31,14 @@ class CreditPackRow(SQLModel, table=True):
     position: int = 0
     # A pack taken off sale is no longer sold; purchases of it stay valid.
     on_sale: bool = True
+    # The pack's product in each app store (settings can override these).
+    app_store_product_id: str | None = Field(default=None, max_length=255)
+    google_play_product_id: str | None = Field(default=None, max_length=255)
+
+    __table_args__ = (
+        sa.Index("ux_credit_packs_app_store", "app_store_product_id", unique=True),
+        sa.Index("ux_credit_packs_google_play", "google_play_product_id", unique=True),
+    )
 
 
 class AccountRow(SQLModel, table=True):
@@ -99,6 +107,11 @@ class PackPurchaseRow(SQLModel, table=True):
     # Credits the reversals stand for, and what could be taken back (the rest was spent).
     revocation_target: int = 0
     revoked_credits: int = 0
+    # Store purchases: packs bought at once, and when the store was told they were
+    # delivered (Google's consume, after the credits committed).
+    quantity: int = 1
+    store_product_id: str | None = Field(default=None, max_length=255)
+    store_finished_at: datetime | None = _utc(default=None, nullable=True)
 
     __table_args__ = (
         sa.CheckConstraint("remaining >= 0", name="ck_pack_purchases_remaining_nonneg"),
@@ -111,6 +124,7 @@ class PackPurchaseRow(SQLModel, table=True):
         sa.Index("ux_pack_purchases_payment", "provider", "payment_reference", unique=True),
         sa.Index("ix_pack_purchases_status", "status", "created_at"),
         sa.Index("ix_pack_purchases_account", "account_id", "created_at", "id"),
+        sa.Index("ix_pack_purchases_unfinished", "provider", "store_finished_at"),
     )
 
 
@@ -141,6 +155,8 @@ class PurchaseReversalRow(SQLModel, table=True):
     credits_revoked: int
     created_at: datetime = _utc()
     closed_at: datetime | None = _utc(default=None, nullable=True)
+    # When the provider reported the state recorded (a store's signedDate).
+    reported_at: datetime | None = _utc(default=None, nullable=True)
 
 
 class CreditAdjustmentRow(SQLModel, table=True):

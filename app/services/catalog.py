@@ -60,4 +60,18 @@ def list_plans(services: Services) -> list[tuple[Plan, int, int]]:
 async def list_packs(services: Services) -> list[CreditPack]:
     async with services.db.reading() as uow:
         rows = await uow.catalog.packs()
-    return [CreditPack(r.id, r.credits, r.price_cents, r.currency) for r in rows]
+    # The settings' overrides name the product that sells a pack in a store.
+    products = {
+        (store, pack): product for (store, product), pack in services.store_products.items()
+    }
+    return [
+        CreditPack(
+            r.id,
+            r.credits,
+            r.price_cents,
+            r.currency,
+            app_store_product_id=products.get(("APP_STORE", r.id), r.app_store_product_id),
+            google_play_product_id=products.get(("GOOGLE_PLAY", r.id), r.google_play_product_id),
+        )
+        for r in rows
+    ]

@@ -19,10 +19,13 @@ from app.domain.purchases import (
     PurchaseStatus,
     ReportedPayment,
     Settlement,
+    SettlementDecision,
 )
 from app.domain.records import PackPurchase
 from app.payments.port import Payment, ProviderUnavailable
+from app.persistence.plans import LockedAccount
 from app.persistence.tables import PackPurchaseRow
+from app.persistence.unit_of_work import UnitOfWork
 from app.services.accounts import get_account
 from app.services.deps import Services
 from app.services.mapping import purchase_of, sale_of
@@ -99,41 +102,58 @@ async def settle_payment(purchase_id: str, payment: Payment, services: Services)
         assert row is not None
         if row.status != PurchaseStatus.PENDING:
             return row  # another call settled it first
-        state = await uow.account_state(account)
-        pack = await uow.catalog.pack(row.pack_id)
-        decision, plan = plan_settlement(
-            state,
-            sale_of(row),
-            ReportedPayment(
-                payment.state, payment.purchase_id, payment.amount_cents, payment.currency
-            ),
-            services.clock.now(),
-            pack_on_sale=pack is not None and pack.on_sale,
-        )
+        decision = await settle_locked(uow, account, row, payment, services)
         if decision.settlement is Settlement.WAIT:
             return row
-        status = SETTLED_AS[decision.settlement]
-        if not await uow.purchases.move(row.id, PurchaseStatus.PENDING, status):
-            return row
-        await uow.write(plan)
-        row.status, row.status_reason = status.value, decision.reason
-        if row.checkout_session_id is None:
-            row.checkout_session_id = payment.session_id
-        row.payment_reference = payment.payment_reference
-        for lot in plan.lots:
-            if lot.lot_id == row.id:  # granted: the plan made the purchase a lot
-                row.purchased_at = row.fulfilled_at = plan.now
-                row.expires_at, row.remaining = lot.expires_at, lot.remaining
-        if decision.mismatch:
-            log.error(
-                "purchase %s: payment %s does not match the sale: %s",
-                row.id,
-                payment.session_id,
-                decision.reason,
-            )
-        uow.publish(PurchaseStatusChanged(row.id, row.provider, row.status))
         await uow.commit()
     return row
+
+
+async def settle_locked(
+    uow: UnitOfWork,
+    account: LockedAccount,
+    row: PackPurchaseRow,
+    payment: Payment,
+    services: Services,
+) -> SettlementDecision:
+    """Settle a PENDING purchase whose account is locked in ``uow``; the caller commits.
+
+    Every path that credits a pack comes through here: a card payment confirmed (above) and
+    a store purchase redeemed (``store_purchases``), so the grant, its lot and its expiry
+    are one rule.
+    """
+    state = await uow.account_state(account)
+    pack = await uow.catalog.pack(row.pack_id)
+    decision, plan = plan_settlement(
+        state,
+        sale_of(row),
+        ReportedPayment(payment.state, payment.purchase_id, payment.amount_cents, payment.currency),
+        services.clock.now(),
+        pack_on_sale=pack is not None and pack.on_sale,
+    )
+    if decision.settlement is Settlement.WAIT:
+        return decision
+    status = SETTLED_AS[decision.settlement]
+    if not await uow.purchases.move(row.id, PurchaseStatus.PENDING, status):
+        return SettlementDecision(Settlement.WAIT)
+    await uow.write(plan)
+    row.status, row.status_reason = status.value, decision.reason
+    if row.checkout_session_id is None:
+        row.checkout_session_id = payment.session_id
+    row.payment_reference = payment.payment_reference
+    for lot in plan.lots:
+        if lot.lot_id == row.id:  # granted: the plan made the purchase a lot
+            row.purchased_at = row.fulfilled_at = plan.now
+            row.expires_at, row.remaining = lot.expires_at, lot.remaining
+    if decision.mismatch:
+        log.error(
+            "purchase %s: payment %s does not match the sale: %s",
+            row.id,
+            payment.session_id,
+            decision.reason,
+        )
+    uow.publish(PurchaseStatusChanged(row.id, row.provider, row.status))
+    return decision
 
 
 async def refund_undeliverable(row: PackPurchaseRow, services: Services) -> PackPurchaseRow:

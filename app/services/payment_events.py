@@ -9,6 +9,8 @@ does the (idempotent) work again, never that an event is lost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -31,19 +33,42 @@ async def handle_event(event: ProviderEvent, services: Services) -> str:
     Raises ProviderUnavailable when the provider cannot be asked: the webhook answers 5xx
     so the provider sends the event again.
     """
-    provider = services.payments.name.value
+    return await acted_once(
+        services.payments.name.value,
+        event.event_id,
+        event.event_type,
+        event.purchase_id,
+        _act(event, services),
+        services,
+    )
+
+
+async def acted_once(
+    provider: str,
+    event_id: str,
+    event_type: str,
+    purchase_id: str | None,
+    act: Coroutine[Any, Any, str],
+    services: Services,
+) -> str:
+    """Run ``act`` for an event unless its id was seen; store the id once it succeeded.
+
+    Every provider's notifications (card webhooks, App Store notifications, Google's RTDN)
+    are deduplicated here, by the provider's event id.
+    """
     async with services.db.reading() as uow:
-        if await uow.payment_events.seen(provider, event.event_id):
+        if await uow.payment_events.seen(provider, event_id):
+            act.close()
             return "duplicate"
-    outcome = await _act(event, services)
+    outcome = await act
     async with services.db.writing() as uow:
         uow.payment_events.add(
             PaymentEventRow(
                 provider=provider,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                purchase_id=event.purchase_id,
-                outcome=outcome,
+                event_id=event_id,
+                event_type=event_type[:64],
+                purchase_id=purchase_id,
+                outcome=outcome[:32],
                 received_at=services.clock.now(),
             )
         )

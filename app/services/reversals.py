@@ -15,7 +15,7 @@ from datetime import datetime
 from app.domain.events import PurchaseStatusChanged
 from app.domain.holds import lot_is_live
 from app.domain.model import Bucket, LedgerKind
-from app.domain.purchases import PurchaseStatus, credits_for_refund, revoke
+from app.domain.purchases import ProviderName, PurchaseStatus, credits_for_refund, revoke
 from app.payments.port import DisputeState, Reversal, ReversalKind
 from app.persistence.tables import AccountRow, PackPurchaseRow, PurchaseReversalRow
 from app.persistence.unit_of_work import UnitOfWork
@@ -26,18 +26,35 @@ from app.services.wallets import Postings, acting_now, bring_up_to_date, lock_ac
 
 log = logging.getLogger("creditgate.payments")
 
+# A refund's record: applied (its credits taken), or reversed by the store (given back).
+APPLIED = "APPLIED"
+REVERSED = "REVERSED"
 
-async def apply_reversal(reversal: Reversal, services: Services) -> str:
-    """Apply one refund or dispute state; returns what happened, for logs and metrics."""
-    provider = services.payments.name.value
+
+async def apply_reversal(
+    reversal: Reversal, services: Services, *, provider: ProviderName | None = None
+) -> str:
+    """Apply one refund or dispute state; returns what happened, for logs and metrics.
+
+    ``provider``: whose payment it is; the card provider unless a store's is named.
+    """
+    card = provider is None or provider == services.payments.name
+    provider_name = (provider or services.payments.name).value
     async with services.db.reading() as uow:
-        found = await uow.purchases.by_payment(provider, reversal.payment_reference)
+        found = await uow.purchases.by_payment(provider_name, reversal.payment_reference)
+    if found is None and not card:
+        # A store purchase exists here only once redeemed: a refund of one never redeemed
+        # has nothing to take back.
+        log.warning("%s %s names no purchase of ours", reversal.kind, reversal.reversal_id)
+        return "unknown_purchase"
     if found is None:
         # Events come in any order: a reversal of a payment not yet heard of settles the
         # payment first (found through its checkout), then reverses it.
         session_id = await services.payments.checkout_of_payment(reversal.payment_reference)
         async with services.db.reading() as uow:
-            found = await uow.purchases.by_session(provider, session_id) if session_id else None
+            found = (
+                await uow.purchases.by_session(provider_name, session_id) if session_id else None
+            )
         if found is None:
             log.warning("%s %s names no purchase of ours", reversal.kind, reversal.reversal_id)
             return "unknown_purchase"
@@ -47,12 +64,14 @@ async def apply_reversal(reversal: Reversal, services: Services) -> str:
         subscription, now = await acting_now(uow, account, services.clock)
         row = await uow.purchases.lock(found.id)
         assert row is not None
-        existing = await uow.reversals.get(provider, reversal.reversal_id)
+        existing = await uow.reversals.get(provider_name, reversal.reversal_id)
         postings = Postings(uow, account, now)
         await bring_up_to_date(uow, account, subscription, postings, now)
         before = row.status
         if reversal.kind is ReversalKind.REFUND:
             outcome = _refund(uow, row, reversal, existing, postings, now)
+        elif reversal.kind is ReversalKind.REFUND_REVERSAL:
+            outcome = _refund_reversed(uow, row, account, reversal, existing, postings, now)
         else:
             outcome = _dispute(uow, row, account, reversal, existing, postings, now)
         if outcome in ("duplicate", "nothing"):
@@ -71,7 +90,7 @@ def _refund(
     postings: Postings,
     now: datetime,
 ) -> str:
-    if existing is not None:
+    if existing is not None and not _later(reversal, existing, state=REVERSED):
         return "duplicate"
     sale = sale_of(row)
     refunded_before = row.refunded_cents
@@ -87,23 +106,87 @@ def _refund(
         take = _take(row, target, postings, reversal)
     elif row.status == PurchaseStatus.REFUND_PENDING:
         row.status = PurchaseStatus.REFUNDED.value
-    record = PurchaseReversalRow(
-        provider=row.provider,
-        reversal_id=reversal.reversal_id,
-        purchase_id=row.id,
-        kind=ReversalKind.REFUND.value,
-        amount_cents=reversal.amount_cents,
-        state="APPLIED",
-        credits_target=target,
-        credits_revoked=take,
-        created_at=now,
-        closed_at=now,
-    )
-    uow.reversals.add(record)
+    if existing is not None:  # refunded again after the store had reversed the refund
+        existing.state, existing.amount_cents = APPLIED, reversal.amount_cents
+        existing.credits_target, existing.credits_revoked = target, take
+        existing.closed_at, existing.reported_at = now, reversal.reported_at
+    else:
+        uow.reversals.add(
+            PurchaseReversalRow(
+                provider=row.provider,
+                reversal_id=reversal.reversal_id,
+                purchase_id=row.id,
+                kind=ReversalKind.REFUND.value,
+                amount_cents=reversal.amount_cents,
+                state=APPLIED,
+                credits_target=target,
+                credits_revoked=take,
+                created_at=now,
+                closed_at=now,
+                reported_at=reversal.reported_at,
+            )
+        )
     fully_refunded = row.fulfilled_at is not None and row.refunded_cents >= row.price_cents
     if fully_refunded and row.status in (PurchaseStatus.FULFILLED, PurchaseStatus.DISPUTED):
         row.status = PurchaseStatus.REFUNDED.value
     return "refunded"
+
+
+def _later(reversal: Reversal, existing: PurchaseReversalRow, *, state: str) -> bool:
+    """Whether ``reversal`` is a later report than the ``state`` recorded (stores only)."""
+    return (
+        existing.state == state
+        and reversal.reported_at is not None
+        and existing.reported_at is not None
+        and reversal.reported_at > existing.reported_at
+    )
+
+
+def _refund_reversed(
+    uow: UnitOfWork,
+    row: PackPurchaseRow,
+    account: AccountRow,
+    reversal: Reversal,
+    existing: PurchaseReversalRow | None,
+    postings: Postings,
+    now: datetime,
+) -> str:
+    """The store took its refund back: what the refund revoked comes back to the pack.
+
+    Reported before the refund itself (notifications come in any order), it is recorded
+    with nothing to give back, and the older refund report then finds a later state.
+    """
+    if existing is None:
+        uow.reversals.add(
+            PurchaseReversalRow(
+                provider=row.provider,
+                reversal_id=reversal.reversal_id,
+                purchase_id=row.id,
+                kind=ReversalKind.REFUND.value,
+                amount_cents=0,
+                state=REVERSED,
+                credits_target=0,
+                credits_revoked=0,
+                created_at=now,
+                closed_at=now,
+                reported_at=reversal.reported_at,
+            )
+        )
+        return "refund_reversed"
+    if existing.state != APPLIED or (
+        reversal.reported_at is not None
+        and existing.reported_at is not None
+        and reversal.reported_at <= existing.reported_at
+    ):
+        return "duplicate"
+    row.refunded_cents = max(0, row.refunded_cents - existing.amount_cents)
+    _give_back(row, account, existing, postings)
+    existing.state, existing.amount_cents = REVERSED, 0
+    existing.credits_target = existing.credits_revoked = 0
+    existing.closed_at, existing.reported_at = now, reversal.reported_at
+    if row.fulfilled_at is not None and row.status == PurchaseStatus.REFUNDED:
+        row.status = PurchaseStatus.FULFILLED.value
+    return "refund_reversed"
 
 
 def _dispute(
@@ -186,11 +269,12 @@ def _take(row: PackPurchaseRow, target: int, postings: Postings, reversal: Rever
 
 
 def _give_back(
-    row: PackPurchaseRow, account: AccountRow, dispute: PurchaseReversalRow, postings: Postings
+    row: PackPurchaseRow, account: AccountRow, reversal: PurchaseReversalRow, postings: Postings
 ) -> None:
-    """A dispute won: the credits it took come back to the pack, expiring when it does."""
-    amount = dispute.credits_revoked
-    row.revocation_target -= dispute.credits_target
+    """A dispute won, or a refund the store reversed: the credits it took come back to the
+    pack, expiring when it does."""
+    amount = reversal.credits_revoked
+    row.revocation_target -= reversal.credits_target
     row.revoked_credits -= amount
     if not amount:
         return
@@ -198,8 +282,8 @@ def _give_back(
         LedgerKind.GRANT,
         Bucket.PACK,
         amount,
-        reference_type=ReversalKind.DISPUTE.value,
-        reference_id=dispute.reversal_id,
+        reference_type=reversal.kind,
+        reference_id=reversal.reversal_id,
         lot=row,
     )
     if row.expires_at is None or not lot_is_live(row.expires_at, recorded_cycle_of(account)):

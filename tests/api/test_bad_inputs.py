@@ -143,7 +143,7 @@ def _token(claims: dict[str, Any], secret: str = JWT_SECRET, algorithm: str = "H
 
 def _unsigned(claims: dict[str, Any]) -> str:
     """An ``alg: none`` token: header and claims, no signature."""
-    return jwt.encode(claims, None, algorithm="none")
+    return jwt.encode(claims, "", algorithm="none")  # PyJWT reads "" as no key
 
 
 @pytest.mark.parametrize(

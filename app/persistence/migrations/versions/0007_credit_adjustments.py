@@ -1,7 +1,7 @@
 """Credit adjustments by support: a BONUS bucket, its lots, and the reason in the ledger.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 
 ``accounts.bonus_balance`` and the two ledger columns are added in place (ALTER TABLE ADD
@@ -15,8 +15,9 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+# Numbered 0005 on its branch; after main's 0006 (store purchases) it follows that one.
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
