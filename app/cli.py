@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,12 +17,9 @@ from app.settings import Settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.main import create_served_app
     from app.observability.logging import configure_logging
     from app.persistence.migrate import upgrade
-    from app.security.slow_clients import head_timeout_protocol
 
     configure_logging(settings)
     if args.workers > 1 and settings.is_sqlite:
@@ -29,9 +29,38 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # One process: the app built here. Several: each worker builds its own from the same
     # environment (settings read once there). On SIGTERM uvicorn stops accepting, lets
     # requests finish, and closes websockets with 1012.
-    app = create_served_app(settings) if args.workers == 1 else "app.main:create_served_app"
+    if args.workers == 1:
+        _run_uvicorn(create_served_app(settings), settings, args)
+        return 0
+    # Each worker counts into the multiprocess folder and /metrics adds them all up. The
+    # workers are spawned, so they import prometheus-client after this is set.
+    with worker_metrics_directory(settings.metrics_dir) as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        _run_uvicorn("app.main:create_served_app", settings, args)
+    return 0
+
+
+@contextlib.contextmanager
+def worker_metrics_directory(configured: Path | None) -> Iterator[Path]:
+    """The configured folder emptied of a previous run's files, or a temporary one."""
+    if configured is None:
+        with tempfile.TemporaryDirectory(prefix="creditgate-metrics-") as directory:
+            yield Path(directory)
+        return
+    configured.mkdir(parents=True, exist_ok=True)
+    # Counters left by an earlier serve would be added to this one's.
+    for stale in configured.glob("*.db"):
+        stale.unlink()
+    yield configured
+
+
+def _run_uvicorn(app: object, settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.security.slow_clients import head_timeout_protocol
+
     uvicorn.run(
-        app,
+        app,  # type: ignore[arg-type]
         factory=args.workers > 1,
         workers=args.workers,
         host=args.host or settings.host,
@@ -45,7 +74,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
         http=head_timeout_protocol(settings.header_read_timeout_seconds),  # type: ignore[arg-type]
     )
-    return 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

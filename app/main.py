@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +37,7 @@ from app.hardening import (
     websocket_limits,
 )
 from app.observability.logging import configure_logging
-from app.observability.metrics import Metrics
+from app.observability.metrics import Metrics, multiprocess_directory
 from app.observability.probes import Probes
 from app.observability.requests import current_request
 from app.payments.port import PaymentProvider, StoreProvider
@@ -242,13 +241,17 @@ def payment_provider(settings: Settings, clock: Clock) -> PaymentProvider:
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings.clock_offset_seconds)
     log_graphql_errors()
-    metrics = Metrics()
-    live = build_live_events(settings, clock, observers=[metrics.observe_events])
+    metrics = Metrics(multiprocess_directory())
+    live = build_live_events(
+        settings,
+        clock,
+        observers=[metrics.observe_events],
+        on_feed=metrics.subscription_changed,
+    )
     services = build_services(settings, clock, live)
     limiter = rate_limiter(settings, clock)
     probes = Probes(services, live, metrics, settings)
-    for field in ("creditsChanged", "generationUpdated"):
-        metrics.count_subscriptions(field, functools.partial(live.hub.count, field))
+    metrics.count_subscriptions(("creditsChanged", "generationUpdated"))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
     # LISTEN needs a session of its own: a direct URL when database_url goes through PgBouncer.
     events_database_url: str | None = None
+    # `serve --workers N`: the folder the workers' Prometheus counters are kept in (emptied
+    # when serve starts); empty: a fresh temporary folder, removed when serve exits.
+    metrics_dir: Path | None = None
     # Longest sleep of the renewal alarm between checks of the clock.
     renewal_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Only with env=test: this process's clock runs this many seconds off the system clock,
@@ -192,6 +195,7 @@ class Settings(BaseSettings):
     @field_validator(
         "redis_url",
         "trusted_documents_file",
+        "metrics_dir",
         "log_format",
         "events_database_url",
         "introspection",

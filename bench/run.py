@@ -108,6 +108,7 @@ class Bench:
             database_url=database_url,
             jwt_secret=self.secret,
             pro_monthly_credits=1_000_000,
+            pro_max_active_generations=0,
             # Production refuses the sandbox; the bench buys no packs, so Stripe is never called.
             payment_provider="stripe",
             stripe_secret_key="sk_test_bench",
@@ -124,6 +125,9 @@ class Bench:
             CREDITGATE_DATABASE_URL=database_url,
             CREDITGATE_JWT_SECRET=self.secret,
             CREDITGATE_PRO_MONTHLY_CREDITS="1000000",
+            # No cap on runs at once: no worker finishes the bench's runs, so with the cap
+            # every account's sixth run on would be refused, a different (cheaper) request.
+            CREDITGATE_PRO_MAX_ACTIVE_GENERATIONS="0",
             CREDITGATE_PAYMENT_PROVIDER="stripe",
             CREDITGATE_STRIPE_SECRET_KEY="sk_test_bench",
             CREDITGATE_STRIPE_WEBHOOK_SECRET="whsec_bench",

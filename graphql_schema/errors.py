@@ -30,6 +30,9 @@ class Code(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
+    # The database was unreachable or the connection broke (a failover): try again, with
+    # the same idempotency key; the outcome of a write is unknown until then.
+    TRY_AGAIN = "TRY_AGAIN"
     RATE_LIMITED = "RATE_LIMITED"  # with ``retryAfter`` and ``scope``
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
@@ -57,6 +60,7 @@ TOP_LEVEL_CODES: dict[type[Exception], Code] = {
     errors.PaymentProviderUnavailable: Code.PAYMENT_PROVIDER_UNAVAILABLE,
     errors.StorePurchaseInvalid: Code.BAD_USER_INPUT,
     errors.StorePurchaseAlreadyRedeemed: Code.CONFLICT,
+    errors.DatabaseUnavailable: Code.TRY_AGAIN,
     InvalidToken: Code.UNAUTHENTICATED,
 }
 

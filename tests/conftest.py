@@ -1,7 +1,11 @@
 """Fixtures: a migrated database per backend, a clock tests can move, and an API client.
 
 Every test that uses ``database_url`` runs on SQLite (a real file) and, when
-``CREDITGATE_TEST_POSTGRES_URL`` is set, on PostgreSQL in a database of its own.
+``CREDITGATE_TEST_POSTGRES_URL`` is set, on PostgreSQL in a database of its own. Tests
+marked ``pgbouncer`` run on PostgreSQL a second time with the request pool through a real
+PgBouncer in transaction pooling mode (tests/pgbouncer.py) and the event listener on a
+direct connection: the ``pgbouncer`` backend (``database_url``), or the ``pgbouncer`` route
+of ``gateways``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from app.persistence.migrate import upgrade
 from app.settings import Settings
 from tests.api_client import Api
 from tests.db import Rows
+from tests.pgbouncer import PgBouncer, running_pgbouncer
 from tests.processes import Gateways
 from tests.stock_comparison import StockComparison, comparing_with_stock
 
@@ -53,6 +58,31 @@ PRODUCTION_PAYMENTS = {
     "stripe_webhook_secret": "whsec_creditgate_test",
     "stripe_api_base": "http://127.0.0.1:9",
 }
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    through_pgbouncer = POSTGRES_URL and metafunc.definition.get_closest_marker("pgbouncer")
+    chosen = {
+        name.strip()
+        for mark in metafunc.definition.iter_markers("parametrize")
+        for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+    }
+    if "database_url" in chosen:
+        return
+    if "database_url" in metafunc.fixturenames:
+        backends = [*BACKENDS, "pgbouncer"] if through_pgbouncer else BACKENDS
+        metafunc.parametrize("database_url", backends, indirect=True)
+    elif "gateways" in metafunc.fixturenames and through_pgbouncer:
+        metafunc.parametrize("postgres_route", ["direct", "pgbouncer"], indirect=True)
+
+
+def _backend(request: pytest.FixtureRequest) -> str:
+    """sqlite, postgres or pgbouncer: how this test reaches its database."""
+    params = getattr(request.node, "callspec", None)
+    chosen = params.params if params else {}
+    if chosen.get("database_url") == "pgbouncer" or chosen.get("postgres_route") == "pgbouncer":
+        return "pgbouncer"
+    return str(chosen.get("database_url", "postgres"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -132,12 +162,38 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL the app's request pool connects to (parametrized in pytest_generate_tests)."""
     if request.param == "sqlite":
         path = tmp_path / "creditgate.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    if request.param == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.url_for(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_database: str) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the session's PostgreSQL."""
+    with running_pgbouncer(postgres_database) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def postgres_route(request: pytest.FixtureRequest) -> str:
+    """direct, or pgbouncer: how the request pools of ``gateways`` reach PostgreSQL."""
+    return str(getattr(request, "param", "direct"))
+
+
+@pytest.fixture
+def events_database_url(request: pytest.FixtureRequest) -> str | None:
+    """The direct URL the event listener needs when the request pool goes through PgBouncer."""
+    if _backend(request) != "pgbouncer":
+        return None
     url: str = request.getfixturevalue("postgres_url")
     return url
 
@@ -150,9 +206,23 @@ def postgres_url(postgres_database: str) -> str:
 
 
 @pytest.fixture
-def gateways(postgres_url: str, tmp_path: Path) -> Iterator[Gateways]:
-    """Starts ``creditgate serve`` processes on ``postgres_url``; stops them all afterwards."""
-    with Gateways(postgres_url, JWT_SECRET, tmp_path) as started:
+def gateways(
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    postgres_route: str,
+    events_database_url: str | None,
+    tmp_path: Path,
+) -> Iterator[Gateways]:
+    """Starts ``creditgate serve`` processes on ``postgres_url`` (through PgBouncer on the
+    ``pgbouncer`` route); stops them all afterwards."""
+    pool_url = postgres_url
+    if postgres_route == "pgbouncer":
+        assert events_database_url
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        pool_url = bouncer.url_for(postgres_url)
+    with Gateways(
+        pool_url, JWT_SECRET, tmp_path, events_database_url=events_database_url
+    ) as started:
         yield started
 
 
@@ -170,11 +240,12 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, events_database_url: str | None) -> Settings:
     return Settings(
         _env_file=None,
         env="test",
         database_url=database_url,
+        events_database_url=events_database_url,
         jwt_secret=JWT_SECRET,
         starter_monthly_credits=1000,
         pro_monthly_credits=4000,

@@ -239,10 +239,21 @@ class GatewayProcess:
 
 
 class Gateways:
-    """Starts gateway processes for one test and stops every one of them at the end."""
+    """Starts gateway processes for one test and stops every one of them at the end.
 
-    def __init__(self, database_url: str, jwt_secret: str, workdir: Path) -> None:
+    ``events_database_url``: the direct URL every process LISTENs on, when ``database_url``
+    goes through PgBouncer."""
+
+    def __init__(
+        self,
+        database_url: str,
+        jwt_secret: str,
+        workdir: Path,
+        *,
+        events_database_url: str | None = None,
+    ) -> None:
         self.database_url = database_url
+        self.events_database_url = events_database_url
         self.jwt_secret = jwt_secret
         self.workdir = workdir
         self.started: list[GatewayProcess] = []
@@ -254,6 +265,8 @@ class Gateways:
         env: Mapping[str, str | None] | None = None,
         args: Sequence[str] = (),
     ) -> GatewayProcess:
+        if self.events_database_url:
+            env = {"CREDITGATE_EVENTS_DATABASE_URL": self.events_database_url, **(env or {})}
         gateway = GatewayProcess(
             self.database_url,
             self.jwt_secret,

@@ -16,7 +16,9 @@ CreditError                 base of every expected failure
 ├── PurchaseNotFound        no pack purchase with that id (or not the caller's)
 ├── PaymentProviderUnavailable  the payment provider could not be reached; retry the key
 ├── StorePurchaseInvalid    a store proof refused (forged, another app or account, ...)
-└── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
+├── StorePurchaseAlreadyRedeemed  a store proof already credited to another account
+└── DatabaseUnavailable     the database could not be reached or the connection broke
+                            (a failover); the outcome is unknown: retry with the key
 """
 
 from __future__ import annotations
@@ -116,6 +118,17 @@ class PaymentProviderUnavailable(CreditError):
         super().__init__(
             "The payment provider could not be reached; nothing was charged. "
             "Retry with the same idempotency key."
+        )
+
+
+class DatabaseUnavailable(CreditError):
+    """Not a wrong answer: no answer. A write whose connection broke may or may not have
+    committed; the same idempotency key finds out (it replays the result, or applies it)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database could not be reached or the connection broke; the outcome is "
+            "unknown. Try again, with the same idempotency key for a mutation."
         )
 
 

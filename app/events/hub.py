@@ -103,9 +103,15 @@ class Feed:
 
 class Hub:
     def __init__(
-        self, *, max_connections_per_account: int = 5, max_subscriptions_per_account: int = 20
+        self,
+        *,
+        max_connections_per_account: int = 5,
+        max_subscriptions_per_account: int = 20,
+        on_feed: Callable[[str, int], None] | None = None,
     ) -> None:
         self._feeds: dict[str, set[Feed]] = {}
+        # Told (kind, +1) when a feed opens and (kind, -1) when it closes: the metrics.
+        self._on_feed = on_feed
         self.deadlines_changed = asyncio.Event()
         # The moment the alarm sleeps until; only an earlier deadline needs to wake it.
         self.alarm_target: datetime | None = None
@@ -190,9 +196,13 @@ class Hub:
     def open(self, account_id: str, kind: str) -> Iterator[Feed]:
         feed = Feed(self, account_id, kind)
         self._feeds.setdefault(account_id, set()).add(feed)
+        if self._on_feed is not None:
+            self._on_feed(kind, 1)
         try:
             yield feed
         finally:
+            if self._on_feed is not None:
+                self._on_feed(kind, -1)
             feeds = self._feeds.get(account_id, set())
             feeds.discard(feed)
             if not feeds:

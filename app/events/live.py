@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
@@ -31,11 +31,15 @@ class LiveEvents:
 
 
 def build_live_events(
-    settings: Settings, clock: Clock, observers: Sequence[Observer] = ()
+    settings: Settings,
+    clock: Clock,
+    observers: Sequence[Observer] = (),
+    on_feed: Callable[[str, int], None] | None = None,
 ) -> LiveEvents:
     hub = Hub(
         max_connections_per_account=settings.max_connections_per_account,
         max_subscriptions_per_account=settings.max_subscriptions_per_account,
+        on_feed=on_feed,
     )
     url = settings.events_database_url or settings.database_url
     bus: EventBus

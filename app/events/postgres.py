@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -73,6 +75,23 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.difference_update_query(DIALECT_ONLY_OPTIONS).render_as_string(False)
 
 
+def asyncpg_connect_kwargs(database_url: str) -> dict[str, Any]:
+    """``asyncpg.connect`` arguments read from the URL the way the request pool reads it.
+
+    A DSN would lose hosts: a multi-host URL (``?host=h1:p1&host=h2:p2``, with
+    ``target_session_attrs=read-write`` to find the primary) keeps only the last ``host``
+    when asyncpg parses it; the dialect hands every host over, as lists."""
+    url = make_url(database_url)
+    dialect = url.get_dialect()()
+    _args, kwargs = dialect.create_connect_args(url)
+    return {k: v for k, v in kwargs.items() if k not in DIALECT_ONLY_OPTIONS}
+
+
+# During a failover every host may answer and none be the primary yet: asyncpg says so with
+# an error of its own (not a PostgresError); the listener waits for the promotion.
+CONNECT_ERRORS = asyncpg.exceptions.TargetServerAttributeNotMatched
+
+
 class PostgresEventBus(InProcessEventBus):
     def __init__(
         self,
@@ -84,7 +103,7 @@ class PostgresEventBus(InProcessEventBus):
         retry_every: float = 1.0,
     ) -> None:
         super().__init__(hub, observers)
-        self._dsn = asyncpg_dsn(database_url)
+        self._connect_kwargs = asyncpg_connect_kwargs(database_url)
         self._check_every = check_every
         self._retry_every = retry_every
         self._connection: asyncpg.Connection | None = None
@@ -123,7 +142,7 @@ class PostgresEventBus(InProcessEventBus):
 
     async def _connect(self) -> None:
         self._lost = asyncio.Event()
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(**self._connect_kwargs)
         lost = self._lost
         connection.add_termination_listener(lambda _c: lost.set())
         await connection.add_listener(CHANNEL, self._on_notification)
@@ -156,9 +175,13 @@ class PostgresEventBus(InProcessEventBus):
         if self._connection is not None:
             self._connection.terminate()
             self._connection = None
+        failures: Counter[str] = Counter()
         while True:
             try:
                 await self._connect()
-                return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, CONNECT_ERRORS) as e:
+                failures[type(e).__name__] += 1
                 await asyncio.sleep(self._retry_every)
+            else:
+                logger.info("event listener reconnected (failed attempts: %s)", dict(failures))
+                return

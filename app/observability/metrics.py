@@ -1,11 +1,28 @@
-"""Prometheus metrics, one registry per app so each process (and each test) counts its own."""
+"""Prometheus metrics, one registry per app so each process (and each test) counts its own.
+
+With ``creditgate serve --workers N`` every worker counts into prometheus-client's
+multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set and cleaned by ``serve``) and a scrape
+of any worker adds up all of them: counters and histograms are summed over every worker that
+ran since the start, gauges of processes are summed over the live ones (``livesum``), and the
+database-wide gauge is the most recent value written.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
 
 from app.domain.events import CreditsPosted, DomainEvent, PurchaseStatusChanged
 from app.domain.model import LedgerKind
@@ -31,8 +48,45 @@ def movement_of(event: CreditsPosted) -> str:
     return CREDIT_MOVEMENTS[event.kind]
 
 
+def multiprocess_directory() -> Path | None:
+    """The multiprocess directory prometheus-client counts into in this process, if any.
+
+    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` once, when it is imported, and picks
+    its value class then; this says what it picked rather than what the environment says now.
+    """
+    if values.ValueClass is values.MutexValue:
+        return None
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(directory) if directory else None
+
+
+def forget_dead_workers(directory: Path) -> list[int]:
+    """Drop the live gauges of processes gone (a worker uvicorn replaced); their pids."""
+    dead = []
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if pid not in dead and not _alive(pid):
+            dead.append(pid)
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(directory))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is not None:
+            forget_dead_workers(multiprocess_dir)
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -61,17 +115,21 @@ class Metrics:
             "creditgate_open_holds",
             "Holds not yet settled or released, in the whole database.",
             registry=r,
+            # Read from the database at scrape time by whichever worker is scraped.
+            multiprocess_mode="mostrecent",
         )
         self.subscriptions = Gauge(
             "creditgate_websocket_subscriptions",
-            "Active GraphQL subscriptions served by this process.",
+            "Active GraphQL subscriptions served (by all live workers of a serve).",
             ["field"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.in_flight = Gauge(
             "creditgate_http_requests_in_flight",
-            "HTTP requests being served by this process (probes and metrics excluded).",
+            "HTTP requests being served (probes and metrics excluded), all live workers.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.purchases = Counter(
             "creditgate_pack_purchases",
@@ -127,8 +185,22 @@ class Metrics:
                 tool = event.tool.value if event.tool else "none"
                 self.credits[movement].labels(tool, event.bucket.value).inc(abs(event.amount))
 
-    def count_subscriptions(self, field: str, count: Callable[[], int]) -> None:
-        self.subscriptions.labels(field).set_function(count)
+    def exposition(self) -> bytes:
+        """The Prometheus text: this process's registry, or every worker's files added up."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        return generate_latest(registry)
+
+    def count_subscriptions(self, fields: Sequence[str]) -> None:
+        for field in fields:
+            self.subscriptions.labels(field)  # shown as 0 before the first one
+
+    def subscription_changed(self, field: str, delta: int) -> None:
+        """A feed opened (+1) or closed (-1): counted as it happens, so that in multiprocess
+        mode every worker's count is in its file (a gauge read by a function is not)."""
+        self.subscriptions.labels(field).inc(delta)
 
     def observe_webhook(self, provider: str, event_type: str, outcome: str) -> None:
         # Event types come from a verified provider event; unknown ones are bounded by the

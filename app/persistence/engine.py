@@ -3,15 +3,23 @@
 PostgreSQL locks the account row (``SELECT ... FOR UPDATE``). SQLite has no row locks, so
 write transactions start with ``BEGIN IMMEDIATE`` (one writer at a time, others wait on
 ``busy_timeout``) and WAL lets readers go on meanwhile.
+
+Behind a transaction pooler (PgBouncer ``pool_mode = transaction``) a client connection
+meets a different server connection at each transaction, so nothing asyncpg keeps per
+session may be relied on: a URL with ``prepared_statement_cache_size=0`` (README,
+"PgBouncer") also turns off asyncpg's own statement cache, and every asyncpg connection
+names its prepared statements uniquely, so two processes sharing a server connection never
+collide on asyncpg's per-process counter names.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +38,38 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
+        connect_args=asyncpg_connect_args(settings.database_url),
     )
+
+
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """Connection options for asyncpg that keep it correct behind a transaction pooler."""
+    url = make_url(database_url)
+    if url.get_driver_name() != "asyncpg":
+        return {}
+    args: dict[str, Any] = {"prepared_statement_name_func": unique_statement_name}
+    if behind_transaction_pooler(database_url):
+        # asyncpg caches (and names) its own statements too, the type introspection it
+        # runs on connect among them; behind the pooler the next transaction would look
+        # for them on another server connection.
+        args["statement_cache_size"] = 0
+    return args
+
+
+def behind_transaction_pooler(database_url: str | URL) -> bool:
+    """Whether the URL says a transaction pooler is in front (statement cache off).
+
+    Then a statement outside a transaction is not safe either: the dialect prepares it in
+    one round trip and runs it in the next, which the pooler may send to another server
+    connection; reads open a transaction instead of running in autocommit."""
+    url = make_url(database_url)
+    return (
+        url.get_driver_name() == "asyncpg" and url.query.get("prepared_statement_cache_size") == "0"
+    )
+
+
+def unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def ensure_sqlite_directory(database_url: str) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
@@ -251,47 +252,58 @@ async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold
 
 # -- reading accounts as clients see them ---------------------------------------------------
 
-_VIEWS_FIRST = (
-    sa.select(
-        sa.literal(Bucket.PACK.value).label("bucket"),
-        accounts.c.id,
-        accounts.c.email,
-        accounts.c.created_at,
-        accounts.c.subscription_id,
-        accounts.c.subscription_balance,
-        accounts.c.pack_balance,
-        accounts.c.cycle_index,
-        accounts.c.cycle_ends_at,
-        accounts.c.bonus_balance,
-        subscriptions.c.plan,
-        subscriptions.c.interval,
-        subscriptions.c.started_at,
-        subscriptions.c.monthly_credits,
-        subscriptions.c.canceled_at,
-        subscriptions.c.created_at.label("subscription_created_at"),
-        subscriptions.c.scheduled_plan,
-        subscriptions.c.scheduled_credits,
-        subscriptions.c.scheduled_from,
-        sa.cast(sa.null(), lots_t.c.id.type).label("lot_id"),
-        sa.cast(sa.null(), lots_t.c.remaining.type).label("remaining"),
-        sa.cast(sa.null(), lots_t.c.expires_at.type).label("expires_at"),
-        sa.cast(sa.null(), lots_t.c.purchased_at.type).label("purchased_at"),
+_VIEWS_FIRST = sa.select(
+    sa.literal(Bucket.PACK.value).label("bucket"),
+    accounts.c.id,
+    accounts.c.email,
+    accounts.c.created_at,
+    accounts.c.subscription_id,
+    accounts.c.subscription_balance,
+    accounts.c.pack_balance,
+    accounts.c.cycle_index,
+    accounts.c.cycle_ends_at,
+    accounts.c.bonus_balance,
+    subscriptions.c.plan,
+    subscriptions.c.interval,
+    subscriptions.c.started_at,
+    subscriptions.c.monthly_credits,
+    subscriptions.c.canceled_at,
+    subscriptions.c.created_at.label("subscription_created_at"),
+    subscriptions.c.scheduled_plan,
+    subscriptions.c.scheduled_credits,
+    subscriptions.c.scheduled_from,
+    sa.cast(sa.null(), lots_t.c.id.type).label("lot_id"),
+    sa.cast(sa.null(), lots_t.c.remaining.type).label("remaining"),
+    sa.cast(sa.null(), lots_t.c.expires_at.type).label("expires_at"),
+    sa.cast(sa.null(), lots_t.c.purchased_at.type).label("purchased_at"),
+).select_from(accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id))
+
+
+def _one_of_the_ids(column: Any, *, postgres: bool) -> Any:
+    """``column`` is one of the ids asked for. PostgreSQL takes them as one array parameter:
+    the same SQL text whatever their count, so no per-execution rendering of an expanding IN
+    (about a tenth of a served editor read's CPU went to it) and one prepared statement
+    instead of one per count."""
+    if postgres:
+        return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(accounts.c.id.type)))
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+def _account_views(*, postgres: bool) -> Any:
+    """The accounts, then the bonus lots with credits left (each counts until its expiry)."""
+    return _with_bonus_lots(
+        _VIEWS_FIRST.where(_one_of_the_ids(accounts.c.id, postgres=postgres)),
+        _bonus_lot_columns | {"id": adjustments_t.c.account_id},
+        sa.and_(
+            _one_of_the_ids(adjustments_t.c.account_id, postgres=postgres),
+            adjustments_t.c.expires_at.is_not(None),
+            adjustments_t.c.remaining > 0,
+        ),
     )
-    .select_from(
-        accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
-    )
-    .where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
-)
-# The accounts, then the bonus lots with credits left (each counts until its own expiry).
-ACCOUNT_VIEWS = _with_bonus_lots(
-    _VIEWS_FIRST,
-    _bonus_lot_columns | {"id": adjustments_t.c.account_id},
-    sa.and_(
-        adjustments_t.c.account_id.in_(sa.bindparam("ids", expanding=True)),
-        adjustments_t.c.expires_at.is_not(None),
-        adjustments_t.c.remaining > 0,
-    ),
-)
+
+
+ACCOUNT_VIEWS = _account_views(postgres=False)
+ACCOUNT_VIEWS_PG = _account_views(postgres=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +323,8 @@ async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[Sto
     """Accounts, their subscriptions and bonus lots in one statement, for any number of ids."""
     found: dict[str, StoredAccount] = {}
     bonus: dict[str, list[PackLot]] = {}
-    for r in await conn.execute(ACCOUNT_VIEWS, {"ids": list(ids)}):
+    statement = ACCOUNT_VIEWS_PG if conn.dialect.name == "postgresql" else ACCOUNT_VIEWS
+    for r in await conn.execute(statement, {"ids": list(ids)}):
         if r.bucket == Bucket.BONUS.value:
             lot = PackLot(r.lot_id, r.remaining, r.expires_at, r.purchased_at)
             bonus.setdefault(r.id, []).append(lot)

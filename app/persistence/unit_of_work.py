@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.aggregate import AccountState, OpenHold, WritePlan
+from app.domain.errors import DatabaseUnavailable
 from app.domain.events import DomainEvent
 from app.persistence import plans
-from app.persistence.engine import WRITE, session_factory
+from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
     AccountRepository,
     AdjustmentRepository,
@@ -26,6 +27,7 @@ from app.persistence.repositories import (
     ReversalRepository,
     SubscriptionRepository,
 )
+from app.persistence.unavailable import is_unavailable
 
 if TYPE_CHECKING:
     from app.events.bus import EventBus
@@ -66,7 +68,11 @@ class UnitOfWork:
         self._connection: AsyncConnection | None = None
         if self._write:
             # Procure the connection with the write flag so SQLite begins IMMEDIATE.
-            self._connection = await self.session.connection(execution_options=WRITE)
+            try:
+                self._connection = await self.session.connection(execution_options=WRITE)
+            except Exception as error:
+                await self._close_after(error)
+                raise
         s = self.session
         row_locks = self.dialect == "postgresql"
         self.accounts = AccountRepository(s, row_locks=row_locks)
@@ -88,8 +94,24 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None:
+            await self._close_after(exc)
+            return
         # close() rolls back whatever was not committed and keeps loaded rows readable.
         await self.session.close()
+
+    async def _close_after(self, error: BaseException) -> None:
+        """Close after a failure; a lost database becomes DatabaseUnavailable, here only."""
+        unavailable = is_unavailable(error)
+        try:
+            await self.session.close()
+        except Exception as closing:
+            if not (unavailable or is_unavailable(closing)):
+                raise
+        if unavailable:
+            # The transaction may or may not have committed (a break during COMMIT): the
+            # caller's idempotency key tells, when it tries again.
+            raise DatabaseUnavailable() from error
 
     async def flush(self) -> None:
         await self.session.flush()
@@ -149,17 +171,22 @@ class Database:
         self.events = events
         self._sessions = session_factory(engine)
         # Reads of one statement need no transaction on PostgreSQL: no BEGIN, no ROLLBACK.
-        # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py).
+        # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py),
+        # and so does PostgreSQL behind a transaction pooler (see behind_transaction_pooler).
+        autocommit = self.dialect == "postgresql" and not behind_transaction_pooler(engine.url)
         self._reads = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "postgresql"
-            else engine
+            engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
         )
 
     async def stored_accounts(self, ids: Sequence[str]) -> list[plans.StoredAccount]:
         """Accounts with their subscriptions, in one autocommit statement."""
-        async with self._reads.connect() as connection:
-            return await plans.stored_accounts(connection, ids)
+        try:
+            async with self._reads.connect() as connection:
+                return await plans.stored_accounts(connection, ids)
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
 
     def writing(self) -> UnitOfWork:
         return UnitOfWork(self._sessions, write=True, dialect=self.dialect, events=self.events)

@@ -7,7 +7,8 @@ import logging
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from graphql_schema.errors import is_unexpected
+from app.domain.errors import DatabaseUnavailable
+from graphql_schema.errors import Code, is_unexpected
 
 MASKED_MESSAGE = "Unexpected error."
 logger = logging.getLogger("creditgate")
@@ -23,6 +24,18 @@ def mask_unexpected(errors: list[GraphQLError], context: object) -> list[GraphQL
 
 def _masked(error: GraphQLError, request_id: str | None) -> GraphQLError:
     cause = error.original_error or error
+    if isinstance(cause, DatabaseUnavailable):
+        # Raised where no result union or or_error() maps it (a query's loader, say): the
+        # client reads "try again", not an unexpected error.
+        logger.warning("database unavailable, request %s, path %s", request_id, error.path)
+        return GraphQLError(
+            cause.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": Code.TRY_AGAIN.value, "requestId": request_id},
+        )
     logger.error(
         "unexpected error, request %s, path %s",
         request_id,

@@ -2,8 +2,12 @@
 
 import asyncio
 
+import pytest
+
 from tests.api_client import Api
 from tests.db import Rows
+
+pytestmark = pytest.mark.pgbouncer
 
 
 async def test_concurrent_spends_on_one_account_succeed_exactly_as_far_as_credits_go(

@@ -25,7 +25,7 @@ from tests.conftest import JWT_SECRET
 from tests.db import Rows
 from tests.processes import GatewayProcess, Gateways, audit, connected
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow, pytest.mark.pgbouncer]
 
 # Several accounts, so several writes commit at once and some answer is likely to be on its
 # way when the kill lands; each account still has several clients racing for its row lock.

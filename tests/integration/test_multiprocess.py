@@ -15,7 +15,7 @@ from tests.conftest import JWT_SECRET
 from tests.db import Rows
 from tests.processes import GatewayProcess, Gateways, audit, connected
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow, pytest.mark.pgbouncer]
 
 ULTRA = 80
 TURBO = 20

@@ -33,7 +33,7 @@ from tests.conftest import JWT_SECRET
 from tests.processes import APP_DEFAULTS, GatewayProcess, Gateways
 from tests.servers import NEXT_TIMEOUT, until, ws_session
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pgbouncer]
 
 CREDITS_CHANGED = "subscription { creditsChanged { id creditsTotal } }"
 ME = "query Me { me { id creditsTotal } }"
@@ -68,9 +68,13 @@ def env() -> dict[str, str | None]:
 
 
 @pytest.fixture
-def live_gateways(database_url: str, tmp_path: Path) -> Iterator[Gateways]:
-    """Processes on ``database_url`` (SQLite or PostgreSQL), stopped when the test ends."""
-    with Gateways(database_url, JWT_SECRET, tmp_path) as gateways:
+def live_gateways(
+    database_url: str, events_database_url: str | None, tmp_path: Path
+) -> Iterator[Gateways]:
+    """Processes on ``database_url`` (SQLite, PostgreSQL or PgBouncer), stopped at the end."""
+    with Gateways(
+        database_url, JWT_SECRET, tmp_path, events_database_url=events_database_url
+    ) as gateways:
         yield gateways
 
 

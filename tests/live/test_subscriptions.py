@@ -21,6 +21,9 @@ from tests.api_client import Api
 from tests.conftest import JWT_SECRET, T0
 from tests.servers import serving, until, ws_session
 
+# Also through PgBouncer: the request pool pooled per transaction, LISTEN on its own.
+pytestmark = pytest.mark.pgbouncer
+
 CREDITS_CHANGED = """
 subscription { creditsChanged { id creditsTotal subscriptionBalance packBalance nextRenewalAt
   subscription { status } } }

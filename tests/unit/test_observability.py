@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 from graphql import GraphQLError
 
 from app.observability.logging import JsonFormatter, TextFormatter, iso_milliseconds, redact
-from app.observability.metrics import MAX_OPERATION_NAMES, Metrics
+from app.observability.metrics import (
+    MAX_OPERATION_NAMES,
+    Metrics,
+    forget_dead_workers,
+    multiprocess_directory,
+)
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
 
@@ -87,3 +94,41 @@ def test_expected_errors_and_invalid_documents_are_left_to_the_request_line() ->
     for error in (unknown, expected):
         record = logging.LogRecord("strawberry.execution", logging.ERROR, "", 1, error, None, None)
         assert not GraphQLErrorLog().filter(record)
+
+
+def test_a_worker_starting_forgets_the_live_gauges_of_dead_workers_but_keeps_their_counters(
+    tmp_path: Path,
+) -> None:
+    # given the files of a worker that died (a pid no process has) and of this one
+    dead = _a_pid_nobody_has()
+    mine = os.getpid()
+    for name in (f"gauge_livesum_{dead}.db", f"counter_{dead}.db", f"gauge_livesum_{mine}.db"):
+        (tmp_path / name).write_bytes(b"")
+    # when
+    forgotten = forget_dead_workers(tmp_path)
+    # then its in-flight and subscription gauges go; what it counted stays in the sums
+    assert forgotten == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{dead}.db",
+        f"gauge_livesum_{mine}.db",
+    ]
+
+
+def test_metrics_are_per_process_unless_prometheus_client_was_imported_in_multiprocess_mode() -> (
+    None
+):
+    # The suite imports prometheus-client without PROMETHEUS_MULTIPROC_DIR.
+    assert multiprocess_directory() is None
+    assert Metrics().multiprocess_dir is None
+
+
+def _a_pid_nobody_has() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1

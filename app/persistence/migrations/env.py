@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import app.persistence.tables  # noqa: F401  (registers the tables on the metadata)
+from app.persistence.engine import asyncpg_connect_args
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -27,7 +28,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = config.get_main_option("sqlalchemy.url") or ""
+    engine = create_async_engine(url, connect_args=asyncpg_connect_args(url))
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -1,0 +1,39 @@
+"""Which driver errors mean "the database is not there" rather than "the request is wrong".
+
+A connection refused, reset or closed under a transaction, a server shutting down or still
+recovering, and a server that is no longer the primary (a failover: it is read-only now)
+say nothing about the request. The unit of work turns them into the domain's
+``DatabaseUnavailable`` at one boundary, so a client reads "try again" (with its
+idempotency key) and never an unexpected error or a wrong answer.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
+# SQLSTATEs: 08 connection exception; 57P01 admin shutdown, 57P02 crash shutdown, 57P03
+# cannot connect now (starting or in recovery); 25006 read-only transaction (a standby).
+UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "25006")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _says_unavailable(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _says_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OSError | asyncpg.exceptions.TargetServerAttributeNotMatched):
+        return True  # refused, reset, timed out; or no host is the primary (yet)
+    if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+        return True
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
