@@ -27,6 +27,8 @@ class InvalidToken(Exception):
 class Principal:
     role: Role
     account_id: str | None = None
+    # A service token's ``sub``: which backend or support seat acts (adjustments record it).
+    subject: str | None = None
 
     @property
     def is_service(self) -> bool:
@@ -37,13 +39,23 @@ class Principal:
         return self.is_service or self.account_id == account_id
 
 
+MAX_SUBJECT_LENGTH = 255
+
+
 def issue_token(
-    secret: str, *, role: Role, account_id: str | None, now: datetime, ttl: timedelta
+    secret: str,
+    *,
+    role: Role,
+    account_id: str | None,
+    now: datetime,
+    ttl: timedelta,
+    subject: str | None = None,
 ) -> str:
+    """``subject``: a service token's ``sub`` (default ``service``), e.g. ``support:ada``."""
     if role == "user" and not account_id:
         raise ValueError("a user token names its account")
     claims: dict[str, object] = {"role": role, "iat": now, "exp": now + ttl}
-    claims["sub"] = account_id if role == "user" else "service"
+    claims["sub"] = account_id if role == "user" else (subject or "service")
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -60,10 +72,21 @@ def decode_token(token: str, secret: str, now: datetime) -> Principal:
         raise InvalidToken("The token has expired.")
     role, subject = claims.get("role"), claims.get("sub")
     if role == "service":
-        return Principal("service")
+        if not _plain_subject(subject):
+            raise InvalidToken("The token is invalid.")
+        return Principal("service", subject=subject)
     if role == "user" and isinstance(subject, str) and subject:
         return Principal("user", subject)
     raise InvalidToken("The token is invalid.")
+
+
+def _plain_subject(subject: object) -> TypeGuard[str]:
+    """A service token's subject is recorded in the ledger: short printable text."""
+    return (
+        isinstance(subject, str)
+        and 0 < len(subject) <= MAX_SUBJECT_LENGTH
+        and subject.isprintable()
+    )
 
 
 def _sane_expiry(expires: object) -> TypeGuard[int | float]:

@@ -173,12 +173,16 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if (args.role == "user") != (args.account is not None):
         print("give --account ID for a user token, or --role service", file=sys.stderr)
         return 2
+    if args.subject is not None and args.role != "service":
+        print("--subject names a service token's caller (--role service)", file=sys.stderr)
+        return 2
     token = issue_token(
         settings.jwt_secret,
         role=args.role,
         account_id=args.account,
         now=datetime.now(UTC),
         ttl=timedelta(hours=args.hours),
+        subject=args.subject,
     )
     print(token)
     return 0
@@ -248,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--account", help="account id, for a user token")
     token.add_argument("--role", choices=["user", "service"], default="user")
     token.add_argument("--hours", type=float, default=24.0, help="lifetime (default 24)")
+    token.add_argument(
+        "--subject", help="a service token's subject, e.g. support:ada (default: service)"
+    )
     token.set_defaults(run=_token)
 
     documents = commands.add_parser(

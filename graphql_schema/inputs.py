@@ -54,6 +54,23 @@ class ChangeSubscriptionInput:
     interval: BillingInterval
 
 
+@strawberry.input(description="Support adjusts an account's credits, with a reason.")
+class AdjustCreditsInput:
+    account_id: strawberry.ID
+    amount: int = strawberry.field(
+        description="Positive: a bonus lot (BONUS bucket). Negative: a correction taken in "
+        "spend order. Not 0."
+    )
+    reason: str = strawberry.field(description="Why, for the ledger: 1 to 500 characters.")
+    idempotency_key: str = strawberry.field(
+        description="Unique per adjustment of this account; a retry returns the first result."
+    )
+    expires_at: datetime | None = strawberry.field(
+        default=None,
+        description="A bonus only: when it expires (in the future); the next renewal when omitted.",
+    )
+
+
 @strawberry.input(
     description="A purchase made in an app store: APP_STORE sends signedTransaction, "
     "GOOGLE_PLAY sends purchaseToken and productId."

@@ -8,6 +8,7 @@ from app.domain.store_purchases import Store
 from app.payments.port import StoreProof
 from app.services import (
     accounts,
+    adjustments,
     generations,
     packs,
     payment_events,
@@ -18,6 +19,7 @@ from graphql_schema.context import Info
 from graphql_schema.enums import SandboxPaymentOutcome, Tool
 from graphql_schema.errors import forbidden, or_error
 from graphql_schema.inputs import (
+    AdjustCreditsInput,
     ChangeSubscriptionInput,
     CreateAccountInput,
     PurchasePackInput,
@@ -27,9 +29,11 @@ from graphql_schema.inputs import (
 )
 from graphql_schema.resolving import acting_account, as_result
 from graphql_schema.results import (
+    AdjustCreditsResult,
     CancelGenerationResult,
     CompleteGenerationResult,
     ConfirmPackPurchaseResult,
+    CreditsAdjusted,
     FailGenerationResult,
     GenerationCanceled,
     GenerationCompleted,
@@ -140,6 +144,25 @@ class Mutation(WebhookMutations):
             str(input.account_id), input.plan, input.interval, info.context.services
         )
         return Account.from_domain(await or_error(call))
+
+    @strawberry.mutation(
+        description="Service token (support): a positive amount grants a bonus lot (spent "
+        "after subscription credits, before packs; expires at expiresAt or the next renewal), "
+        "a negative one takes credits back in spend order. One ADJUSTMENT entry per bucket "
+        "moved, with the reason and the token's subject."
+    )
+    async def adjust_credits(self, info: Info, input: AdjustCreditsInput) -> AdjustCreditsResult:
+        principal = info.context.require_service()
+        call = adjustments.adjust_credits(
+            str(input.account_id),
+            input.amount,
+            input.reason,
+            input.idempotency_key,
+            input.expires_at,
+            principal.subject or "service",
+            info.context.services,
+        )
+        return await as_result(info, call, CreditsAdjusted.from_domain)
 
     @strawberry.mutation(description="Service token. No new cycles; credits last the cycle.")
     async def cancel_subscription(self, info: Info, account_id: strawberry.ID) -> Account:

@@ -7,6 +7,7 @@ from typing import Annotated, Self
 import strawberry
 
 from app.domain import errors
+from app.services.adjustments import CreditsAdjusted as CreditsAdjustedResult
 from app.services.fulfilment import PackPurchased as PackPurchasedResult
 from app.services.fulfilment import PaymentPending as PaymentPendingResult
 from app.services.fulfilment import PurchaseClosed as PurchaseClosedResult
@@ -14,7 +15,7 @@ from app.services.fulfilment import PurchaseOutcome
 from app.services.generations import GenerationFinished
 from app.services.generations import GeneratorRun as GeneratorRunResult
 from graphql_schema.enums import StorePurchaseProblem
-from graphql_schema.types import Account, Generation, PackPurchase
+from graphql_schema.types import Account, CreditAdjustment, Generation, PackPurchase
 
 
 @strawberry.interface(description="An expected failure; nothing was changed.")
@@ -235,6 +236,19 @@ class InvalidGenerationTransition(Error):
         return cls(message=exc.message, generation=Generation.from_domain(exc.generation))
 
 
+@strawberry.type(description="The adjustment was made (or, for a retry, had been).")
+class CreditsAdjusted:
+    adjustment: CreditAdjustment
+    account: Account
+
+    @classmethod
+    def from_domain(cls, result: CreditsAdjustedResult) -> CreditsAdjusted:
+        return cls(
+            adjustment=CreditAdjustment.from_domain(result.adjustment),
+            account=Account.from_domain(result.account),
+        )
+
+
 PurchasePackResult = Annotated[
     PackPurchased
     | PaymentPending
@@ -275,4 +289,8 @@ CancelGenerationResult = Annotated[
 FailGenerationResult = Annotated[
     GenerationFailed | GenerationNotFound | InvalidGenerationTransition,
     strawberry.union("FailGenerationResult"),
+]
+AdjustCreditsResult = Annotated[
+    CreditsAdjusted | InsufficientCredits | IdempotencyConflict,
+    strawberry.union("AdjustCreditsResult"),
 ]

@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from app.domain.accounts import AccountView, SubscriptionView
+from app.domain.records import CreditAdjustment as CreditAdjustmentRecord
 from app.domain.records import CreditPack as CreditPackRecord
 from app.domain.records import Generation as GenerationRecord
 from app.domain.records import LedgerEntry as LedgerEntryRecord
@@ -81,11 +82,17 @@ class Account:
     id: strawberry.ID
     email: str
     created_at: datetime
-    credits_total: int = strawberry.field(description="Subscription plus pack credits.")
+    credits_total: int = strawberry.field(description="Subscription plus bonus plus pack credits.")
     subscription_balance: int
     pack_balance: int
     pack_expires_at: datetime | None = strawberry.field(
         description="When the pack credits expire: the next monthly renewal."
+    )
+    bonus_balance: int = strawberry.field(
+        description="Bonus credits support granted: spent after subscription credits, before packs."
+    )
+    bonus_expires_at: datetime | None = strawberry.field(
+        description="When the first of the bonus credits expire."
     )
     next_renewal_at: datetime | None
     subscription: Subscription | None
@@ -156,6 +163,8 @@ class Account:
             subscription_balance=view.subscription_balance,
             pack_balance=view.pack_balance,
             pack_expires_at=view.pack_expires_at,
+            bonus_balance=view.bonus_balance,
+            bonus_expires_at=view.bonus_expires_at,
             next_renewal_at=view.next_renewal_at,
             subscription=Subscription.from_domain(view.subscription) if view.subscription else None,
         )
@@ -303,12 +312,16 @@ class LedgerEntry:
     amount: int = strawberry.field(description="Signed: grants and refunds add, the rest take.")
     balance_after: int = strawberry.field(description="The bucket's balance after this entry.")
     reference_type: str = strawberry.field(
-        description="SUBSCRIPTION, RENEWAL, PURCHASE, GENERATION, REFUND or DISPUTE."
+        description="SUBSCRIPTION, RENEWAL, PURCHASE, GENERATION, REFUND, DISPUTE or ADJUSTMENT."
     )
     reference_id: strawberry.ID | None = strawberry.field(
-        description="The subscription, purchase or generation the entry belongs to."
+        description="The subscription, purchase, generation or adjustment the entry belongs to."
     )
     occurred_at: datetime
+    reason: str | None = strawberry.field(description="An ADJUSTMENT's reason.")
+    actor: str | None = strawberry.field(
+        description="Who made an ADJUSTMENT: the service token's subject."
+    )
 
     @classmethod
     def from_domain(cls, entry: LedgerEntryRecord) -> LedgerEntry:
@@ -321,4 +334,35 @@ class LedgerEntry:
             reference_type=entry.reference_type,
             reference_id=strawberry.ID(entry.reference_id) if entry.reference_id else None,
             occurred_at=entry.occurred_at,
+            reason=entry.reason,
+            actor=entry.actor,
+        )
+
+
+@strawberry.type(
+    description="Support's adjustment: a bonus lot (positive amount) or a correction (negative)."
+)
+class CreditAdjustment:
+    id: strawberry.ID
+    account_id: strawberry.ID
+    amount: int
+    reason: str
+    actor: str = strawberry.field(description="The service token's subject.")
+    created_at: datetime
+    expires_at: datetime | None = strawberry.field(description="A bonus's expiry.")
+    remaining: int = strawberry.field(
+        description="What is left of a bonus lot (0 for a correction)."
+    )
+
+    @classmethod
+    def from_domain(cls, adjustment: CreditAdjustmentRecord) -> CreditAdjustment:
+        return cls(
+            id=strawberry.ID(adjustment.id),
+            account_id=strawberry.ID(adjustment.account_id),
+            amount=adjustment.amount,
+            reason=adjustment.reason,
+            actor=adjustment.actor,
+            created_at=adjustment.created_at,
+            expires_at=adjustment.expires_at,
+            remaining=adjustment.remaining,
         )

@@ -48,6 +48,7 @@ WRITTEN_TABLES = [
     "holds",
     "idempotency_keys",
     "generations",
+    "credit_adjustments",
     "pack_purchases",
     "subscriptions",
     "accounts",

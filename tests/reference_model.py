@@ -6,6 +6,10 @@ which applies every monthly renewal at once. The app records renewals lazily (a 
 projects them; the next write under the account lock writes them down), so the model keeps
 the ledger in *chunks*, one per write that must have reached the database, and holds the
 renewal entries no write has recorded yet in ``pending``.
+
+Support's adjustments: a positive one is a bonus lot, spent after the subscription's credits
+and before packs, expiring at its own date (the next renewal when none is given; starting a
+plan does not touch it); a negative one takes credits back in that same order, all or nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ PRICES = {"pack-500": 1000, "pack-1500": 2500, "pack-4000": 6000}
 GENERATION_TIMEOUT = timedelta(minutes=15)
 # Generations QUEUED or RUNNING at once, by plan.
 MAX_ACTIVE = {"STARTER": 2, "PRO": 5}
+BONUS_NUMBERS = 1001
 
 
 def renewal(anchor: datetime, k: int) -> datetime:
@@ -115,6 +120,17 @@ class Hold:
 
 
 @dataclass
+class Adjustment:
+    """Support's adjustment; a positive one has its bonus lot."""
+
+    amount: int
+    reason: str
+    expires_at: datetime | None
+    lot: Lot | None = None
+    id: str = ""
+
+
+@dataclass
 class Generation:
     number: int
     tool: str
@@ -154,10 +170,12 @@ class CreditModel:
     cycle: tuple[int, int] | None = None
     cycle_ends_at: datetime | None = None
     lots: list[Lot] = field(default_factory=list)
+    # Bonus lots, numbered from BONUS_NUMBERS on (pack lots count from 1).
+    bonus: list[Lot] = field(default_factory=list)
     purchases: list[Purchase] = field(default_factory=list)
     generations: list[Generation] = field(default_factory=list)
     # idempotency key -> (operation, arguments, the first result)
-    keys: dict[str, tuple[str, tuple[object, ...], Purchase | Generation]] = field(
+    keys: dict[str, tuple[str, tuple[object, ...], Purchase | Generation | Adjustment]] = field(
         default_factory=dict
     )
     chunks: list[list[Entry]] = field(default_factory=list)
@@ -172,8 +190,16 @@ class CreditModel:
         return sum(lot.remaining for lot in self.lots)
 
     @property
+    def bonus_balance(self) -> int:
+        return sum(lot.remaining for lot in self.bonus)
+
+    @property
     def credits_total(self) -> int:
-        return self.subscription_balance + self.pack_balance
+        return self.subscription_balance + self.bonus_balance + self.pack_balance
+
+    def bonus_expires_at(self) -> datetime | None:
+        live = [lot.expires_at for lot in self.bonus if lot.remaining]
+        return min(live) if live else None
 
     def pack_expires_at(self) -> datetime | None:
         live = [lot.expires_at for lot in self.lots if lot.remaining]
@@ -191,6 +217,8 @@ class CreditModel:
         self.now = to
         while self.cycle_ends_at is not None and self.cycle_ends_at <= to:
             at = self.cycle_ends_at
+            # Bonus lots that ended by then go first, in the order they ended.
+            self._expire_bonus(at)
             entries = self._expire_subscription_credits(at)
             entries += self._expire_lots(at, functools.partial(_expires_by, at=at))
             sub = self.subscription
@@ -207,6 +235,19 @@ class CreditModel:
                 self.cycle = self.cycle_ends_at = None
             self.pending += entries
             self.pending_renewals += 1
+        self._expire_bonus(to)
+
+    def _expire_bonus(self, until: datetime) -> None:
+        """Each bonus lot expires at its own date; one with credits left needs recording."""
+        due = [lot for lot in self.bonus if not lot.expired and lot.expires_at <= until]
+        for lot in sorted(due, key=lambda lot: (lot.expires_at, lot.purchased_at, lot.id)):
+            lot.expired = True
+            if lot.remaining:
+                self.pending.append(
+                    Entry("EXPIRY", "BONUS", -lot.remaining, lot.number, None, lot.expires_at)
+                )
+                lot.remaining = 0
+                self.pending_renewals += 1
 
     def _expire_subscription_credits(self, at: datetime) -> list[Entry]:
         amount, self.subscription_balance = self.subscription_balance, 0
@@ -247,9 +288,12 @@ class CreditModel:
                 return Refused("BAD_USER_INPUT")
         self.subscriptions_started += 1
         sub = Subscription(self.subscriptions_started, plan, interval, started_at)
-        # Starting a plan is a renewal: whatever the previous one left expires.
+        # Starting a plan is a renewal: whatever the previous one left expires, and a pack
+        # not yet past its date expires now (its date moves to now).
         entries = self._expire_subscription_credits(self.now)
         entries += self._expire_lots(self.now, lambda lot: True)
+        for lot in self.lots:
+            lot.expires_at = min(lot.expires_at, self.now)
         k = cycle_containing(started_at, self.now)
         self.subscription = sub
         self.cycle = (sub.number, k)
@@ -415,28 +459,71 @@ class CreditModel:
         if self.credits_total < cost:
             return Refused("InsufficientCredits", required=cost, available=self.credits_total)
         number = len(self.generations) + 1
-        holds, entries, left = [], [], cost
-        # Spend order: subscription credits, then packs by earliest expiry, oldest purchase.
-        # Same-instant purchases are told apart by id, as the app does.
-        take = min(left, self.subscription_balance)
-        if take:
-            self.subscription_balance -= take
-            left -= take
-            holds.append(Hold("SUBSCRIPTION", take, None, self.cycle))
-            entries.append(Entry("SPEND", "SUBSCRIPTION", -take, None, number, self.now))
-        for lot in sorted(self.lots, key=lambda lot: (lot.expires_at, lot.purchased_at, lot.id)):
-            take = min(left, lot.remaining)
-            if take:
-                lot.remaining -= take
-                left -= take
-                holds.append(Hold("PACK", take, lot, None))
-                entries.append(Entry("SPEND", "PACK", -take, lot.number, number, self.now))
-        assert left == 0
+        holds = []
+        entries = []
+        for bucket, lot, take in self._take(cost):
+            holds.append(Hold(bucket, take, lot, self.cycle if lot is None else None))
+            entries.append(
+                Entry("SPEND", bucket, -take, lot.number if lot else None, number, self.now)
+            )
         generation = Generation(number, tool, prompt, cost, self.now, holds)
         self.generations.append(generation)
         self.keys[key] = ("runGenerator", (tool, prompt), generation)
         self._record(entries)
         return generation
+
+    def _take(self, amount: int) -> list[tuple[str, Lot | None, int]]:
+        """Take ``amount`` in spend order: subscription credits, then bonus lots, then packs,
+        lots by earliest expiry, then oldest (same instant: by id, as the app does)."""
+        parts: list[tuple[str, Lot | None, int]] = []
+        left = amount
+        take = min(left, self.subscription_balance)
+        if take:
+            self.subscription_balance -= take
+            left -= take
+            parts.append(("SUBSCRIPTION", None, take))
+        for bucket, lots in (("BONUS", self.bonus), ("PACK", self.lots)):
+            for lot in sorted(lots, key=lambda lot: (lot.expires_at, lot.purchased_at, lot.id)):
+                take = min(left, lot.remaining)
+                if take:
+                    lot.remaining -= take
+                    left -= take
+                    parts.append((bucket, lot, take))
+        assert left == 0
+        return parts
+
+    def adjust(
+        self, amount: int, reason: str, expires_at: datetime | None, key: str
+    ) -> Adjustment | Refused:
+        """Support grants a bonus lot (amount > 0) or takes credits back (amount < 0)."""
+        arguments = (amount, reason, expires_at)
+        if key in self.keys:
+            return self._replay(key, "adjustCredits", arguments)  # type: ignore[return-value]
+        adjustment = Adjustment(amount, reason, expires_at)
+        if amount > 0:
+            if expires_at is not None and expires_at <= self.now:
+                return Refused("BAD_USER_INPUT")
+            ends = expires_at or self.cycle_ends_at
+            if ends is None:
+                return Refused("BAD_USER_INPUT")  # no date, and no renewal to expire with
+            lot = Lot(BONUS_NUMBERS + len(self.bonus), amount, self.now, ends, amount)
+            self.bonus.append(lot)
+            adjustment.lot, adjustment.expires_at = lot, ends
+            entries = [Entry("ADJUSTMENT", "BONUS", amount, lot.number, None, self.now)]
+        else:
+            if expires_at is not None:
+                return Refused("BAD_USER_INPUT")
+            if self.credits_total < -amount:
+                return Refused(
+                    "InsufficientCredits", required=-amount, available=self.credits_total
+                )
+            entries = [
+                Entry("ADJUSTMENT", bucket, -take, lot.number if lot else None, None, self.now)
+                for bucket, lot, take in self._take(-amount)
+            ]
+        self.keys[key] = ("adjustCredits", arguments, adjustment)
+        self._record(entries)
+        return adjustment
 
     # the worker's side ---------------------------------------------------------------------
 

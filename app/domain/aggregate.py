@@ -1,7 +1,8 @@
 """One account's credits as an aggregate: its state in, a write plan out, no I/O.
 
 A use case loads :class:`AccountState` under the account's lock and calls one function here
-(:func:`plan_run`, :func:`plan_finish`, :func:`plan_pack_grant`, :func:`plan_renewals`). The
+(:func:`plan_run`, :func:`plan_finish`, :func:`plan_settlement`, :func:`plan_renewals`,
+:func:`plan_adjustment`). The
 function decides everything that changes: the acting instant (after the lock, never before
 what the account recorded), the renewals that fell due, the spend order, holds, refunds and
 expiries, the new balances and cycle, and the events; persistence only writes the
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.domain.adjustments import bonus_expiry, check_total_after
 from app.domain.errors import InvalidInput
 from app.domain.events import AccountChanged, CreditsPosted, DomainEvent, GenerationUpdated
 from app.domain.generations import ENDS_IN, Finish, check_can_finish, check_room_for_another
@@ -34,7 +36,7 @@ from app.domain.model import (
 )
 from app.domain.purchases import ReportedPayment, Sale, Settlement, SettlementDecision, settle
 from app.domain.records import Generation
-from app.domain.spending import PackLot, allocate
+from app.domain.spending import PackLot, allocate, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Renewal, Wallet, acting_instant, renewals_due
 from app.domain.webhooks import (
@@ -73,7 +75,8 @@ class AccountState:
     """What the rules need of one account, read after its row was locked.
 
     ``lots``: at least every lot with credits left, in spend order, and every lot an open
-    hold came from (their expiry decides whether held credits come back).
+    hold came from (their expiry decides whether held credits come back). ``bonus_lots``:
+    the same for the bonus lots of support's adjustments.
     """
 
     account_id: str
@@ -84,6 +87,7 @@ class AccountState:
     idempotency: IdempotencyRecord | None = None
     # Its generations QUEUED or RUNNING (a plan caps how many run at once).
     active_generations: int = 0
+    bonus_lots: tuple[PackLot, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,9 @@ class Posting:
     lot_id: str | None
     occurred_at: datetime
     tool: Tool | None = None
+    # An adjustment's: why support made it, and who (the service token's subject).
+    reason: str | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,18 @@ class GenerationChange:
 
 
 @dataclass(frozen=True, slots=True)
+class NewAdjustment:
+    """Support's adjustment; a positive one is also the bonus lot its credits live in."""
+
+    id: str
+    amount: int
+    reason: str
+    actor: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class WritePlan:
     """Everything one write changes, for persistence to write as it is."""
 
@@ -157,6 +176,8 @@ class WritePlan:
     plan_change: ScheduledChange | None = None
     # What the postings cannot tell the outgoing webhooks (a generation ended).
     facts: tuple[Fact, ...] = ()
+    new_adjustment: NewAdjustment | None = None
+    bonus_lots: tuple[LotChange, ...] = ()
 
 
 @dataclass(slots=True)
@@ -165,6 +186,7 @@ class _Lot:
     expires_at: datetime
     purchased_at: datetime
     changed: bool = False
+    bucket: Bucket = Bucket.PACK
 
 
 @dataclass(slots=True)
@@ -177,6 +199,7 @@ class Book:
     pack_balance: int = 0
     cycle_index: int | None = None
     cycle_ends_at: datetime | None = None
+    bonus_balance: int = 0
     postings: list[Posting] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)
     # The instant of the last renewal recorded by this write (a scheduled plan may be due).
@@ -193,9 +216,14 @@ class Book:
             wallet.pack_balance,
             wallet.cycle_index,
             wallet.cycle_ends_at,
+            wallet.bonus_balance,
         )
         for lot in state.lots:
             book._lots[lot.id] = _Lot(lot.remaining, lot.expires_at, lot.purchased_at)
+        for lot in state.bonus_lots:
+            book._lots[lot.id] = _Lot(
+                lot.remaining, lot.expires_at, lot.purchased_at, bucket=Bucket.BONUS
+            )
         # Whoever writes an account may change it; subscribers hear of it only on commit.
         book.events.append(AccountChanged(state.account_id))
         return book
@@ -203,7 +231,11 @@ class Book:
     @property
     def wallet(self) -> Wallet:
         return Wallet(
-            self.subscription_balance, self.pack_balance, self.cycle_index, self.cycle_ends_at
+            self.subscription_balance,
+            self.pack_balance,
+            self.cycle_index,
+            self.cycle_ends_at,
+            self.bonus_balance,
         )
 
     @property
@@ -211,20 +243,27 @@ class Book:
         """The cycle as recorded now: what refunds and expiries are judged by."""
         return RecordedCycle(self.state.subscription_id, self.cycle_index, self.cycle_ends_at)
 
-    def live_lots(self) -> list[PackLot]:
+    def live_lots(self, bucket: Bucket = Bucket.PACK) -> list[PackLot]:
+        """The lots of ``bucket`` (packs, or bonus lots) with credits left."""
         return [
             PackLot(lot_id, lot.remaining, lot.expires_at, lot.purchased_at)
             for lot_id, lot in self._lots.items()
-            if lot.remaining > 0
+            if lot.remaining > 0 and lot.bucket is bucket
         ]
 
     def lot_expires_at(self, lot_id: str) -> datetime | None:
         lot = self._lots.get(lot_id)
         return lot.expires_at if lot else None
 
-    def add_lot(self, lot_id: str, expires_at: datetime, purchased_at: datetime) -> None:
-        """A lot that holds nothing yet (a pack about to be granted)."""
-        self._lots[lot_id] = _Lot(0, expires_at, purchased_at, changed=True)
+    def add_lot(
+        self,
+        lot_id: str,
+        expires_at: datetime,
+        purchased_at: datetime,
+        bucket: Bucket = Bucket.PACK,
+    ) -> None:
+        """A lot that holds nothing yet (a pack or a bonus about to be granted)."""
+        self._lots[lot_id] = _Lot(0, expires_at, purchased_at, changed=True, bucket=bucket)
 
     def post(
         self,
@@ -237,6 +276,8 @@ class Book:
         lot_id: str | None = None,
         occurred_at: datetime | None = None,
         tool: Tool | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Apply a signed amount to one bucket (and lot); no bucket goes below zero."""
         if bucket is Bucket.SUBSCRIPTION:
@@ -244,14 +285,18 @@ class Book:
             after = self.subscription_balance
         else:
             lot = self._lots.get(lot_id or "")
-            if lot is None:
-                raise ValueError("a pack posting names a known lot")
+            if lot is None or lot.bucket is not bucket:
+                raise ValueError("a pack or bonus posting names a known lot of its bucket")
             lot.remaining += amount
             lot.changed = True
-            self.pack_balance += amount
-            after = self.pack_balance
+            if bucket is Bucket.PACK:
+                self.pack_balance += amount
+                after = self.pack_balance
+            else:
+                self.bonus_balance += amount
+                after = self.bonus_balance
             if lot.remaining < 0:
-                raise ValueError("a pack lot cannot go below zero")
+                raise ValueError("a lot cannot go below zero")
         if after < 0:
             raise ValueError("a bucket cannot go below zero")
         self.postings.append(
@@ -262,20 +307,39 @@ class Book:
                 after,
                 reference_type,
                 reference_id,
-                lot_id if bucket is Bucket.PACK else None,
+                lot_id if bucket is not Bucket.SUBSCRIPTION else None,
                 occurred_at or self.now,
                 tool,
+                reason,
+                actor,
             )
         )
         self.events.append(CreditsPosted(kind, bucket, amount, tool))
 
     def bring_up_to_date(self) -> None:
-        """Record every renewal that fell due since the account was last written."""
+        """Record every renewal and bonus expiry that fell due since the account was last
+        written, in the order they happened."""
         renewals, wallet = renewals_due(self.wallet, self.state.terms, self.now)
         for renewal in renewals:
+            self.expire_bonus(renewal.at)
             self.record_renewal(renewal, ReferenceType.RENEWAL, self.state.subscription_id)
             self.renewed_at = renewal.at
         self.cycle_index, self.cycle_ends_at = wallet.cycle_index, wallet.cycle_ends_at
+        self.expire_bonus(self.now)
+
+    def expire_bonus(self, until: datetime) -> None:
+        """Bonus lots whose date is ``until`` or earlier expire, each at its own date."""
+        for lot in sorted(self.live_lots(Bucket.BONUS), key=lot_order):
+            if lot.expires_at <= until:
+                self.post(
+                    LedgerKind.EXPIRY,
+                    Bucket.BONUS,
+                    -lot.remaining,
+                    ReferenceType.ADJUSTMENT,
+                    lot.id,
+                    lot_id=lot.id,
+                    occurred_at=lot.expires_at,
+                )
 
     def record_renewal(
         self, renewal: Renewal, reference_type: ReferenceType, reference_id: str | None
@@ -328,20 +392,23 @@ class Book:
                 reference_id,
                 occurred_at=renewal.at,
             )
-        if renewal.expired_packs:
-            for lot_id, lot in self._lots.items():
-                if lot.expires_at > renewal.at:
-                    lot.expires_at, lot.changed = renewal.at, True
-                if lot.remaining:
-                    self.post(
-                        LedgerKind.EXPIRY,
-                        Bucket.PACK,
-                        -lot.remaining,
-                        ReferenceType.PURCHASE,
-                        lot_id,
-                        lot_id=lot_id,
-                        occurred_at=renewal.at,
-                    )
+        # Every lot, even one with nothing left (its credits may be held): held credits that
+        # come back after the start expire too.
+        for lot_id, lot in self._lots.items():
+            if lot.bucket is not Bucket.PACK:
+                continue  # bonus lots keep their own dates
+            if lot.expires_at > renewal.at:
+                lot.expires_at, lot.changed = renewal.at, True
+            if lot.remaining:
+                self.post(
+                    LedgerKind.EXPIRY,
+                    Bucket.PACK,
+                    -lot.remaining,
+                    ReferenceType.PURCHASE,
+                    lot_id,
+                    lot_id=lot_id,
+                    occurred_at=renewal.at,
+                )
         if renewal.granted:
             self.post(
                 LedgerKind.GRANT,
@@ -352,11 +419,11 @@ class Book:
                 occurred_at=renewal.at,
             )
 
-    def lot_changes(self) -> tuple[LotChange, ...]:
+    def lot_changes(self, bucket: Bucket = Bucket.PACK) -> tuple[LotChange, ...]:
         return tuple(
             LotChange(lot_id, lot.remaining, lot.expires_at)
             for lot_id, lot in self._lots.items()
-            if lot.changed
+            if lot.changed and lot.bucket is bucket
         )
 
     def plan_change(self) -> ScheduledChange | None:
@@ -373,6 +440,7 @@ class Book:
             wallet=self.wallet,
             postings=tuple(self.postings),
             lots=self.lot_changes(),
+            bonus_lots=self.lot_changes(Bucket.BONUS),
             events=tuple(self.events),
             subscription_id=self.state.subscription_id,
             plan_change=self.plan_change(),
@@ -380,8 +448,20 @@ class Book:
         )
 
 
-def _spend_order(lot: PackLot) -> tuple[datetime, datetime, str]:
-    return (lot.expires_at, lot.purchased_at, lot.id)
+_spend_order = lot_order
+
+
+def bonus_lots_after(state: AccountState, plan: WritePlan) -> tuple[PackLot, ...]:
+    """The account's bonus lots as ``plan`` leaves them (a replay leaves them as they were)."""
+    lots = {lot.id: lot for lot in state.bonus_lots}
+    if plan.replay_of is None:
+        for change in plan.bonus_lots:
+            before = lots.get(change.lot_id)
+            granted_at = before.purchased_at if before else plan.now
+            lots[change.lot_id] = PackLot(
+                change.lot_id, change.remaining, change.expires_at, granted_at
+            )
+    return tuple(lots.values())
 
 
 def acting_at(state: AccountState, reading: datetime) -> datetime:
@@ -428,7 +508,8 @@ def plan_run(state: AccountState, request: RunRequest, reading: datetime) -> Wri
     book = Book.open(state, now)
     book.bring_up_to_date()
     lots = book.live_lots() if book.pack_balance else []
-    portions = allocate(request.cost, book.subscription_balance, lots)
+    bonus = book.live_lots(Bucket.BONUS) if book.bonus_balance else []
+    portions = allocate(request.cost, book.subscription_balance, lots, bonus)
     generation_id = request.generation_id
     holds = []
     for portion in portions:
@@ -518,7 +599,7 @@ def release_holds(book: Book, generation: Generation, holds: list[OpenHold]) -> 
         )
         for hold in holds
     ]
-    for outcome in release(portions, book.recorded_cycle):
+    for outcome in release(portions, book.recorded_cycle, book.now):
         portion = outcome.portion
         for kind, amount in (
             [(LedgerKind.REFUND, portion.amount), (LedgerKind.EXPIRY, -portion.amount)]
@@ -603,6 +684,79 @@ def webhook_events(
     if plan.replay_of is not None:
         return [], []
     entries = entries_of(plan.postings)
-    before = Balances(state.wallet.subscription_balance, state.wallet.pack_balance)
+    before = Balances(
+        state.wallet.subscription_balance, state.wallet.pack_balance, state.wallet.bonus_balance
+    )
     events = decide_events(state.account_id, before, entries, alerts, plan.facts, plan.now)
     return events, entries
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentRequest:
+    """Support adjusts an account: ``amount`` > 0 grants a bonus lot, < 0 takes credits back.
+
+    The input rules (``adjustments.validate_*``) were applied already; ``expires_at`` is UTC.
+    """
+
+    amount: int
+    reason: str
+    actor: str
+    expires_at: datetime | None
+    key: str
+    operation: str
+    fingerprint: str
+    adjustment_id: str
+
+
+def plan_adjustment(
+    state: AccountState, request: AdjustmentRequest, reading: datetime
+) -> WritePlan:
+    """Renewals and bonus expiries due, then one ADJUSTMENT entry per bucket (and lot) moved.
+
+    A bonus is one entry in a new lot; a correction spanning buckets is one entry for each
+    part, all naming the adjustment. Raises ``InsufficientCredits`` (nothing written) when a
+    correction asks for more than the account holds.
+    """
+    now = acting_at(state, reading)
+    first = replayed(state, request.key, request.fingerprint)
+    if first is not None:
+        return WritePlan(state.account_id, now, state.wallet, replay_of=first)
+    book = Book.open(state, now)
+    book.bring_up_to_date()
+    adjustment_id = request.adjustment_id
+    expires_at: datetime | None = None
+    if request.amount > 0:
+        expires_at = bonus_expiry(request.expires_at, book.cycle_ends_at, now)
+        check_total_after(book.wallet.total, request.amount)
+        book.add_lot(adjustment_id, expires_at, now, Bucket.BONUS)
+        parts: list[tuple[Bucket, int, str | None]] = [
+            (Bucket.BONUS, request.amount, adjustment_id)
+        ]
+    else:
+        portions = allocate(
+            -request.amount,
+            book.subscription_balance,
+            book.live_lots(),
+            book.live_lots(Bucket.BONUS),
+            what="This correction takes",
+        )
+        parts = [(p.bucket, -p.amount, p.lot_id) for p in portions]
+    for bucket, amount, lot_id in parts:
+        book.post(
+            LedgerKind.ADJUSTMENT,
+            bucket,
+            amount,
+            ReferenceType.ADJUSTMENT,
+            adjustment_id,
+            lot_id=lot_id,
+            reason=request.reason,
+            actor=request.actor,
+        )
+    return book.plan(
+        new_adjustment=NewAdjustment(
+            adjustment_id, request.amount, request.reason, request.actor, now, expires_at
+        ),
+        idempotency=IdempotencyRecord(
+            request.key, request.operation, request.fingerprint, adjustment_id
+        ),
+    )

@@ -1,5 +1,6 @@
 """Reconciliation: every balance explained by its entries, every hold by its generation, and
-no credits alive past their expiry in the cycle the account has recorded."""
+no credits alive past their expiry in the cycle the account has recorded (bonus lots: past
+their own date, at an instant the account has recorded)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ class AccountFacts:
     # The account's current subscription (None: it never had one).
     subscription_id: str | None = None
     terms: SubscriptionTerms | None = None
+    bonus_balance: int = 0
+    ledger_bonus: int = 0
+    bonus_remaining: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BonusLotFacts:
+    """One adjustment of support: a bonus lot (positive amount) or a correction."""
+
+    adjustment_id: str
+    account_id: str
+    amount: int
+    remaining: int
+    # The sum of the ledger entries naming it as their lot (a bonus's own bucket entries).
+    ledger_total: int
+    expires_at: datetime | None = None
+    # The latest instant its account's records speak of (None: nothing timed).
+    recorded_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +70,7 @@ class GenerationFacts:
 def account_findings(facts: AccountFacts) -> list[str]:
     found = []
     who = f"account {facts.account_id}"
-    if facts.subscription_balance < 0 or facts.pack_balance < 0:
+    if facts.subscription_balance < 0 or facts.pack_balance < 0 or facts.bonus_balance < 0:
         found.append(f"{who}: negative balance")
     if facts.subscription_balance != facts.ledger_subscription:
         found.append(
@@ -66,7 +85,41 @@ def account_findings(facts: AccountFacts) -> list[str]:
         found.append(
             f"{who}: pack balance {facts.pack_balance} but its packs hold {facts.lots_remaining}"
         )
+    if facts.bonus_balance != facts.ledger_bonus:
+        found.append(
+            f"{who}: bonus balance {facts.bonus_balance} but ledger says {facts.ledger_bonus}"
+        )
+    if facts.bonus_balance != facts.bonus_remaining:
+        found.append(
+            f"{who}: bonus balance {facts.bonus_balance} but its bonus lots hold "
+            f"{facts.bonus_remaining}"
+        )
     return found + cycle_findings(facts)
+
+
+def bonus_lot_findings(facts: BonusLotFacts) -> list[str]:
+    """A bonus lot holds what its entries say, and nothing once a recorded instant passed its
+    date (every write records the bonus expiries due at its instant)."""
+    who = f"adjustment {facts.adjustment_id}"
+    if facts.remaining < 0:
+        return [f"{who}: negative remaining {facts.remaining}"]
+    if facts.amount < 0:
+        return [f"{who}: a correction holds {facts.remaining} credits"] if facts.remaining else []
+    found = []
+    if facts.remaining != facts.ledger_total:
+        found.append(f"{who}: {facts.remaining} left but ledger says {facts.ledger_total}")
+    if facts.expires_at is None:
+        found.append(f"{who}: a bonus without an expiry")
+    elif (
+        facts.remaining > 0
+        and facts.recorded_until is not None
+        and facts.expires_at < facts.recorded_until
+    ):
+        found.append(
+            f"{who}: holds {facts.remaining} bonus credits past its expiry {facts.expires_at}; "
+            f"its account recorded {facts.recorded_until}"
+        )
+    return found
 
 
 def cycle_findings(facts: AccountFacts) -> list[str]:

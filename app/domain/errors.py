@@ -80,8 +80,8 @@ class NoActiveSubscription(CreditError):
 
 
 class InsufficientCredits(CreditError):
-    def __init__(self, required: int, available: int) -> None:
-        super().__init__(f"This run costs {required} credits; {available} are available.")
+    def __init__(self, required: int, available: int, *, what: str = "This run costs") -> None:
+        super().__init__(f"{what} {required} credits; {available} are available.")
         self.required = required
         self.available = available
 

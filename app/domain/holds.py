@@ -8,6 +8,10 @@ Both are judged against the cycle the account has recorded (brought up to date u
 lock), never against a clock reading: a lot lives exactly while the account's cycle is the one
 it was bought in (its expiry is that cycle's end), so a reading taken before a renewal that
 another request recorded cannot revive expired credits.
+
+Bonus credits go back to their bonus lot while it lives: its expiry is a date of its own, so
+it is judged against the write's acting instant (taken under the lock, never before what the
+account recorded); a lot dated at a cycle's end is dead once that renewal is recorded.
 """
 
 from __future__ import annotations
@@ -48,11 +52,27 @@ def lot_is_live(expires_at: datetime, cycle: RecordedCycle) -> bool:
     return cycle.index is not None and cycle.ends_at is not None and cycle.ends_at <= expires_at
 
 
-def release(portions: list[HeldPortion], cycle: RecordedCycle) -> list[Release]:
-    """How each held portion comes back to an account in its recorded ``cycle``."""
+def bonus_is_live(expires_at: datetime, now: datetime) -> bool:
+    """A bonus lot lives until its expiry; at that instant it is gone."""
+    return now < expires_at
+
+
+def release(
+    portions: list[HeldPortion], cycle: RecordedCycle, now: datetime | None = None
+) -> list[Release]:
+    """How each held portion comes back to an account in its recorded ``cycle``.
+
+    ``now``: the write's acting instant, which bonus lots are judged by.
+    """
     releases = []
     for portion in portions:
-        if portion.bucket is Bucket.SUBSCRIPTION:
+        if portion.bucket is Bucket.BONUS:
+            alive = (
+                portion.lot_expires_at is not None
+                and now is not None
+                and bonus_is_live(portion.lot_expires_at, now)
+            )
+        elif portion.bucket is Bucket.SUBSCRIPTION:
             alive = cycle.index is not None and portion.cycle == (
                 cycle.subscription_id,
                 cycle.index,

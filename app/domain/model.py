@@ -34,6 +34,8 @@ class SubscriptionStatus(enum.StrEnum):
 class Bucket(enum.StrEnum):
     SUBSCRIPTION = "SUBSCRIPTION"
     PACK = "PACK"
+    # Credits support granted (``adjustCredits``), in lots with their own expiry.
+    BONUS = "BONUS"
 
 
 class LedgerKind(enum.StrEnum):
@@ -43,6 +45,8 @@ class LedgerKind(enum.StrEnum):
     EXPIRY = "EXPIRY"
     # Credits a refund or a lost dispute took back from a pack.
     REVOCATION = "REVOCATION"
+    # A correction by support: a bonus lot granted, or credits taken back, with a reason.
+    ADJUSTMENT = "ADJUSTMENT"
 
 
 class GenerationStatus(enum.StrEnum):
@@ -71,3 +75,4 @@ class ReferenceType(enum.StrEnum):
     SUBSCRIPTION = "SUBSCRIPTION"
     REFUND = "REFUND"
     DISPUTE = "DISPUTE"
+    ADJUSTMENT = "ADJUSTMENT"

@@ -74,3 +74,21 @@ class LedgerEntry:
     reference_type: str
     reference_id: str | None
     occurred_at: datetime
+    # An adjustment's reason and who made it.
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditAdjustment:
+    """Support's adjustment: a bonus lot (positive) or a correction (negative)."""
+
+    id: str
+    account_id: str
+    amount: int
+    reason: str
+    actor: str
+    created_at: datetime
+    # A bonus's expiry and what is left of it; a correction has neither.
+    expires_at: datetime | None
+    remaining: int

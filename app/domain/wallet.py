@@ -1,4 +1,4 @@
-"""An account's two credit buckets and how time changes them.
+"""An account's credit buckets and how time changes them.
 
 The stored wallet is right as of its last write. Renewals that fell due since are computed
 here, from the subscription's anchor, so reads are right at every instant without a cron job
@@ -21,10 +21,13 @@ class Wallet:
     # The cycle the subscription balance belongs to, and when it (and every pack) expires.
     cycle_index: int | None
     cycle_ends_at: datetime | None
+    # Bonus lots (support's adjustments) as of the last write. They expire on dates of their
+    # own, not at renewals: a read projects them from the lots (``bonus_at``).
+    bonus_balance: int = 0
 
     @property
     def total(self) -> int:
-        return self.subscription_balance + self.pack_balance
+        return self.subscription_balance + self.pack_balance + self.bonus_balance
 
     @classmethod
     def empty(cls) -> Wallet:
@@ -52,9 +55,9 @@ def renewals_due(
         if terms is not None and wallet.cycle_index is not None and terms.renews_at(at):
             k = wallet.cycle_index + 1
             grant = terms.allowance_at(at)
-            nxt = Wallet(grant, 0, k, cycle_end(terms.started_at, k))
+            nxt = Wallet(grant, 0, k, cycle_end(terms.started_at, k), wallet.bonus_balance)
         else:
-            k, grant, nxt = None, 0, Wallet.empty()
+            k, grant, nxt = None, 0, Wallet(0, 0, None, None, wallet.bonus_balance)
         renewals.append(Renewal(at, k, wallet.subscription_balance, wallet.pack_balance, grant))
         wallet = nxt
     return renewals, wallet
@@ -69,13 +72,14 @@ def start_cycle(wallet: Wallet, terms: SubscriptionTerms, now: datetime) -> tupl
     """A new subscription opens the cycle containing ``now`` with a fresh allowance.
 
     Starting a subscription is a renewal: whatever the previous one left (subscription or
-    pack credits) expires, as packs do at every renewal.
+    pack credits) expires, as packs do at every renewal. Bonus lots keep their own dates.
     """
     k = cycle_index_at(terms.started_at, now)
     renewal = Renewal(
         now, k, wallet.subscription_balance, wallet.pack_balance, terms.monthly_credits
     )
-    return renewal, Wallet(terms.monthly_credits, 0, k, cycle_end(terms.started_at, k))
+    ends = cycle_end(terms.started_at, k)
+    return renewal, Wallet(terms.monthly_credits, 0, k, ends, wallet.bonus_balance)
 
 
 def recorded_until(wallet: Wallet, terms: SubscriptionTerms | None) -> datetime | None:

@@ -105,10 +105,11 @@ Fact = GenerationEnded | PurchaseReversed
 class Balances:
     subscription: int
     pack: int
+    bonus: int = 0
 
     @property
     def total(self) -> int:
-        return self.subscription + self.pack
+        return self.subscription + self.pack + self.bonus
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ REASONS = {
     LedgerKind.REVOCATION: "revocation",
     LedgerKind.REFUND: "refund",
     LedgerKind.GRANT: "grant",
+    LedgerKind.ADJUSTMENT: "adjustment",
 }
 
 
@@ -173,6 +175,7 @@ def decide_events(
     after = Balances(
         before.subscription + sum(e.amount for e in entries if e.bucket is Bucket.SUBSCRIPTION),
         before.pack + sum(e.amount for e in entries if e.bucket is Bucket.PACK),
+        before.bonus + sum(e.amount for e in entries if e.bucket is Bucket.BONUS),
     )
     events: list[OutgoingEvent] = []
 

@@ -38,6 +38,14 @@ CREDIT_MOVEMENTS = {
     LedgerKind.EXPIRY: "expired",
     LedgerKind.REVOCATION: "revoked",
 }
+# Support's adjustments, by direction: bonus lots granted, corrections taken back.
+ADJUSTMENT_MOVEMENTS = ("adjusted", "corrected")
+
+
+def movement_of(event: CreditsPosted) -> str:
+    if event.kind is LedgerKind.ADJUSTMENT:
+        return ADJUSTMENT_MOVEMENTS[0] if event.amount > 0 else ADJUSTMENT_MOVEMENTS[1]
+    return CREDIT_MOVEMENTS[event.kind]
 
 
 def multiprocess_directory() -> Path | None:
@@ -101,7 +109,7 @@ class Metrics:
                 ["tool", "bucket"],
                 registry=r,
             )
-            for movement in CREDIT_MOVEMENTS.values()
+            for movement in (*CREDIT_MOVEMENTS.values(), *ADJUSTMENT_MOVEMENTS)
         }
         self.open_holds = Gauge(
             "creditgate_open_holds",
@@ -206,7 +214,7 @@ class Metrics:
             if isinstance(event, PurchaseStatusChanged):
                 self.purchases.labels(event.provider, event.status).inc()
             elif isinstance(event, CreditsPosted) and event.amount:
-                movement = CREDIT_MOVEMENTS[event.kind]
+                movement = movement_of(event)
                 tool = event.tool.value if event.tool else "none"
                 self.credits[movement].labels(tool, event.bucket.value).inc(abs(event.amount))
 

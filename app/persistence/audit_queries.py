@@ -8,11 +8,12 @@ from typing import Any
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.domain.audit import AccountFacts, GenerationFacts, LotFacts
+from app.domain.audit import AccountFacts, BonusLotFacts, GenerationFacts, LotFacts
 from app.domain.holds import RecordedCycle
 from app.domain.purchase_audit import PurchaseFacts
 from app.persistence.tables import (
     AccountRow,
+    CreditAdjustmentRow,
     GenerationRow,
     HoldRow,
     LedgerEntryRow,
@@ -48,6 +49,13 @@ async def account_facts(session: AsyncSession) -> list[AccountFacts]:
         ),
     )
     remaining = {a: int(t) for a, t in lots}
+    bonus = await _grouped(
+        session,
+        select(CreditAdjustmentRow.account_id, func.sum(CreditAdjustmentRow.remaining)).group_by(
+            col(CreditAdjustmentRow.account_id)
+        ),
+    )
+    bonus_remaining = {a: int(t) for a, t in bonus}
     accounts = (await session.exec(select(AccountRow))).all()
     return [
         AccountFacts(
@@ -60,8 +68,34 @@ async def account_facts(session: AsyncSession) -> list[AccountFacts]:
             cycle_index=a.cycle_index,
             cycle_ends_at=a.cycle_ends_at,
             subscription_id=a.subscription_id,
+            bonus_balance=a.bonus_balance,
+            ledger_bonus=sums.get((a.id, "BONUS"), 0),
+            bonus_remaining=bonus_remaining.get(a.id, 0),
         )
         for a in accounts
+    ]
+
+
+async def bonus_lot_facts(session: AsyncSession) -> list[BonusLotFacts]:
+    """Every adjustment with the sum of the BONUS entries naming it as their lot."""
+    ledger = await _grouped(
+        session,
+        select(LedgerEntryRow.lot_id, func.sum(LedgerEntryRow.amount))
+        .where(col(LedgerEntryRow.bucket) == "BONUS")
+        .group_by(col(LedgerEntryRow.lot_id)),
+    )
+    totals = {lot: int(t) for lot, t in ledger}
+    rows = (await session.exec(select(CreditAdjustmentRow))).all()
+    return [
+        BonusLotFacts(
+            r.id,
+            r.account_id,
+            r.amount,
+            r.remaining,
+            totals.get(r.id, 0),
+            expires_at=r.expires_at,
+        )
+        for r in rows
     ]
 
 

@@ -60,6 +60,7 @@ def event_rows(
             "balances": {
                 "subscription": event.balances.subscription,
                 "pack": event.balances.pack,
+                "bonus": event.balances.bonus,
                 "total": event.balances.total,
             },
             **event.data,

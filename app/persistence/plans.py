@@ -12,7 +12,7 @@ under READ COMMITTED), one statement of data-modifying CTEs writing the whole pl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
 from app.domain.generations import ACTIVE_STATUSES
 from app.domain.model import BillingInterval, Bucket, HoldStatus, Plan
-from app.domain.spending import PackLot
+from app.domain.spending import PackLot, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence import outbox
 from app.persistence.tables import (
     AccountRow,
+    CreditAdjustmentRow,
     GenerationRow,
     HoldRow,
     IdempotencyRow,
@@ -44,6 +45,7 @@ idempotency_t: sa.Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
 holds_t: sa.Table = HoldRow.__table__  # type: ignore[attr-defined]
 generations_t: sa.Table = GenerationRow.__table__  # type: ignore[attr-defined]
 ledger_t: sa.Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+adjustments_t: sa.Table = CreditAdjustmentRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ LOCK = (
         accounts.c.pack_balance,
         accounts.c.cycle_index,
         accounts.c.cycle_ends_at,
+        accounts.c.bonus_balance,
     )
     .where(accounts.c.id == sa.bindparam("account_id"))
     .with_for_update()
@@ -85,8 +88,9 @@ _active = (
     .where(generations_t.c.status.in_([s.value for s in ACTIVE_STATUSES]))
     .scalar_subquery()
 )
-STATE = (
+_STATE_FIRST = (
     sa.select(
+        sa.literal(Bucket.PACK.value).label("bucket"),
         subscriptions.c.plan,
         subscriptions.c.interval,
         subscriptions.c.started_at,
@@ -124,7 +128,38 @@ STATE = (
         )
     )
     .where(accounts.c.id == sa.bindparam("account_id"))
-    .order_by(lots_t.c.expires_at, lots_t.c.purchased_at, lots_t.c.id)
+)
+
+
+def _with_bonus_lots(first: sa.Select[Any], bonus: dict[str, Any], where: Any) -> Any:
+    """``first`` and, after it, one row per bonus lot ``where`` picks: the columns ``bonus``
+    names, typed NULL in the others. A union of two indexed reads, still one statement."""
+    columns = []
+    for column in first.selected_columns:
+        if column.name == "bucket":
+            columns.append(sa.literal(Bucket.BONUS.value).label("bucket"))
+        elif column.name in bonus:
+            columns.append(bonus[column.name].label(column.name))
+        else:
+            columns.append(sa.cast(sa.null(), column.type).label(column.name))
+    second = sa.select(*columns).select_from(adjustments_t).where(where)
+    return sa.union_all(first, second)
+
+
+_bonus_lot_columns = {
+    "lot_id": adjustments_t.c.id,
+    "remaining": adjustments_t.c.remaining,
+    "expires_at": adjustments_t.c.expires_at,
+    "purchased_at": adjustments_t.c.created_at,
+}
+STATE = _with_bonus_lots(
+    _STATE_FIRST,
+    _bonus_lot_columns,
+    sa.and_(
+        adjustments_t.c.account_id == sa.bindparam("account_id"),
+        adjustments_t.c.expires_at.is_not(None),
+        sa.or_(adjustments_t.c.remaining > 0, adjustments_t.c.id.in_(_held_lots)),
+    ),
 )
 
 OPEN_HOLDS = (
@@ -165,7 +200,13 @@ async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount 
     row = (await conn.execute(LOCK, {"account_id": account_id})).first()
     if row is None:
         return None
-    wallet = Wallet(row.subscription_balance, row.pack_balance, row.cycle_index, row.cycle_ends_at)
+    wallet = Wallet(
+        row.subscription_balance,
+        row.pack_balance,
+        row.cycle_index,
+        row.cycle_ends_at,
+        row.bonus_balance,
+    )
     return LockedAccount(row.id, row.email, row.created_at, row.subscription_id, wallet)
 
 
@@ -181,24 +222,24 @@ async def read_state(
         STATE, {"account_id": account.id, "key": key, "generation_id": generation_id}
     )
     rows = result.all()
-    first = rows[0]
+    first = next(r for r in rows if r.bucket == Bucket.PACK.value)
     terms = _terms(first) if account.subscription_id is not None else None
     record = None
     if key is not None and first.result_id is not None:
         record = IdempotencyRecord(key, first.operation, first.fingerprint, first.result_id)
-    lots = tuple(
-        PackLot(r.lot_id, r.remaining, r.expires_at, r.purchased_at)
-        for r in rows
-        if r.lot_id is not None
-    )
+    lots: dict[str, list[PackLot]] = {Bucket.PACK.value: [], Bucket.BONUS.value: []}
+    for r in rows:
+        if r.lot_id is not None:
+            lots[r.bucket].append(PackLot(r.lot_id, r.remaining, r.expires_at, r.purchased_at))
     return AccountState(
         account.id,
         account.subscription_id,
         account.wallet,
         terms,
-        lots,
+        tuple(sorted(lots[Bucket.PACK.value], key=lot_order)),
         record,
         active_generations=first.active_generations,
+        bonus_lots=tuple(sorted(lots[Bucket.BONUS.value], key=lot_order)),
     )
 
 
@@ -212,7 +253,8 @@ async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold
 
 # -- reading accounts as clients see them ---------------------------------------------------
 
-_ACCOUNT_VIEW_COLUMNS = sa.select(
+_VIEWS_FIRST = sa.select(
+    sa.literal(Bucket.PACK.value).label("bucket"),
     accounts.c.id,
     accounts.c.email,
     accounts.c.created_at,
@@ -221,6 +263,7 @@ _ACCOUNT_VIEW_COLUMNS = sa.select(
     accounts.c.pack_balance,
     accounts.c.cycle_index,
     accounts.c.cycle_ends_at,
+    accounts.c.bonus_balance,
     subscriptions.c.plan,
     subscriptions.c.interval,
     subscriptions.c.started_at,
@@ -230,14 +273,38 @@ _ACCOUNT_VIEW_COLUMNS = sa.select(
     subscriptions.c.scheduled_plan,
     subscriptions.c.scheduled_credits,
     subscriptions.c.scheduled_from,
+    sa.cast(sa.null(), lots_t.c.id.type).label("lot_id"),
+    sa.cast(sa.null(), lots_t.c.remaining.type).label("remaining"),
+    sa.cast(sa.null(), lots_t.c.expires_at.type).label("expires_at"),
+    sa.cast(sa.null(), lots_t.c.purchased_at.type).label("purchased_at"),
 ).select_from(accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id))
-ACCOUNT_VIEWS = _ACCOUNT_VIEW_COLUMNS.where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
-# PostgreSQL takes the ids as one array parameter: the same SQL text whatever their count,
-# so no per-execution rendering of an expanding IN (about a tenth of a served editor read's
-# CPU went to it) and one prepared statement instead of one per count.
-ACCOUNT_VIEWS_PG = _ACCOUNT_VIEW_COLUMNS.where(
-    accounts.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(accounts.c.id.type)))
-)
+
+
+def _one_of_the_ids(column: Any, *, postgres: bool) -> Any:
+    """``column`` is one of the ids asked for. PostgreSQL takes them as one array parameter:
+    the same SQL text whatever their count, so no per-execution rendering of an expanding IN
+    (about a tenth of a served editor read's CPU went to it) and one prepared statement
+    instead of one per count."""
+    if postgres:
+        return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(accounts.c.id.type)))
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+def _account_views(*, postgres: bool) -> Any:
+    """The accounts, then the bonus lots with credits left (each counts until its expiry)."""
+    return _with_bonus_lots(
+        _VIEWS_FIRST.where(_one_of_the_ids(accounts.c.id, postgres=postgres)),
+        _bonus_lot_columns | {"id": adjustments_t.c.account_id},
+        sa.and_(
+            _one_of_the_ids(adjustments_t.c.account_id, postgres=postgres),
+            adjustments_t.c.expires_at.is_not(None),
+            adjustments_t.c.remaining > 0,
+        ),
+    )
+
+
+ACCOUNT_VIEWS = _account_views(postgres=False)
+ACCOUNT_VIEWS_PG = _account_views(postgres=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,17 +317,28 @@ class StoredAccount:
     subscription_id: str | None
     wallet: Wallet
     terms: SubscriptionTerms | None
+    bonus_lots: tuple[PackLot, ...] = ()
 
 
 async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredAccount]:
-    """Accounts and their subscriptions in one statement, for any number of ids."""
-    found = []
+    """Accounts, their subscriptions and bonus lots in one statement, for any number of ids."""
+    found: dict[str, StoredAccount] = {}
+    bonus: dict[str, list[PackLot]] = {}
     statement = ACCOUNT_VIEWS_PG if conn.dialect.name == "postgresql" else ACCOUNT_VIEWS
     for r in await conn.execute(statement, {"ids": list(ids)}):
+        if r.bucket == Bucket.BONUS.value:
+            lot = PackLot(r.lot_id, r.remaining, r.expires_at, r.purchased_at)
+            bonus.setdefault(r.id, []).append(lot)
+            continue
         terms = _terms(r) if r.subscription_id is not None else None
-        wallet = Wallet(r.subscription_balance, r.pack_balance, r.cycle_index, r.cycle_ends_at)
-        found.append(StoredAccount(r.id, r.email, r.created_at, r.subscription_id, wallet, terms))
-    return found
+        wallet = Wallet(
+            r.subscription_balance, r.pack_balance, r.cycle_index, r.cycle_ends_at, r.bonus_balance
+        )
+        found[r.id] = StoredAccount(r.id, r.email, r.created_at, r.subscription_id, wallet, terms)
+    return [
+        replace(stored, bonus_lots=tuple(bonus[stored.id])) if stored.id in bonus else stored
+        for stored in found.values()
+    ]
 
 
 # -- writing a plan -------------------------------------------------------------------------
@@ -270,11 +348,13 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
     wallet, generation, change = plan.wallet, plan.new_generation, plan.generation_change
     record = plan.idempotency
     postings = plan.postings
+    adjustment = plan.new_adjustment
     return {
         "account_id": plan.account_id,
         "now": plan.now,
         "subscription_balance": wallet.subscription_balance,
         "pack_balance": wallet.pack_balance,
+        "bonus_balance": wallet.bonus_balance,
         "cycle_index": wallet.cycle_index,
         "cycle_ends_at": wallet.cycle_ends_at,
         "g_id": generation.id if generation else None,
@@ -293,6 +373,8 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
         "e_reference_id": [p.reference_id for p in postings],
         "e_lot_id": [p.lot_id for p in postings],
         "e_occurred_at": [p.occurred_at for p in postings],
+        "e_reason": [p.reason for p in postings],
+        "e_actor": [p.actor for p in postings],
         "h_bucket": [h.bucket.value for h in plan.new_holds],
         "h_lot_id": [h.lot_id for h in plan.new_holds],
         "h_subscription_id": [h.subscription_id for h in plan.new_holds],
@@ -303,6 +385,13 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
         "l_id": [lot.lot_id for lot in plan.lots],
         "l_remaining": [lot.remaining for lot in plan.lots],
         "l_expires_at": [lot.expires_at for lot in plan.lots],
+        "bl_id": [lot.lot_id for lot in plan.bonus_lots],
+        "bl_remaining": [lot.remaining for lot in plan.bonus_lots],
+        "a_id": adjustment.id if adjustment else None,
+        "a_amount": adjustment.amount if adjustment else None,
+        "a_reason": adjustment.reason if adjustment else None,
+        "a_actor": adjustment.actor if adjustment else None,
+        "a_expires_at": adjustment.expires_at if adjustment else None,
         "sc_id": plan.subscription_id if plan.plan_change else None,
         "sc_plan": plan.plan_change.plan.value if plan.plan_change else None,
         "sc_credits": plan.plan_change.monthly_credits if plan.plan_change else None,
@@ -321,7 +410,8 @@ _PG_WRITE = sa.text(
 WITH
 acc AS (
   UPDATE accounts SET subscription_balance = CAST(:subscription_balance AS integer),
-    pack_balance = CAST(:pack_balance AS integer), cycle_index = CAST(:cycle_index AS integer),
+    pack_balance = CAST(:pack_balance AS integer),
+    bonus_balance = CAST(:bonus_balance AS integer), cycle_index = CAST(:cycle_index AS integer),
     cycle_ends_at = CAST(:cycle_ends_at AS timestamptz)
   WHERE id = CAST(:account_id AS varchar)
 ),
@@ -340,15 +430,16 @@ finished AS (
 ),
 led AS (
   INSERT INTO ledger_entries (account_id, kind, bucket, amount, balance_after, reference_type,
-    reference_id, lot_id, occurred_at, recorded_at)
+    reference_id, lot_id, occurred_at, recorded_at, reason, actor)
   SELECT CAST(:account_id AS varchar), e.kind, e.bucket, e.amount, e.after, e.reference_type,
-    e.reference_id, e.lot_id, e.occurred_at, CAST(:now AS timestamptz)
+    e.reference_id, e.lot_id, e.occurred_at, CAST(:now AS timestamptz), e.reason, e.actor
   FROM unnest(CAST(:e_kind AS varchar[]), CAST(:e_bucket AS varchar[]),
     CAST(:e_amount AS integer[]), CAST(:e_after AS integer[]),
     CAST(:e_reference_type AS varchar[]), CAST(:e_reference_id AS varchar[]),
-    CAST(:e_lot_id AS varchar[]), CAST(:e_occurred_at AS timestamptz[]))
+    CAST(:e_lot_id AS varchar[]), CAST(:e_occurred_at AS timestamptz[]),
+    CAST(:e_reason AS varchar[]), CAST(:e_actor AS varchar[]))
     WITH ORDINALITY AS e(kind, bucket, amount, after, reference_type, reference_id, lot_id,
-      occurred_at, n)
+      occurred_at, reason, actor, n)
   ORDER BY e.n
   RETURNING id
 ),
@@ -373,6 +464,19 @@ lot_rest AS (
   FROM unnest(CAST(:l_id AS varchar[]), CAST(:l_remaining AS integer[]),
     CAST(:l_expires_at AS timestamptz[])) AS l(id, remaining, expires_at)
   WHERE pack_purchases.id = l.id
+),
+bonus_rest AS (
+  UPDATE credit_adjustments SET remaining = b.remaining
+  FROM unnest(CAST(:bl_id AS varchar[]), CAST(:bl_remaining AS integer[])) AS b(id, remaining)
+  WHERE credit_adjustments.id = b.id
+),
+adjusted AS (
+  INSERT INTO credit_adjustments (id, account_id, amount, remaining, reason, actor, created_at,
+    expires_at)
+  SELECT CAST(:a_id AS varchar), CAST(:account_id AS varchar), CAST(:a_amount AS integer),
+    GREATEST(CAST(:a_amount AS integer), 0), CAST(:a_reason AS varchar),
+    CAST(:a_actor AS varchar), CAST(:now AS timestamptz), CAST(:a_expires_at AS timestamptz)
+  WHERE CAST(:a_id AS varchar) IS NOT NULL
 ),
 plan_in_force AS (
   UPDATE subscriptions SET plan = CAST(:sc_plan AS varchar),
@@ -415,6 +519,7 @@ _UPDATE_ACCOUNT = (
     .values(
         subscription_balance=sa.bindparam("b_subscription"),
         pack_balance=sa.bindparam("b_pack"),
+        bonus_balance=sa.bindparam("b_bonus"),
         cycle_index=sa.bindparam("b_cycle_index"),
         cycle_ends_at=sa.bindparam("b_cycle_ends_at", type_=accounts.c.cycle_ends_at.type),
     )
@@ -426,6 +531,11 @@ _UPDATE_LOT = (
         remaining=sa.bindparam("l_remaining"),
         expires_at=sa.bindparam("l_expires_at", type_=lots_t.c.expires_at.type),
     )
+)
+_UPDATE_BONUS_LOT = (
+    sa.update(adjustments_t)
+    .where(adjustments_t.c.id == sa.bindparam("bl_id"))
+    .values(remaining=sa.bindparam("bl_remaining"))
 )
 _UPDATE_HOLD = (
     sa.update(holds_t)
@@ -444,6 +554,7 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]
             "account_id": plan.account_id,
             "b_subscription": wallet.subscription_balance,
             "b_pack": wallet.pack_balance,
+            "b_bonus": wallet.bonus_balance,
             "b_cycle_index": wallet.cycle_index,
             "b_cycle_ends_at": wallet.cycle_ends_at,
         },
@@ -486,6 +597,8 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]
                 "lot_id": posting.lot_id,
                 "occurred_at": posting.occurred_at,
                 "recorded_at": plan.now,
+                "reason": posting.reason,
+                "actor": posting.actor,
             },
         )
         key = inserted.inserted_primary_key
@@ -518,6 +631,25 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]
                 {"l_id": lot.lot_id, "l_remaining": lot.remaining, "l_expires_at": lot.expires_at}
                 for lot in plan.lots
             ],
+        )
+    if (adjustment := plan.new_adjustment) is not None:
+        await conn.execute(
+            sa.insert(adjustments_t),
+            {
+                "id": adjustment.id,
+                "account_id": plan.account_id,
+                "amount": adjustment.amount,
+                "remaining": max(adjustment.amount, 0),
+                "reason": adjustment.reason,
+                "actor": adjustment.actor,
+                "created_at": plan.now,
+                "expires_at": adjustment.expires_at,
+            },
+        )
+    if plan.bonus_lots:
+        await conn.execute(
+            _UPDATE_BONUS_LOT,
+            [{"bl_id": lot.lot_id, "bl_remaining": lot.remaining} for lot in plan.bonus_lots],
         )
     if (change_to := plan.plan_change) is not None:
         await conn.execute(

@@ -13,6 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.persistence.tables import (
     AccountRow,
+    CreditAdjustmentRow,
     CreditPackRow,
     GenerationRow,
     HoldRow,
@@ -60,6 +61,19 @@ class AccountRepository:
             select(AccountRow.id)
             .where(col(AccountRow.cycle_ends_at) <= now)
             .order_by(col(AccountRow.cycle_ends_at))
+            .limit(limit)
+        )
+        return list((await self._session.exec(query)).all())
+
+    async def with_bonus_expired(self, now: datetime, limit: int) -> list[str]:
+        """Accounts holding bonus credits past their expiry that the ledger does not show."""
+        query = (
+            select(CreditAdjustmentRow.account_id)
+            .where(
+                col(CreditAdjustmentRow.remaining) > 0,
+                col(CreditAdjustmentRow.expires_at) <= now,
+            )
+            .distinct()
             .limit(limit)
         )
         return list((await self._session.exec(query)).all())
@@ -116,6 +130,31 @@ class CatalogRepository:
         )
         query = select(CreditPackRow).where(column == product_id)
         return (await self._session.exec(query)).first()
+
+
+class AdjustmentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, adjustment_id: str) -> CreditAdjustmentRow | None:
+        return await self._session.get(CreditAdjustmentRow, adjustment_id)
+
+    async def bonus_with_credits_left(self, account_id: str) -> list[CreditAdjustmentRow]:
+        """The account's bonus lots with credits left, in spend order."""
+        query = (
+            select(CreditAdjustmentRow)
+            .where(
+                CreditAdjustmentRow.account_id == account_id,
+                col(CreditAdjustmentRow.remaining) > 0,
+                col(CreditAdjustmentRow.expires_at).is_not(None),
+            )
+            .order_by(
+                col(CreditAdjustmentRow.expires_at),
+                col(CreditAdjustmentRow.created_at),
+                col(CreditAdjustmentRow.id),
+            )
+        )
+        return list((await self._session.exec(query)).all())
 
 
 class PackPurchaseRepository:

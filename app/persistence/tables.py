@@ -51,10 +51,13 @@ class AccountRow(SQLModel, table=True):
     cycle_index: int | None = None
     cycle_ends_at: datetime | None = _utc(default=None, nullable=True)
     subscription_id: str | None = Field(default=None, max_length=36)
+    # Support's bonus lots (credit_adjustments) with credits left, as of the last write.
+    bonus_balance: int = 0
 
     __table_args__ = (
         sa.CheckConstraint("subscription_balance >= 0", name="ck_accounts_subscription_nonneg"),
         sa.CheckConstraint("pack_balance >= 0", name="ck_accounts_pack_nonneg"),
+        sa.CheckConstraint("bonus_balance >= 0", name="ck_accounts_bonus_nonneg"),
     )
 
 
@@ -156,6 +159,31 @@ class PurchaseReversalRow(SQLModel, table=True):
     reported_at: datetime | None = _utc(default=None, nullable=True)
 
 
+class CreditAdjustmentRow(SQLModel, table=True):
+    """Support's adjustment of an account (``adjustCredits``), with its reason and actor.
+
+    A positive one is also a bonus lot: ``remaining`` of it is unspent and unexpired, until
+    ``expires_at``. A negative one (a correction) has no lot: remaining 0, no expiry.
+    """
+
+    __tablename__ = "credit_adjustments"
+    id: str = Field(primary_key=True, max_length=36)
+    account_id: str = Field(foreign_key="accounts.id", max_length=36)
+    amount: int
+    remaining: int = 0
+    reason: str = Field(max_length=500)
+    actor: str = Field(max_length=255)
+    created_at: datetime = _utc()
+    expires_at: datetime | None = _utc(default=None, nullable=True)
+
+    __table_args__ = (
+        sa.CheckConstraint("remaining >= 0", name="ck_credit_adjustments_remaining_nonneg"),
+        sa.CheckConstraint("amount <> 0", name="ck_credit_adjustments_amount_nonzero"),
+        sa.Index("ix_credit_adjustments_live", "account_id", "expires_at"),
+        sa.Index("ix_credit_adjustments_expiry", "expires_at"),
+    )
+
+
 class GenerationRow(SQLModel, table=True):
     __tablename__ = "generations"
     id: str = Field(primary_key=True, max_length=36)
@@ -209,6 +237,9 @@ class LedgerEntryRow(SQLModel, table=True):
     lot_id: str | None = Field(default=None, max_length=36)
     occurred_at: datetime = _utc()
     recorded_at: datetime = _utc()
+    # Adjustments only: support's reason and who made it (the service token's subject).
+    reason: str | None = Field(default=None, max_length=500)
+    actor: str | None = Field(default=None, max_length=255)
 
     __table_args__ = (
         sa.Index("ix_ledger_account", "account_id", "id"),

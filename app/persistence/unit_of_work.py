@@ -17,6 +17,7 @@ from app.persistence import outbox, plans
 from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
     AccountRepository,
+    AdjustmentRepository,
     CatalogRepository,
     GenerationRepository,
     HoldRepository,
@@ -46,6 +47,7 @@ class UnitOfWork:
     payment_events: PaymentEventRepository
     reversals: ReversalRepository
     webhooks: WebhookRepository
+    adjustments: AdjustmentRepository
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class UnitOfWork:
         self.payment_events = PaymentEventRepository(s)
         self.reversals = ReversalRepository(s)
         self.webhooks = WebhookRepository(s, row_locks=row_locks)
+        self.adjustments = AdjustmentRepository(s)
         return self
 
     async def __aexit__(

@@ -61,6 +61,7 @@ async def load_accounts(ids: Sequence[str], services: Services) -> list[AccountV
             subscription_id=stored.subscription_id,
             terms=stored.terms,
             now=now,
+            bonus_lots=stored.bonus_lots,
         )
         for stored in await services.db.stored_accounts(ids)
     }

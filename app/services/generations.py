@@ -62,7 +62,7 @@ async def run_generator(
         if plan.replay_of is not None:
             first = await uow.generations.get(plan.replay_of)
             assert first is not None
-            view = view_of_books(account, state, state.wallet, plan.now)
+            view = view_of_books(account, state, plan)
             return GeneratorRun(generation_of(first), view)
         await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
@@ -77,7 +77,7 @@ async def run_generator(
         prompt=created.prompt,
         created_at=created.created_at,
     )
-    return GeneratorRun(generation, view_of_books(account, state, plan.wallet, plan.now))
+    return GeneratorRun(generation, view_of_books(account, state, plan))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +180,7 @@ async def _finish(
         await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     finished = finished_generation(row, plan)
-    return GenerationFinished(finished, view_of_books(account, state, plan.wallet, plan.now))
+    return GenerationFinished(finished, view_of_books(account, state, plan))
 
 
 def finished_generation(row: GenerationRow, plan: WritePlan) -> Generation:

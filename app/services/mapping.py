@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from app.domain.accounts import AccountView, account_view
-from app.domain.aggregate import AccountState
+from app.domain.aggregate import AccountState, WritePlan, bonus_lots_after
 from app.domain.holds import RecordedCycle
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
 from app.domain.purchases import ProviderName, PurchaseStatus, Sale
-from app.domain.records import Generation, LedgerEntry, PackPurchase
+from app.domain.records import CreditAdjustment, Generation, LedgerEntry, PackPurchase
 from app.domain.spending import PackLot
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence.plans import LockedAccount
 from app.persistence.tables import (
     AccountRow,
+    CreditAdjustmentRow,
     GenerationRow,
     LedgerEntryRow,
     PackPurchaseRow,
@@ -42,10 +44,21 @@ def terms_of(row: SubscriptionRow | None) -> SubscriptionTerms | None:
 
 
 def wallet_of(row: AccountRow) -> Wallet:
-    return Wallet(row.subscription_balance, row.pack_balance, row.cycle_index, row.cycle_ends_at)
+    return Wallet(
+        row.subscription_balance,
+        row.pack_balance,
+        row.cycle_index,
+        row.cycle_ends_at,
+        row.bonus_balance,
+    )
 
 
-def view_of(row: AccountRow, subscription: SubscriptionRow | None, now: datetime) -> AccountView:
+def view_of(
+    row: AccountRow,
+    subscription: SubscriptionRow | None,
+    now: datetime,
+    bonus_lots: Iterable[PackLot] = (),
+) -> AccountView:
     return account_view(
         account_id=row.id,
         email=row.email,
@@ -54,22 +67,28 @@ def view_of(row: AccountRow, subscription: SubscriptionRow | None, now: datetime
         subscription_id=subscription.id if subscription else None,
         terms=terms_of(subscription),
         now=now,
+        bonus_lots=bonus_lots,
     )
 
 
-def view_of_books(
-    account: LockedAccount, state: AccountState, wallet: Wallet, now: datetime
-) -> AccountView:
-    """The account as a write plan leaves it (``wallet``), seen at the write's instant."""
+def view_of_books(account: LockedAccount, state: AccountState, plan: WritePlan) -> AccountView:
+    """The account as a write plan leaves it (a replay: as it was), seen at its instant."""
     return account_view(
         account_id=account.id,
         email=account.email,
         created_at=account.created_at,
-        wallet=wallet,
+        wallet=state.wallet if plan.replay_of is not None else plan.wallet,
         subscription_id=state.subscription_id,
         terms=state.terms,
-        now=now,
+        now=plan.now,
+        bonus_lots=bonus_lots_after(state, plan),
     )
+
+
+def bonus_lot_of(row: CreditAdjustmentRow) -> PackLot:
+    # Only a bonus (a positive adjustment) is a lot, and it always has an expiry.
+    assert row.expires_at is not None
+    return PackLot(row.id, row.remaining, row.expires_at, row.created_at)
 
 
 def lot_of(row: PackPurchaseRow) -> PackLot:
@@ -132,6 +151,21 @@ def ledger_entry_of(row: LedgerEntryRow) -> LedgerEntry:
         reference_type=row.reference_type,
         reference_id=row.reference_id,
         occurred_at=row.occurred_at,
+        reason=row.reason,
+        actor=row.actor,
+    )
+
+
+def adjustment_of(row: CreditAdjustmentRow) -> CreditAdjustment:
+    return CreditAdjustment(
+        id=row.id,
+        account_id=row.account_id,
+        amount=row.amount,
+        reason=row.reason,
+        actor=row.actor,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        remaining=row.remaining,
     )
 
 

@@ -16,6 +16,7 @@ from app.services.mapping import terms_of, view_of, wallet_of
 from app.services.wallets import (
     Postings,
     acting_now,
+    bonus_lots_of,
     bring_up_to_date,
     lock_account,
     replace_cycle,
@@ -66,8 +67,9 @@ async def start_subscription(
         account.cycle_index = wallet.cycle_index
         account.cycle_ends_at = wallet.cycle_ends_at
         await record_posted(uow, postings, row, services)
+        bonus = await bonus_lots_of(uow, account)
         await uow.commit()
-    return view_of(account, row, now)
+    return view_of(account, row, now, bonus)
 
 
 async def cancel_subscription(account_id: str, services: Services) -> AccountView:
@@ -88,8 +90,9 @@ async def cancel_subscription(account_id: str, services: Services) -> AccountVie
             raise NoActiveSubscription()
         subscription.canceled_at = now
         await record_posted(uow, postings, subscription, services)
+        bonus = await bonus_lots_of(uow, account)
         await uow.commit()
-    return view_of(account, subscription, now)
+    return view_of(account, subscription, now, bonus)
 
 
 async def change_subscription(
@@ -116,8 +119,9 @@ async def change_subscription(
         change = change_plan(
             terms, plan, interval, services.plans.allowance(plan), account.cycle_ends_at
         )
+        bonus = await bonus_lots_of(uow, account)
         if change is None:
-            return view_of(account, subscription, now)
+            return view_of(account, subscription, now, bonus)
         subscription.plan = change.plan.value
         subscription.interval = change.interval.value
         subscription.monthly_credits = change.monthly_credits
@@ -135,4 +139,4 @@ async def change_subscription(
             )
         await record_posted(uow, postings, subscription, services)
         await uow.commit()
-    return view_of(account, subscription, now)
+    return view_of(account, subscription, now, bonus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.clock import Clock
@@ -9,11 +10,18 @@ from app.domain.aggregate import AccountState, Book
 from app.domain.errors import AccountNotFound
 from app.domain.events import AccountChanged, CreditsPosted
 from app.domain.model import Bucket, LedgerKind, ReferenceType, Tool
+from app.domain.spending import PackLot
 from app.domain.wallet import Renewal, acting_instant
 from app.domain.webhooks import Balances, Entry
-from app.persistence.tables import AccountRow, LedgerEntryRow, PackPurchaseRow, SubscriptionRow
+from app.persistence.tables import (
+    AccountRow,
+    CreditAdjustmentRow,
+    LedgerEntryRow,
+    PackPurchaseRow,
+    SubscriptionRow,
+)
 from app.persistence.unit_of_work import UnitOfWork
-from app.services.mapping import lot_of, terms_of, wallet_of
+from app.services.mapping import bonus_lot_of, lot_of, terms_of, wallet_of
 
 
 class Postings:
@@ -24,7 +32,9 @@ class Postings:
         self._account = account
         self._now = now
         # What the outgoing webhooks judge a write by: the balances before it, its entries.
-        self.before = Balances(account.subscription_balance, account.pack_balance)
+        self.before = Balances(
+            account.subscription_balance, account.pack_balance, account.bonus_balance
+        )
         self.entries: list[Entry] = []
         self.rows: list[LedgerEntryRow] = []
 
@@ -44,7 +54,7 @@ class Postings:
         *,
         reference_type: ReferenceType | str,
         reference_id: str | None,
-        lot: PackPurchaseRow | None = None,
+        lot: PackPurchaseRow | CreditAdjustmentRow | None = None,
         occurred_at: datetime | None = None,
         tool: Tool | None = None,
     ) -> None:
@@ -55,12 +65,16 @@ class Postings:
             after = account.subscription_balance
         else:
             if lot is None:
-                raise ValueError("a pack posting names its lot")
+                raise ValueError("a pack or bonus posting names its lot")
             lot.remaining += amount
-            account.pack_balance += amount
-            after = account.pack_balance
+            if bucket is Bucket.PACK:
+                account.pack_balance += amount
+                after = account.pack_balance
+            else:
+                account.bonus_balance += amount
+                after = account.bonus_balance
             if lot.remaining < 0:
-                raise ValueError("a pack lot cannot go below zero")
+                raise ValueError("a lot cannot go below zero")
         if after < 0:
             raise ValueError("a bucket cannot go below zero")
         row = LedgerEntryRow(
@@ -127,20 +141,36 @@ async def bring_up_to_date(
     postings: Postings,
     now: datetime,
 ) -> None:
-    """Write down every renewal that fell due since the account was last written.
+    """Write down every renewal and bonus expiry that fell due since the account was last
+    written.
 
-    The renewals are the aggregate's (:meth:`Book.bring_up_to_date`); this applies them to
-    the rows of the use cases that still write through the ORM.
+    They are the aggregate's (:meth:`Book.bring_up_to_date`); this applies them to the rows
+    of the use cases that still write through the ORM.
     """
-    if account.cycle_ends_at is None or account.cycle_ends_at > now:
+    bonus = (
+        await uow.adjustments.bonus_with_credits_left(account.id) if account.bonus_balance else []
+    )
+    renewal_due = account.cycle_ends_at is not None and account.cycle_ends_at <= now
+    if not renewal_due and not any(_expired(row, now) for row in bonus):
         return
     lots = await uow.purchases.with_credits_left(account.id) if account.pack_balance else []
-    book = Book.open(_state_of(account, subscription, lots), now)
+    book = Book.open(_state_of(account, subscription, lots, bonus), now)
     book.bring_up_to_date()
-    _apply(book, postings, lots)
+    _apply(book, postings, [*lots, *bonus])
     account.cycle_index, account.cycle_ends_at = book.cycle_index, book.cycle_ends_at
     if subscription is not None and book.renewed_at is not None:
         record_plan_change(subscription, book.renewed_at)
+
+
+def _expired(row: CreditAdjustmentRow, now: datetime) -> bool:
+    return row.expires_at is not None and row.expires_at <= now
+
+
+async def bonus_lots_of(uow: UnitOfWork, account: AccountRow) -> list[PackLot]:
+    """The locked account's bonus lots with credits left, for the view a write answers."""
+    if not account.bonus_balance:
+        return []
+    return [bonus_lot_of(row) for row in await uow.adjustments.bonus_with_credits_left(account.id)]
 
 
 def record_plan_change(subscription: SubscriptionRow, renewed_at: datetime) -> None:
@@ -163,14 +193,18 @@ async def replace_cycle(
     renewal: Renewal,
 ) -> None:
     """Starting a plan is a renewal that replaces the cycle (:meth:`Book.replace_cycle`)."""
-    lots = await uow.purchases.unexpired(account.id, renewal.at) if renewal.expired_packs else []
+    # Lots not yet past their date, even those fully spent or held: their date moves too.
+    lots = await uow.purchases.unexpired(account.id, renewal.at)
     book = Book.open(_state_of(account, subscription, lots), renewal.at)
     book.replace_cycle(renewal, subscription.id)
     _apply(book, postings, lots)
 
 
 def _state_of(
-    account: AccountRow, subscription: SubscriptionRow | None, lots: list[PackPurchaseRow]
+    account: AccountRow,
+    subscription: SubscriptionRow | None,
+    lots: list[PackPurchaseRow],
+    bonus: list[CreditAdjustmentRow] | None = None,
 ) -> AccountState:
     return AccountState(
         account.id,
@@ -178,10 +212,13 @@ def _state_of(
         wallet_of(account),
         terms_of(subscription),
         tuple(lot_of(row) for row in lots),
+        bonus_lots=tuple(bonus_lot_of(row) for row in bonus or []),
     )
 
 
-def _apply(book: Book, postings: Postings, lots: list[PackPurchaseRow]) -> None:
+def _apply(
+    book: Book, postings: Postings, lots: Sequence[PackPurchaseRow | CreditAdjustmentRow]
+) -> None:
     rows = {row.id: row for row in lots}
     for posting in book.postings:
         postings.post(

@@ -127,9 +127,10 @@ async def ledger_mismatches(api: Api, app_engine: Any) -> list[str]:
             ).all()
         )
     return [
-        f"{a.id}: balances {a.subscription_balance}+{a.pack_balance}, ledger {sums.get(a.id, 0)}"
+        f"{a.id}: balances {a.subscription_balance}+{a.pack_balance}+{a.bonus_balance}, "
+        f"ledger {sums.get(a.id, 0)}"
         for a in accounts
-        if a.subscription_balance + a.pack_balance != (sums.get(a.id) or 0)
+        if a.subscription_balance + a.pack_balance + a.bonus_balance != (sums.get(a.id) or 0)
     ]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from app.clock import FrozenClock
 from app.services.audit import run_audit
+from tests.api.test_adjustments import adjust
 from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
 from tests.db import Rows
@@ -105,6 +106,55 @@ async def test_audit_finds_credits_alive_past_their_expiry_in_a_later_cycle(
     await renewed_history_with_a_live_pack(api, clock)
     assert (await run_audit(app.state.services)).findings == []  # type: ignore[attr-defined]
     # when a row is corrupted so that credits outlive their cycle
+    await rows.execute(corruption)
+    # then the audit names it and exits non-zero
+    report = await run_audit(app.state.services)  # type: ignore[attr-defined]
+    assert any(finding in f for f in report.findings), report.findings
+    result = audit(database_url, JWT_SECRET, tmp_path)
+    assert result.returncode == 1
+    assert finding in result.stdout
+
+
+async def history_with_adjustments(api: Api, clock: FrozenClock) -> str:
+    """A bonus outliving the renewal, partly spent, a correction, recorded into cycle 2."""
+    account_id = await api.subscribed_account()
+    bonus = await adjust(api, account_id, 300, key="bonus", expires_at="2026-04-01T00:00:00Z")
+    assert bonus["__typename"] == "CreditsAdjusted"
+    assert (await adjust(api, account_id, -50, key="fix"))["__typename"] == "CreditsAdjusted"
+    clock.advance(timedelta(days=40))
+    for i in range(14):  # 1000 of the new cycle, then 120 of the bonus
+        await api.run(account_id, "ULTRA", key=f"r{i}")
+    return account_id
+
+
+@pytest.mark.parametrize(
+    ("corruption", "finding"),
+    [
+        ("UPDATE credit_adjustments SET remaining = remaining + 1 WHERE amount > 0", "left but"),
+        ("UPDATE accounts SET bonus_balance = bonus_balance + 5", "bonus balance"),
+        # a bonus holding credits though its date is before the cycle its account recorded
+        (
+            "UPDATE credit_adjustments SET expires_at = created_at WHERE amount > 0",
+            "past its expiry",
+        ),
+        ("UPDATE credit_adjustments SET remaining = 3 WHERE amount < 0", "a correction holds"),
+    ],
+)
+async def test_audit_checks_bonus_lots_and_corrections(
+    api: Api,
+    clock: FrozenClock,
+    rows: Rows,
+    app: object,
+    database_url: str,
+    tmp_path: Path,
+    corruption: str,
+    finding: str,
+) -> None:
+    # given a history with adjustments the audit passes
+    account_id = await history_with_adjustments(api, clock)
+    assert (await rows.account(account_id))["bonus_balance"] == 300 - 120
+    assert (await run_audit(app.state.services)).findings == []  # type: ignore[attr-defined]
+    # when a row is corrupted
     await rows.execute(corruption)
     # then the audit names it and exits non-zero
     report = await run_audit(app.state.services)  # type: ignore[attr-defined]

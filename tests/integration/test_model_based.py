@@ -2,7 +2,8 @@
 
 A hypothesis state machine drives one account through the GraphQL endpoint (subscribe,
 buy packs and settle, refund or dispute their sandbox payments, run generators, claim,
-complete, fail and cancel them, change and cancel plans, resubscribe, sweep, move the clock), one
+complete, fail and cancel them, change and cancel plans, resubscribe, adjust credits as
+support (bonus lots and corrections), sweep, move the clock), one
 weighted random action per step, and after every step compares the app with
 ``tests/reference_model.py``:
 the balances clients read, each generation and its holds, the ledger entry by entry, and
@@ -54,6 +55,7 @@ from tests.reference_model import (
     MONTHLY_CREDITS,
     PACKS,
     TARIFFS,
+    Adjustment,
     CreditModel,
     Entry,
     Purchase,
@@ -102,6 +104,7 @@ PROMPTS = st.sampled_from([None, "a brass robot"])
 PACK_IDS = st.sampled_from([*PACKS, *PACKS, "pack-unknown"])
 
 ACCOUNT = """creditsTotal subscriptionBalance packBalance packExpiresAt nextRenewalAt
+  bonusBalance bonusExpiresAt
   subscription { plan interval status startedAt canceledAt endsAt }"""
 ME = f"query {{ me {{ {ACCOUNT} }} }}"
 PURCHASE = "id credits status expiresAt revokedCredits revocationTarget"
@@ -151,6 +154,26 @@ mutation($tool: Tool!, $key: String!, $prompt: String) {{
     ... on TooManyActiveGenerations {{ limit active }}
   }}
 }}"""
+ADJUST = f"""
+mutation($id: ID!, $amount: Int!, $reason: String!, $key: String!, $at: DateTime) {{
+  adjustCredits(input: {{accountId: $id, amount: $amount, reason: $reason,
+                         idempotencyKey: $key, expiresAt: $at}}) {{
+    __typename
+    ... on CreditsAdjusted {{ adjustment {{ id amount expiresAt }} account {{ {ACCOUNT} }} }}
+    ... on InsufficientCredits {{ required available }}
+  }}
+}}"""
+# Bonus lots and corrections of every size; expiries around the renewals (None: the next).
+ADJUST_AMOUNTS = [25, 60, 100, 400, 25, 60, -10, -60, -300, -5000]
+ADJUST_EXPIRIES: list[timedelta | None] = [
+    None,
+    None,
+    timedelta(hours=1),
+    timedelta(days=10),
+    timedelta(days=45),
+    timedelta(days=70),
+    timedelta(0),  # now: refused
+]
 CANCEL_RUN = f"""
 mutation($id: ID!) {{
   cancelGeneration(id: $id) {{
@@ -256,6 +279,18 @@ class Settle(Action):
 
 
 @dataclass(frozen=True)
+class Adjust(Action):
+    """Support grants a bonus lot or takes credits back (a fresh key, or one sent before)."""
+
+    amount: int
+    expires_in: timedelta | None
+    key: int | None
+
+    def apply(self, machine: CreditsMachine) -> None:
+        machine.adjust(self.amount, self.expires_in, self.key)
+
+
+@dataclass(frozen=True)
 class CancelRun(Action):
     """The owner takes back one of its runs: queued (cancelled) or not (refused)."""
 
@@ -320,6 +355,12 @@ ACTIONS: st.SearchStrategy[Action] = st.sampled_from(
         *[st.builds(Settle, st.integers(0, 50), st.sampled_from(OUTCOMES))] * 5,
         *[st.builds(Claim, st.integers(1, 3), st.none() | TOOLS)] * 3,
         *[st.builds(CancelRun, st.integers(0, 50))] * 2,
+        *[
+            st.builds(
+                Adjust, st.sampled_from(ADJUST_AMOUNTS), st.sampled_from(ADJUST_EXPIRIES), KEYS
+            )
+        ]
+        * 4,
         *[
             st.builds(
                 Finish, st.integers(0, 50), st.booleans(), st.sampled_from([0, 0, 1]).map(bool)
@@ -447,6 +488,8 @@ class CreditsMachine(RuleBasedStateMachine):
             "packBalance": account["packBalance"],
             "packExpiresAt": at(account["packExpiresAt"]),
             "nextRenewalAt": at(account["nextRenewalAt"]),
+            "bonusBalance": account["bonusBalance"],
+            "bonusExpiresAt": at(account["bonusExpiresAt"]),
             "subscription": seen_subscription,
         } == {
             "creditsTotal": model.credits_total,
@@ -454,6 +497,8 @@ class CreditsMachine(RuleBasedStateMachine):
             "packBalance": model.pack_balance,
             "packExpiresAt": model.pack_expires_at(),
             "nextRenewalAt": model.next_renewal_at(),
+            "bonusBalance": model.bonus_balance,
+            "bonusExpiresAt": model.bonus_expires_at(),
             "subscription": expected_subscription,
         }
 
@@ -623,14 +668,63 @@ class CreditsMachine(RuleBasedStateMachine):
         }
         self.expect_account(result["account"])
 
+    def adjust(self, amount: int, expires_in: timedelta | None, pick: int | None) -> None:
+        no_date = amount > 0 and expires_in is None and self.model.cycle_ends_at is None
+        if no_date and not self.may_be_refused("adjust"):
+            return
+        expires_at = None if expires_in is None or amount < 0 else self.clock.now() + expires_in
+        self.adjust_with(amount, f"Support ticket {amount}", expires_at, self.key(pick))
+
+    def adjust_with(self, amount: int, reason: str, expires_at: datetime | None, key: str) -> None:
+        variables = {
+            "id": self.account_id,
+            "amount": amount,
+            "reason": reason,
+            "key": key,
+            "at": expires_at.isoformat() if expires_at else None,
+        }
+        body = self.service(ADJUST, variables)
+        expected = self.model.adjust(amount, reason, expires_at, key)
+        if isinstance(expected, Refused) and expected.why == "BAD_USER_INPUT":
+            self.refusals["adjust"] += 1
+            self.expect_error(body, "BAD_USER_INPUT")
+            return
+        result = self.expect_data(body, "adjustCredits")
+        if isinstance(expected, Refused):
+            assert result["__typename"] == expected.why, result
+            if expected.why == "InsufficientCredits":
+                assert (result["required"], result["available"]) == (
+                    expected.required,
+                    expected.available,
+                )
+            return
+        assert result["__typename"] == "CreditsAdjusted", result
+        adjustment = result["adjustment"]
+        if not expected.id:  # a new adjustment: learn its id, which names its bonus lot
+            expected.id = adjustment["id"]
+            if expected.lot is not None:
+                expected.lot.id = expected.id
+        assert (adjustment["id"], adjustment["amount"], at(adjustment["expiresAt"])) == (
+            expected.id,
+            expected.amount,
+            expected.expires_at,
+        )
+        self.expect_account(result["account"])
+
     def retry_an_earlier_request(self, pick: int) -> None:
         """A client retries a request it sent before, same key and same arguments."""
         if not self.model.keys:
             return
         key = sorted(self.model.keys)[pick % len(self.model.keys)]
-        operation, arguments, _ = self.model.keys[key]
+        operation, arguments, first = self.model.keys[key]
         if operation == "purchasePack":
             self.purchase(str(arguments[0]), key)
+        elif operation == "adjustCredits":
+            assert isinstance(first, Adjustment)
+            amount, reason, expires_at = arguments
+            assert isinstance(amount, int) and isinstance(reason, str)
+            assert expires_at is None or isinstance(expires_at, datetime)
+            self.adjust_with(amount, reason, expires_at, key)
         else:
             tool, prompt = arguments
             self.run(str(tool), key, prompt if prompt is None else str(prompt))
@@ -769,7 +863,7 @@ class CreditsMachine(RuleBasedStateMachine):
     async def _compare_rows(self) -> None:
         model = self.model
         generations = {g.id: g for g in model.generations}
-        lots = {lot.id: lot for lot in model.lots}
+        lots = {lot.id: lot for lot in [*model.lots, *model.bonus]}
         g, h, e = GenerationRow.__table__.c, HoldRow.__table__.c, LedgerEntryRow.__table__.c  # type: ignore[attr-defined]
         async with self.services.db.engine.connect() as conn:
             generation_rows = (
@@ -819,7 +913,7 @@ class CreditsMachine(RuleBasedStateMachine):
             if gen.holds
         }
         # the ledger: every balance_after is the running sum of its bucket
-        running = {"SUBSCRIPTION": 0, "PACK": 0}
+        running = {"SUBSCRIPTION": 0, "PACK": 0, "BONUS": 0}
         for row in ledger_rows:
             running[row.bucket] += row.amount
             assert row.balance_after == running[row.bucket], row

@@ -1,5 +1,5 @@
 """Daily operations through two server processes on one PostgreSQL: a cancel racing a claim,
-and the per-plan cap under a burst of runs."""
+the per-plan cap under a burst of runs, and one adjustment sent to both processes at once."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from tests.api.test_adjustments import ADJUST, support_token
 from tests.api.test_daily_operations import CANCEL, RUN
 from tests.api_client import Worker
 from tests.conftest import JWT_SECRET
@@ -83,3 +84,43 @@ async def test_fifty_concurrent_runs_on_a_pro_account_leave_exactly_its_cap_acti
         for r in results
         if r["runGenerator"]["__typename"] == "TooManyActiveGenerations"
     )
+
+
+async def test_one_adjustment_sent_to_two_processes_at_once_is_granted_once(
+    gateways: Gateways, postgres_rows: Rows
+) -> None:
+    first, second = await asyncio.gather(gateways.start(), gateways.start())
+    rounds, copies = 10, 6
+    async with connected(first, JWT_SECRET) as a, connected(second, JWT_SECRET) as b:
+        account_id = await a.subscribed_account("STARTER")
+        token = support_token(a)
+        answers = []
+        for n in range(rounds):
+            # the same adjustment under one key, sent through both processes at the same time
+            variables = {
+                "id": account_id,
+                "amount": 10 + n,
+                "reason": f"Ticket {n}: outage",
+                "key": f"ticket-{n}",
+                "at": None,
+            }
+            results = await asyncio.gather(
+                *((a, b)[c % 2].data(ADJUST, variables, token=token) for c in range(copies))
+            )
+            answers.append([r["adjustCredits"] for r in results])
+        balances = (await a.as_user(account_id, "query { me { bonusBalance creditsTotal } }"))["me"]
+    # then each round granted once, and every copy answered with that one adjustment
+    for n, round_answers in enumerate(answers):
+        assert {r["__typename"] for r in round_answers} == {"CreditsAdjusted"}
+        ids = {r["adjustment"]["id"] for r in round_answers}
+        assert len(ids) == 1, (n, ids)
+        assert {r["adjustment"]["amount"] for r in round_answers} == {10 + n}
+    granted = sum(10 + n for n in range(rounds))
+    assert balances == {"bonusBalance": granted, "creditsTotal": 1000 + granted}
+    assert await postgres_rows.count("credit_adjustments") == rounds
+    entries = await postgres_rows.all(
+        "SELECT COUNT(*) AS n, SUM(amount) AS total FROM ledger_entries WHERE kind = 'ADJUSTMENT'"
+    )
+    assert (entries[0]["n"], entries[0]["total"]) == (rounds, granted)
+    result = audit(gateways.database_url, JWT_SECRET, gateways.workdir)
+    assert result.returncode == 0, result.stdout + result.stderr

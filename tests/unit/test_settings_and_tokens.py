@@ -60,7 +60,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     ("args", "expected"),
     [
         (["--account", "acc-1"], Principal("user", "acc-1")),
-        (["--role", "service"], Principal("service")),
+        (["--role", "service"], Principal("service", subject="service")),
+        (
+            ["--role", "service", "--subject", "support:ada"],
+            Principal("service", subject="support:ada"),
+        ),
     ],
 )
 def test_the_token_command_prints_a_token_signed_with_the_configured_secret(

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from app.clock import FrozenClock
 from app.domain.webhooks import EventType
+from tests.api.test_adjustments import adjust
 from tests.api.test_pack_payments import settle
 from tests.api_client import Api, Worker
 from tests.conftest import ApiFactory
@@ -320,3 +321,23 @@ async def test_deliveries_page_with_cursors_and_endpoints_are_managed(
     assert await rows.all("SELECT id FROM webhook_deliveries") == []
     missing = await api.post(DELETE, {"id": endpoint_id}, token=api.token())
     assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_support_adjustments_cross_the_low_threshold_like_spends_and_name_the_bonus(
+    api: Api, app: Any, receiver: Receiver
+) -> None:
+    # given an endpoint for balance alerts and a STARTER account (1000 credits, low below 100)
+    await create_endpoint(api, receiver, ["CREDITS_LOW"])
+    account_id = await api.create_account()
+    await api.subscribe(account_id)
+    # when support grants a bonus, then corrects the account down across the threshold
+    granted = await adjust(api, account_id, 50, key="bonus")
+    assert granted["__typename"] == "CreditsAdjusted"
+    corrected = await adjust(api, account_id, -960, key="fix", reason="Double grant")
+    assert corrected["account"]["creditsTotal"] == 90
+    await deliver(app)
+    # then one credits.low, caused by the adjustment, with the bonus in the balances
+    (low,) = receiver.events()
+    assert low["type"] == "credits.low" and low["data"]["reason"] == "adjustment"
+    assert low["data"]["balances"] == {"subscription": 40, "pack": 0, "bonus": 50, "total": 90}
+    assert {e["kind"] for e in low["data"]["ledgerEntries"]} == {"ADJUSTMENT"}
