@@ -57,20 +57,21 @@ class LockedAccount:
     wallet: Wallet
 
 
+# What a write locks and a read shows of the account row: one list for both.
+ACCOUNT_COLUMNS = (
+    accounts.c.id,
+    accounts.c.email,
+    accounts.c.created_at,
+    accounts.c.subscription_id,
+    accounts.c.subscription_balance,
+    accounts.c.pack_balance,
+    accounts.c.cycle_index,
+    accounts.c.cycle_ends_at,
+    accounts.c.bonus_balance,
+)
+
 LOCK = (
-    sa.select(
-        accounts.c.id,
-        accounts.c.email,
-        accounts.c.created_at,
-        accounts.c.subscription_id,
-        accounts.c.subscription_balance,
-        accounts.c.pack_balance,
-        accounts.c.cycle_index,
-        accounts.c.cycle_ends_at,
-        accounts.c.bonus_balance,
-    )
-    .where(accounts.c.id == sa.bindparam("account_id"))
-    .with_for_update()
+    sa.select(*ACCOUNT_COLUMNS).where(accounts.c.id == sa.bindparam("account_id")).with_for_update()
 )
 
 # One statement for the rest of the state: the subscription, the idempotency record under
@@ -255,15 +256,7 @@ async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold
 
 _VIEWS_FIRST = sa.select(
     sa.literal(Bucket.PACK.value).label("bucket"),
-    accounts.c.id,
-    accounts.c.email,
-    accounts.c.created_at,
-    accounts.c.subscription_id,
-    accounts.c.subscription_balance,
-    accounts.c.pack_balance,
-    accounts.c.cycle_index,
-    accounts.c.cycle_ends_at,
-    accounts.c.bonus_balance,
+    *ACCOUNT_COLUMNS,
     subscriptions.c.plan,
     subscriptions.c.interval,
     subscriptions.c.started_at,
