@@ -8,7 +8,8 @@ limits, guards on the input, the mutation rate limit, metrics and error masking)
 as plain calls, in this order:
 
     parse (cached; token limit) -> operation type -> validate (cached; depth, aliases, NUL,
-    introspection) -> guards -> execute -> log errors -> observe -> mask
+    introspection) -> guards -> execute (a plan, else graphql-core) -> log errors -> observe
+    -> mask
 
 Subscriptions still take Strawberry's path; ``subscription_extensions`` builds their
 extensions from the same policy objects, so every rule stays in one place.
@@ -39,7 +40,7 @@ from graphql_schema.engine.documents import DocumentCache, Documents, without_su
 from graphql_schema.engine.execution import GatewayExecutionContext
 from graphql_schema.engine.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.engine.observability import OperationObserver, noting_results
-from graphql_schema.engine.plans import QueryPlans
+from graphql_schema.engine.plans import QueryPlans, Replay
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 
 # What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
@@ -221,14 +222,17 @@ class GatewaySchema(strawberry.Schema):
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
-        if kind is OperationType.QUERY and self.plans is not None:
+        replay: tuple[Replay, ...] | None = None
+        if self.plans is not None:
             plan = self.plans.get(self._schema, query, operation_name, document, definition)
             if plan is not None:
                 data = await plan.execute(
                     self._schema, root_value, context, variables, operation_extensions
                 )
-                if data is not None:
+                if isinstance(data, dict):
                     return ExecutionResult(data=data, errors=None), definition
+                if data is not None:  # a mutation already resolved: graphql-core completes it
+                    replay = (data,)
         outcome = await await_maybe(
             graphql_execute(
                 self._schema,
@@ -243,6 +247,7 @@ class GatewaySchema(strawberry.Schema):
                 operation_extensions=operation_extensions,
                 # Variable coercion errors would suggest enum values and input fields.
                 hide_suggestions=policy.documents.hide_suggestions,
+                middleware=replay,
             )
         )
         if outcome.errors and policy.documents.hide_suggestions:
