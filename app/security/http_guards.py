@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,6 +61,20 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
 
+def _length_and_type(scope: Scope) -> tuple[str | None, str | None]:
+    """The first ``Content-Length`` and ``Content-Type``, as ``Headers(scope).get`` reads
+    them (ASGI header names are lower case), in one pass over the raw headers and without
+    building ``Headers``."""
+    length = kind = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if length is None:
+                length = value.decode("latin-1")
+        elif name == b"content-type" and kind is None:
+            kind = value.decode("latin-1")
+    return length, kind
+
+
 class HttpGuardsMiddleware:
     """Refuse, before the app reads anything: a body over ``max_bytes`` (413), a POST to
     ``json_paths`` that is not ``application/json`` (415), and a body not all there within
@@ -92,15 +105,14 @@ class HttpGuardsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
+        declared, content_type = _length_and_type(scope)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._too_large()(scope, receive, send)
             return
         if (
             scope["method"] == "POST"
             and scope["path"] in self.json_paths
-            and media_type(headers.get("content-type")) != "application/json"
+            and media_type(content_type) != "application/json"
         ):
             message = "POST a JSON body: Content-Type: application/json."
             await _refusal(415, "UNSUPPORTED_MEDIA_TYPE", message)(scope, receive, send)

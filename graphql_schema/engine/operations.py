@@ -172,7 +172,9 @@ class GatewaySchema(strawberry.Schema):
             raise MissingQueryError
         policy = self.policy
         started = time.perf_counter()
-        with noting_results() as noted:
+        noted: list[str] = []
+        noting = noting_results.set(noted)  # what resolvers return, for the observer
+        try:
             result, definition = await self._run(
                 query,
                 variable_values,
@@ -182,6 +184,8 @@ class GatewaySchema(strawberry.Schema):
                 EXECUTABLE if allowed_operation_types is None else allowed_operation_types,
                 operation_extensions,
             )
+        finally:
+            noting_results.reset(noting)
         if result.errors:
             # Logged before masking, as Strawberry does (and without field suggestions).
             self._process_errors(result.errors)

@@ -312,8 +312,14 @@ class GraphQLOverHTTP:
     ) -> ExecutionResult:
         """Strawberry's, with queries over GET in every environment and a mutation or a
         subscription over GET refused with 405 (the draft's answer), ``Allow: POST``."""
+        return await self.execute_over(request_adapter.method, request_data, context, root_value)
+
+    async def execute_over(
+        self, method: str, request_data: GraphQLRequestData, context: Any, root_value: Any = None
+    ) -> ExecutionResult:
+        """One operation sent with HTTP ``method``, through the schema; the JSON lane
+        (graphql_schema/engine/json_posts.py) calls it for a POST directly."""
         view: Any = self
-        method = request_adapter.method
         try:
             result: ExecutionResult = await view.schema.execute(
                 request_data.query,
