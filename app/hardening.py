@@ -124,7 +124,7 @@ class HardenedRequests:
             )
 
         def execute(data: GraphQLRequestData) -> Awaitable[Any]:
-            return super(HardenedRequests, self).execute_operation(  # type: ignore[misc,no-any-return]
+            return super(HardenedRequests, self).execute_operation(  # type: ignore[misc]
                 request, request_adapter, data, context, root_value, sub_response
             )
 
