@@ -41,6 +41,7 @@ from graphql_schema.engine.execution import GatewayExecutionContext
 from graphql_schema.engine.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.engine.observability import OperationObserver, noting_results
 from graphql_schema.engine.plans import QueryPlans, Replay
+from graphql_schema.engine.resolvers import DirectResolvers
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 
 # What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
@@ -155,7 +156,13 @@ class GatewaySchema(strawberry.Schema):
         )
         self.policy = policy
         self.plans = (
-            QueryPlans(policy.documents.maxsize, policy.documents.max_bytes) if fast_paths else None
+            QueryPlans(
+                policy.documents.maxsize,
+                policy.documents.max_bytes,
+                DirectResolvers(self.schema_converter),
+            )
+            if fast_paths
+            else None
         )
 
     async def execute(
@@ -231,7 +238,12 @@ class GatewaySchema(strawberry.Schema):
             plan = self.plans.get(self._schema, query, operation_name, document, definition)
             if plan is not None:
                 data = await plan.execute(
-                    self._schema, root_value, context, variables, operation_extensions
+                    self._schema,
+                    root_value,
+                    context,
+                    variables,
+                    operation_extensions,
+                    self.plans.resolvers,
                 )
                 if isinstance(data, dict):
                     return ExecutionResult(data=data, errors=None), definition

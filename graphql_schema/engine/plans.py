@@ -84,6 +84,17 @@ NO_VARIABLES = VariableValues({}, {})
 NO_ARGUMENTS: dict[str, Any] = {}
 
 
+class Resolvers:
+    """A plan's resolver for each field: here the field's own (Strawberry's wrapper), what
+    graphql-core calls; graphql_schema/engine/resolvers.py makes direct ones."""
+
+    def of(self, field: GraphQLField) -> Callable[..., Any] | None:
+        return field.resolve
+
+
+STOCK_RESOLVERS = Resolvers()
+
+
 class Abandon(Exception):
     """This execution leaves its plan: graphql-core runs the operation instead."""
 
@@ -152,6 +163,7 @@ class QueryPlan:
         context: Any,
         variables: dict[str, Any] | None,
         operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
     ) -> dict[str, Any] | None:
         """The operation's data, or None when the execution must go through graphql-core."""
         coerced = NO_VARIABLES
@@ -162,7 +174,7 @@ class QueryPlan:
             if not isinstance(found, VariableValues):
                 return None  # graphql-core reports the variables' errors
             coerced = found
-        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions)
+        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions, resolvers)
         try:
             data = run.select(self.fields, root_value, None)
             if optimized_is_awaitable(data):
@@ -197,6 +209,7 @@ class PlanRun:
         "fragment_definitions",
         "operation",
         "operation_extensions",
+        "resolvers",
         "root_value",
         "schema",
         "variable_values",
@@ -215,7 +228,9 @@ class PlanRun:
         context: Any,
         variables: VariableValues,
         operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
     ) -> None:
+        self.resolvers = resolvers
         self.fragment_definitions = plan.fragments
         self.operation = plan.operation
         self.schema = schema
@@ -270,7 +285,7 @@ class PlanRun:
                     if step.has_arguments
                     else NO_ARGUMENTS
                 )
-                result = (step.definition.resolve or default_field_resolver)(
+                result = (self.resolvers.of(step.definition) or default_field_resolver)(
                     source, info, **arguments
                 )
         except Exception:
@@ -535,6 +550,7 @@ class MutationPlan:
         context: Any,
         variables: dict[str, Any] | None,
         operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
     ) -> dict[str, Any] | Replay | None:
         """The data; or a ``Replay`` of the resolved root field for graphql-core to
         complete; or None, before anything ran, for graphql-core to execute."""
@@ -547,7 +563,7 @@ class MutationPlan:
                 return None  # graphql-core reports the variables' errors
             coerced = found
         step = self.field
-        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions)
+        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions, resolvers)
         path = Path(None, step.key, step.parent.name)
         try:
             info = run.build_resolve_info(  # type: ignore[misc]
@@ -562,7 +578,7 @@ class MutationPlan:
             return None  # nothing ran: graphql-core reports the arguments' errors
         # From here on the mutation has run: never None, never a second call.
         try:
-            result = step.definition.resolve(root_value, info, **arguments)  # type: ignore[misc]
+            result = resolvers.of(step.definition)(root_value, info, **arguments)  # type: ignore[misc]
             if optimized_is_awaitable(result):
                 result = await result
         except Exception as error:
@@ -612,7 +628,13 @@ class QueryPlans:
     """Plans by document text and operation name (queries and mutations), bounded like the
     document caches."""
 
-    def __init__(self, maxsize: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        resolvers: Resolvers = STOCK_RESOLVERS,
+    ) -> None:
+        self.resolvers = resolvers  # what the plans call for each field
         self._plans: PerDocument[tuple[str, str | None], QueryPlan | MutationPlan | None]
         self._plans = PerDocument(maxsize, max_bytes)
 
