@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
 from app.domain.generations import ACTIVE_STATUSES
-from app.domain.model import BillingInterval, Bucket, HoldStatus, Plan
+from app.domain.model import BillingInterval, Bucket, GenerationStatus, HoldStatus, Plan, Tool
+from app.domain.records import Generation
 from app.domain.spending import PackLot, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence import outbox
+from app.persistence.driver import DriverConnection
 from app.persistence.tables import (
     AccountRow,
     CreditAdjustmentRow,
@@ -36,7 +38,11 @@ from app.persistence.tables import (
     LedgerEntryRow,
     PackPurchaseRow,
     SubscriptionRow,
+    TariffRow,
 )
+
+# Where a statement runs: SQLAlchemy's connection, or the driver lane's (driver.py).
+Connection = AsyncConnection | DriverConnection
 
 accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
 subscriptions: sa.Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -46,6 +52,7 @@ holds_t: sa.Table = HoldRow.__table__  # type: ignore[attr-defined]
 generations_t: sa.Table = GenerationRow.__table__  # type: ignore[attr-defined]
 ledger_t: sa.Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
 adjustments_t: sa.Table = CreditAdjustmentRow.__table__  # type: ignore[attr-defined]
+tariffs_t: sa.Table = TariffRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,8 @@ _active = (
     sa.select(sa.func.count())
     .select_from(generations_t)
     .where(generations_t.c.account_id == accounts.c.id)
-    .where(generations_t.c.status.in_([s.value for s in ACTIVE_STATUSES]))
+    # Spelled as ORs, not IN: an IN list is rendered per execution (driver.py runs none).
+    .where(sa.or_(*(generations_t.c.status == s.value for s in ACTIVE_STATUSES)))
     .scalar_subquery()
 )
 _STATE_FIRST = (
@@ -196,7 +204,7 @@ def _terms(r: Any) -> SubscriptionTerms | None:
     )
 
 
-async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount | None:
+async def lock_account(conn: Connection, account_id: str) -> LockedAccount | None:
     """The account row, locked for this transaction (SQLite: BEGIN IMMEDIATE already)."""
     row = (await conn.execute(LOCK, {"account_id": account_id})).first()
     if row is None:
@@ -212,7 +220,7 @@ async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount 
 
 
 async def read_state(
-    conn: AsyncConnection,
+    conn: Connection,
     account: LockedAccount,
     *,
     key: str | None = None,
@@ -244,12 +252,48 @@ async def read_state(
     )
 
 
-async def open_holds(conn: AsyncConnection, generation_id: str) -> list[OpenHold]:
+async def open_holds(conn: Connection, generation_id: str) -> list[OpenHold]:
     result = await conn.execute(OPEN_HOLDS, {"generation_id": generation_id})
     return [
         OpenHold(r.id, Bucket(r.bucket), r.amount, r.subscription_id, r.cycle_index, r.lot_id)
         for r in result
     ]
+
+
+GENERATION = sa.select(generations_t).where(generations_t.c.id == sa.bindparam("generation_id"))
+TARIFFS = sa.select(tariffs_t.c.tool, tariffs_t.c.credits)
+NOTIFY = sa.text(
+    "SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p"
+)
+
+
+async def generation(conn: Connection, generation_id: str) -> Generation | None:
+    r = (await conn.execute(GENERATION, {"generation_id": generation_id})).first()
+    if r is None:
+        return None
+    return Generation(
+        id=r.id,
+        account_id=r.account_id,
+        tool=Tool(r.tool),
+        cost=r.cost,
+        status=GenerationStatus(r.status),
+        prompt=r.prompt,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        result_url=r.result_url,
+        failure_reason=r.failure_reason,
+    )
+
+
+async def tariffs(conn: Connection) -> list[tuple[str, int]]:
+    return [(r.tool, r.credits) for r in await conn.execute(TARIFFS, {})]
+
+
+async def notify(conn: Connection, channel: str, payloads: Sequence[str]) -> None:
+    """Live events for listeners, sent on commit (PostgreSQL)."""
+    if payloads:
+        await conn.execute(NOTIFY, {"channel": channel, "payloads": list(payloads)})
 
 
 # -- reading accounts as clients see them ---------------------------------------------------
@@ -313,7 +357,7 @@ class StoredAccount:
     bonus_lots: tuple[PackLot, ...] = ()
 
 
-async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredAccount]:
+async def stored_accounts(conn: Connection, ids: Sequence[str]) -> list[StoredAccount]:
     """Accounts, their subscriptions and bonus lots in one statement, for any number of ids."""
     found: dict[str, StoredAccount] = {}
     bonus: dict[str, list[PackLot]] = {}
@@ -490,7 +534,7 @@ idem AS (
 
 
 async def write_plan(
-    conn: AsyncConnection,
+    conn: Connection,
     plan: WritePlan,
     notify: tuple[str, Sequence[str]] | None,
     events: Sequence[outbox.EventRow] = (),
@@ -502,6 +546,7 @@ async def write_plan(
         params = _parameters(plan) | {"channel": channel, "payloads": list(payloads)}
         await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))
         return
+    assert isinstance(conn, AsyncConnection)  # the lane runs on PostgreSQL only
     ledger_ids = await _write_statements(conn, plan)
     await outbox.insert_events(conn, events, ledger_ids, plan.now)
 

@@ -1,52 +1,28 @@
 """A run on PostgreSQL is five round trips: BEGIN, lock, read the state, write the plan, COMMIT.
 
-Counted in the process with SQLAlchemy's engine events: every statement sent
-(``before_cursor_execute``) plus the transaction's BEGIN and COMMIT.
+Counted in the process by ``Database.recording``: every statement sent, through SQLAlchemy's
+engine (``before_cursor_execute``) or the driver lane, plus each BEGIN and COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from app.clock import FrozenClock
+from app.persistence.unit_of_work import Database
 from tests.api_client import Api
 from tests.db import Rows
 
 MAX_RUN_ROUND_TRIPS = 5
 
 
-@contextmanager
-def round_trips(rows: Rows) -> Iterator[list[str]]:
-    sent: list[str] = []
-    engine = rows.engine.sync_engine
-
-    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
-        sent.append(" ".join(text.split())[:60])
-
-    def begin(_conn: Any) -> None:
-        sent.append("BEGIN")
-
-    def commit(_conn: Any) -> None:
-        sent.append("COMMIT")
-
-    listeners: list[tuple[str, Callable[..., Any]]] = [
-        ("before_cursor_execute", statement),
-        ("begin", begin),
-        ("commit", commit),
-    ]
-    for name, listener in listeners:
-        event.listen(engine, name, listener)
-    try:
-        yield sent
-    finally:
-        for name, listener in listeners:
-            event.remove(engine, name, listener)
+def round_trips(app: Any) -> Any:
+    """Statements, BEGINs and COMMITs sent by the app's database, on either path."""
+    db: Database = app.state.services.db
+    return db.recording()
 
 
 def postgres_only(rows: Rows) -> None:
@@ -55,14 +31,14 @@ def postgres_only(rows: Rows) -> None:
 
 
 async def test_run_generator_takes_at_most_five_round_trips_on_postgres(
-    api: Api, rows: Rows
+    api: Api, rows: Rows, app: Any
 ) -> None:
     postgres_only(rows)
     # given an account that has run once (connections and statements warmed up)
     account_id = await api.subscribed_account()
     await api.run(account_id, "TURBO", key="warm")
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         run = await api.run(account_id, "TURBO", key="counted")
     # then
     assert run["account"]["creditsTotal"] == 960
@@ -71,7 +47,7 @@ async def test_run_generator_takes_at_most_five_round_trips_on_postgres(
 
 
 async def test_a_run_that_records_renewals_and_spends_packs_is_still_five_round_trips(
-    api: Api, rows: Rows, clock: FrozenClock
+    api: Api, rows: Rows, clock: FrozenClock, app: Any
 ) -> None:
     postgres_only(rows)
     # given an account with a pack, two renewals due, warmed up
@@ -80,7 +56,7 @@ async def test_a_run_that_records_renewals_and_spends_packs_is_still_five_round_
     await api.run(account_id, "TURBO", key="warm")
     clock.advance(timedelta(days=62))
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         run = await api.run(account_id, "ULTRA", key="counted")
     # then renewals and the spend were written, in at most five round trips
     assert run["account"]["creditsTotal"] == 1000 - 80
