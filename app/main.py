@@ -25,6 +25,7 @@ from app.demo_worker import running_demo_worker
 from app.domain.model import Plan
 from app.domain.plans import PlanCatalog
 from app.domain.purchases import ProviderName
+from app.events.bus import EventBus
 from app.events.live import LiveEvents, build_live_events
 from app.hardening import (
     HardenedRequests,
@@ -43,6 +44,7 @@ from app.observability.requests import current_request
 from app.payments.port import PaymentProvider, StoreProvider
 from app.payments.sandbox import SandboxProvider
 from app.payments.webhook import ProviderWebhook, StoreWebhook
+from app.persistence.driver import DriverLane, lane_enabled
 from app.persistence.engine import create_engine
 from app.persistence.unit_of_work import Database
 from app.runtime import settle_heap
@@ -176,7 +178,7 @@ def build_services(
     # PostgreSQL the NOTIFY reaches the gateways' subscribers all the same.
     bus = live.bus if live else build_live_events(settings, clock).bus
     return Services(
-        db=Database(create_engine(settings), events=bus),
+        db=database(settings, bus),
         clock=clock,
         plans=plans,
         generation_timeout=timedelta(seconds=settings.generation_timeout_seconds),
@@ -191,6 +193,15 @@ def build_services(
         store_products=settings.store_product_overrides,
         store_sweep=StoreSweep(every=timedelta(seconds=settings.store_voided_interval_seconds)),
     )
+
+
+def database(settings: Settings, bus: EventBus | None) -> Database:
+    """The engine, and on PostgreSQL the driver lane beside it (app/persistence/driver.py)."""
+    engine = create_engine(settings)
+    lane = None
+    if engine.dialect.name == "postgresql" and lane_enabled(settings.driver_lane):
+        lane = DriverLane(engine.url, engine.dialect, settings.db_pool_size)
+    return Database(engine, events=bus, lane=lane)
 
 
 def delivery_worker(

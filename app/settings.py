@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # The GraphQL fast paths (plain leaves, query plans, the JSON lane); off, the stock path.
     # They also switch off by themselves at library versions other than the pinned ones.
     query_plans: bool = True
+    # PostgreSQL's hot statements (account reads, a run's write) straight on asyncpg, compiled
+    # once from their Core form (app/persistence/driver.py); off, through SQLAlchemy's engine.
+    # Off by itself at SQLAlchemy or asyncpg versions other than the pinned ones.
+    driver_lane: bool = True
     # Slow clients: the longest a request head, then its body, may take to arrive (closed;
     # 408), and how long an idle keep-alive connection stays open.
     header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)

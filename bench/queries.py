@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.main import create_app
+from app.persistence.unit_of_work import Database
 from app.settings import Settings
 from bench.reference import create_reference_app
 
@@ -23,35 +24,33 @@ query Accounts($ids: [ID!]!) {
 
 
 @contextmanager
-def recorded(engine: AsyncEngine, trips: list[str] | None = None) -> Iterator[list[str]]:
-    """The statements sent; ``trips`` also gets each BEGIN and COMMIT (round trips)."""
+def recorded(app: Starlette, trips: list[str] | None = None) -> Iterator[list[str]]:
+    """The statements sent (on creditgate, through the engine or the driver lane); ``trips``
+    also gets each BEGIN and COMMIT (round trips)."""
+    if not hasattr(app.state, "services"):
+        with _engine_recorded(app.state.engine) as statements:
+            yield statements
+        return
+    db: Database = app.state.services.db
+    with db.recording() as sent:
+        yield (statements := [])
+    statements.extend(s for s in sent if s not in ("BEGIN", "COMMIT", "ROLLBACK"))
+    if trips is not None:
+        trips.extend(sent)
+
+
+@contextmanager
+def _engine_recorded(engine: AsyncEngine) -> Iterator[list[str]]:
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
-        if trips is not None:
-            trips.append(statements[-1])
 
-    def begin(_conn: Any) -> None:
-        if trips is not None:
-            trips.append("BEGIN")
-
-    def commit(_conn: Any) -> None:
-        if trips is not None:
-            trips.append("COMMIT")
-
-    listeners: list[tuple[str, Callable[..., Any]]] = [
-        ("before_cursor_execute", record),
-        ("begin", begin),
-        ("commit", commit),
-    ]
-    for name, listener in listeners:
-        event.listen(engine.sync_engine, name, listener)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        for name, listener in listeners:
-            event.remove(engine.sync_engine, name, listener)
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 @asynccontextmanager
@@ -59,14 +58,6 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
         yield http
-
-
-def _engine(app: Starlette) -> AsyncEngine:
-    if hasattr(app.state, "services"):
-        engine: AsyncEngine = app.state.services.db.engine
-        return engine
-    engine = app.state.engine
-    return engine
 
 
 async def statement_counts(
@@ -85,7 +76,7 @@ async def statement_counts(
             for size in (1, 10, 100):
                 body = {"query": ACCOUNTS, "variables": {"ids": account_ids[:size]}}
                 headers = {"Authorization": f"Bearer {service_token}"}
-                with recorded(_engine(creditgate)) as statements:
+                with recorded(creditgate) as statements:
                     response = await http.post("/graphql", json=body, headers=headers)
                 data = response.json()
                 assert "errors" not in data, data
@@ -98,9 +89,7 @@ async def statement_counts(
                 headers = {"Authorization": authorization} if authorization else {}
                 trips: list[str] = []
                 async with client(app) as http:
-                    with recorded(_engine(app), trips if name == "creditgate" else None) as (
-                        statements
-                    ):
+                    with recorded(app, trips if name == "creditgate" else None) as (statements):
                         response = await http.post(path, json=body, headers=headers)
                 if name == "creditgate":
                     result["round_trips"][operation] = len(trips)
@@ -114,7 +103,7 @@ async def statement_counts(
             }
     finally:
         await creditgate.state.services.db.dispose()
-        await reference.state.engine.dispose()
+        await reference.state.services.db.dispose()
     counts = result["accounts_ids"]
     result["accounts_ids_constant"] = len(set(counts.values())) == 1
     return result

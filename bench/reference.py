@@ -104,6 +104,7 @@ def create_reference_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.engine = services.db.engine
+    app.state.services = services  # what bench/queries.py records statements through
     return app
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.persistence.unit_of_work import Database
 
 
 class Rows:
@@ -45,3 +48,9 @@ class Rows:
         sums = {"SUBSCRIPTION": 0, "PACK": 0}
         sums.update({row["bucket"]: int(row["total"]) for row in rows})
         return sums
+
+
+def sent_statements(app: Any) -> AbstractContextManager[list[str]]:
+    """The statements the app's database is sent meanwhile, on either path (no BEGIN/COMMIT)."""
+    db: Database = app.state.services.db
+    return db.recording(transactions=False)

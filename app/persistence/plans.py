@@ -29,6 +29,7 @@ from app.domain.spending import PackLot, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
 from app.persistence import outbox
+from app.persistence.driver import DriverConnection
 from app.persistence.tables import (
     AccountRow,
     CreditAdjustmentRow,
@@ -39,7 +40,11 @@ from app.persistence.tables import (
     LedgerEntryRow,
     PackPurchaseRow,
     SubscriptionRow,
+    TariffRow,
 )
+
+# Where a statement runs: SQLAlchemy's connection, or the driver lane's (driver.py).
+Connection = AsyncConnection | DriverConnection
 
 accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
 subscriptions: sa.Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -49,6 +54,7 @@ holds_t: sa.Table = HoldRow.__table__  # type: ignore[attr-defined]
 generations_t: sa.Table = GenerationRow.__table__  # type: ignore[attr-defined]
 ledger_t: sa.Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
 adjustments_t: sa.Table = CreditAdjustmentRow.__table__  # type: ignore[attr-defined]
+tariffs_t: sa.Table = TariffRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +110,8 @@ _active = (
     sa.select(sa.func.count())
     .select_from(generations_t)
     .where(generations_t.c.account_id == accounts.c.id)
-    .where(generations_t.c.status.in_([s.value for s in ACTIVE_STATUSES]))
+    # Spelled as ORs, not IN: an IN list is rendered per execution (driver.py runs none).
+    .where(sa.or_(*(generations_t.c.status == s.value for s in ACTIVE_STATUSES)))
     .scalar_subquery()
 )
 _STATE_COLUMNS = (
@@ -294,7 +301,7 @@ def _terms(r: Any) -> SubscriptionTerms | None:
     )
 
 
-async def lock_account(conn: AsyncConnection, account_id: str) -> LockedAccount | None:
+async def lock_account(conn: Connection, account_id: str) -> LockedAccount | None:
     """The account row, locked for this transaction (SQLite: BEGIN IMMEDIATE already)."""
     return _locked(await conn.execute(LOCK, {"account_id": account_id}))
 
@@ -314,7 +321,7 @@ def _locked(result: Any) -> LockedAccount | None:
 
 
 async def read_state(
-    conn: AsyncConnection,
+    conn: Connection,
     account: LockedAccount,
     *,
     key: str | None = None,
@@ -349,14 +356,12 @@ def _state(account: LockedAccount, rows: Sequence[Any], key: str | None) -> Acco
     )
 
 
-async def lock_owner_of_generation(
-    conn: AsyncConnection, generation_id: str
-) -> LockedAccount | None:
+async def lock_owner_of_generation(conn: Connection, generation_id: str) -> LockedAccount | None:
     """The account of the generation, locked (None: no such generation)."""
     return _locked(await conn.execute(LOCK_OWNER_OF_GENERATION, {"generation_id": generation_id}))
 
 
-async def lock_owner_of_purchase(conn: AsyncConnection, purchase_id: str) -> LockedAccount | None:
+async def lock_owner_of_purchase(conn: Connection, purchase_id: str) -> LockedAccount | None:
     """The account of the purchase, locked (None: no such purchase)."""
     return _locked(await conn.execute(LOCK_OWNER_OF_PURCHASE, {"purchase_id": purchase_id}))
 
@@ -372,7 +377,7 @@ class EndingState:
 
 
 async def read_ending_state(
-    conn: AsyncConnection, account: LockedAccount, generation_id: str
+    conn: Connection, account: LockedAccount, generation_id: str
 ) -> EndingState:
     """The state, the generation locked and its open holds; the account is locked already."""
     result = await conn.execute(
@@ -422,7 +427,7 @@ class SettlingState:
 
 
 async def read_settling_state(
-    conn: AsyncConnection, account: LockedAccount, purchase_id: str
+    conn: Connection, account: LockedAccount, purchase_id: str
 ) -> SettlingState:
     """The state, the purchase locked and its pack; the account is locked already."""
     result = await conn.execute(
@@ -456,6 +461,42 @@ async def read_settling_state(
         first.p_checkout_session_id,
         bool(first.pack_on_sale),
     )
+
+
+GENERATION = sa.select(generations_t).where(generations_t.c.id == sa.bindparam("generation_id"))
+TARIFFS = sa.select(tariffs_t.c.tool, tariffs_t.c.credits)
+NOTIFY = sa.text(
+    "SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p"
+)
+
+
+async def generation(conn: Connection, generation_id: str) -> Generation | None:
+    r = (await conn.execute(GENERATION, {"generation_id": generation_id})).first()
+    if r is None:
+        return None
+    return Generation(
+        id=r.id,
+        account_id=r.account_id,
+        tool=Tool(r.tool),
+        cost=r.cost,
+        status=GenerationStatus(r.status),
+        prompt=r.prompt,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        result_url=r.result_url,
+        failure_reason=r.failure_reason,
+    )
+
+
+async def tariffs(conn: Connection) -> list[tuple[str, int]]:
+    return [(r.tool, r.credits) for r in await conn.execute(TARIFFS, {})]
+
+
+async def notify(conn: Connection, channel: str, payloads: Sequence[str]) -> None:
+    """Live events for listeners, sent on commit (PostgreSQL)."""
+    if payloads:
+        await conn.execute(NOTIFY, {"channel": channel, "payloads": list(payloads)})
 
 
 # -- reading accounts as clients see them ---------------------------------------------------
@@ -519,7 +560,7 @@ class StoredAccount:
     bonus_lots: tuple[PackLot, ...] = ()
 
 
-async def stored_accounts(conn: AsyncConnection, ids: Sequence[str]) -> list[StoredAccount]:
+async def stored_accounts(conn: Connection, ids: Sequence[str]) -> list[StoredAccount]:
     """Accounts, their subscriptions and bonus lots in one statement, for any number of ids."""
     found: dict[str, StoredAccount] = {}
     bonus: dict[str, list[PackLot]] = {}
@@ -726,7 +767,7 @@ idem AS (
 
 
 async def write_plan(
-    conn: AsyncConnection,
+    conn: Connection,
     plan: WritePlan,
     notify: tuple[str, Sequence[str]] | None,
     events: Sequence[outbox.EventRow] = (),
@@ -739,6 +780,7 @@ async def write_plan(
         written = (await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))).first()
         settled = written.settled if written is not None else 0
     else:
+        assert isinstance(conn, AsyncConnection)  # the lane runs on PostgreSQL only
         ledger_ids, settled = await _write_statements(conn, plan)
         await outbox.insert_events(conn, events, ledger_ids, plan.now)
     if plan.purchase_change is not None and settled != 1:

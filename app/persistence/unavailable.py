@@ -35,5 +35,9 @@ def _says_unavailable(error: BaseException) -> bool:
         return True  # refused, reset, timed out; or no host is the primary (yet)
     if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
         return True
+    if isinstance(error, asyncpg.InterfaceError) and "released back to the pool" in str(error):
+        # The driver lane's connection died between two statements: asyncpg handed it back
+        # to its pool as it closed, and the next call on it says so (app/persistence/driver.py).
+        return True
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)

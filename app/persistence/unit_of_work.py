@@ -1,19 +1,29 @@
-"""The unit of work: one transaction, rolled back unless ``commit()`` is called."""
+"""The unit of work: one transaction, rolled back unless ``commit()`` is called.
+
+A unit of work for a hot use case may ride the driver lane (``Database.writing(lane=True)``,
+PostgreSQL, app/persistence/driver.py): its transaction is then one asyncpg connection's and
+no ORM session is opened, so only the account-state methods below work in it (lock, state,
+holds, generation, tariffs, write, commit); a repository asked for fails at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.domain.aggregate import AccountState, WritePlan
 from app.domain.errors import DatabaseUnavailable
 from app.domain.events import DomainEvent
+from app.domain.records import Generation
 from app.persistence import outbox, plans
+from app.persistence.driver import DriverConnection, DriverLane, _Checkout
 from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
     AccountRepository,
@@ -33,6 +43,8 @@ from app.persistence.webhooks import WebhookRepository
 
 if TYPE_CHECKING:
     from app.events.bus import EventBus
+
+T = TypeVar("T")
 
 
 class UnitOfWork:
@@ -57,8 +69,12 @@ class UnitOfWork:
         dialect: str,
         events: EventBus | None = None,
         on_outbox: Callable[[], None] | None = None,
+        lane: DriverLane | None = None,
     ) -> None:
         self._sessions = sessions
+        self._lane = lane
+        self._checkout: _Checkout | None = None
+        self._driver: DriverConnection | None = None
         self._on_outbox = on_outbox
         self._outbox_written = False
         self._write = write
@@ -70,8 +86,10 @@ class UnitOfWork:
         self._sent: list[DomainEvent] = []
 
     async def __aenter__(self) -> UnitOfWork:
-        self.session = self._sessions()
         self._connection: AsyncConnection | None = None
+        if self._lane is not None:
+            return await self._enter_lane(self._lane)
+        self.session = self._sessions()
         if self._write:
             # Procure the connection with the write flag so SQLite begins IMMEDIATE.
             try:
@@ -95,12 +113,50 @@ class UnitOfWork:
         self.adjustments = AdjustmentRepository(s)
         return self
 
+    async def _enter_lane(self, lane: DriverLane) -> UnitOfWork:
+        checkout = lane.acquire()
+        try:
+            driver = await checkout.__aenter__()
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
+        self._checkout, self._driver = checkout, driver
+        try:
+            await driver.command("BEGIN")
+        except Exception as error:
+            await self._leave_lane(error)
+            raise
+        return self
+
+    async def _leave_lane(self, error: BaseException | None) -> None:
+        """Roll back what was not committed, give the connection back; a lost database
+        becomes DatabaseUnavailable, as on the session's path."""
+        checkout, driver = self._checkout, self._driver
+        self._checkout = self._driver = None
+        if checkout is None or driver is None:
+            return
+        unavailable = error is not None and is_unavailable(error)
+        try:
+            if not self._committed:
+                await driver.command("ROLLBACK")
+        except Exception as closing:
+            if not (unavailable or is_unavailable(closing)):
+                await checkout.__aexit__(None, None, None)
+                raise
+        await checkout.__aexit__(None, None, None)
+        if unavailable:
+            raise DatabaseUnavailable() from error
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._lane is not None:
+            await self._leave_lane(exc)
+            return
         if exc is not None:
             await self._close_after(exc)
             return
@@ -123,8 +179,10 @@ class UnitOfWork:
     async def flush(self) -> None:
         await self.session.flush()
 
-    async def _core(self) -> AsyncConnection:
+    async def _core(self) -> AsyncConnection | DriverConnection:
         """The transaction's connection, for Core statements (kept: one per transaction)."""
+        if self._driver is not None:
+            return self._driver
         if self._connection is None:
             self._connection = await self.session.connection()
         return self._connection
@@ -165,6 +223,14 @@ class UnitOfWork:
         """The locked account's state, the purchase locked next, its pack: one statement."""
         return await plans.read_settling_state(await self._core(), account, purchase_id)
 
+    async def generation(self, generation_id: str) -> Generation | None:
+        """One generation as recorded (a replayed run answers with it)."""
+        return await plans.generation(await self._core(), generation_id)
+
+    async def tariffs(self) -> list[tuple[str, int]]:
+        """Each tool and its price, read in this transaction."""
+        return await plans.tariffs(await self._core())
+
     async def write(self, plan: WritePlan, webhooks: Sequence[outbox.EventRow] = ()) -> None:
         """Write a plan and its outbox rows: on PostgreSQL one statement, its notification
         included."""
@@ -180,7 +246,9 @@ class UnitOfWork:
         if not rows:
             return
         await self.session.flush()
-        await outbox.insert_events(await self._core(), rows, ledger_ids, now)
+        connection = await self._core()
+        assert isinstance(connection, AsyncConnection)  # the ORM's writes: never the lane
+        await outbox.insert_events(connection, rows, ledger_ids, now)
         self._outbox_written = True
 
     def publish(self, event: DomainEvent) -> None:
@@ -188,6 +256,9 @@ class UnitOfWork:
         self._events.append(event)
 
     async def commit(self) -> None:
+        if self._driver is not None:
+            await self._commit_lane(self._driver)
+            return
         events, self._events = self._events, []
         if events and self._bus is not None:
             await self._bus.stage(self.session, events)
@@ -201,16 +272,34 @@ class UnitOfWork:
             self._outbox_written = False
             self._on_outbox()  # wakes this process's delivery worker
 
+    async def _commit_lane(self, driver: DriverConnection) -> None:
+        events, self._events = self._events, []
+        notify = self._bus.notifications(events) if events and self._bus is not None else None
+        if notify is not None:
+            await plans.notify(driver, *notify)
+        await driver.command("COMMIT")
+        self._committed = True
+        sent, self._sent = self._sent + events, []
+        if sent and self._bus is not None:
+            self._bus.committed(sent)
+        if self._outbox_written and self._on_outbox is not None:
+            self._outbox_written = False
+            self._on_outbox()
+
 
 class Database:
     """The engine and how to open units of work on it; one per process."""
 
-    def __init__(self, engine: AsyncEngine, events: EventBus | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, events: EventBus | None = None, lane: DriverLane | None = None
+    ) -> None:
         self.engine = engine
         # Called after a commit that wrote outbox rows (the delivery worker's doorbell).
         self.on_outbox: Callable[[], None] | None = None
         self.dialect = engine.dialect.name
         self.events = events
+        # The driver lane (PostgreSQL only): the account reads, and the writes that ask.
+        self.lane = lane if self.dialect == "postgresql" else None
         self._sessions = session_factory(engine)
         # Reads of one statement need no transaction on PostgreSQL: no BEGIN, no ROLLBACK.
         # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py),
@@ -223,6 +312,10 @@ class Database:
     async def stored_accounts(self, ids: Sequence[str]) -> list[plans.StoredAccount]:
         """Accounts with their subscriptions, in one autocommit statement."""
         try:
+            if self.lane is not None:
+                return await self._read_on_lane(
+                    self.lane, lambda connection: plans.stored_accounts(connection, ids)
+                )
             async with self._reads.connect() as connection:
                 return await plans.stored_accounts(connection, ids)
         except Exception as error:
@@ -230,17 +323,78 @@ class Database:
                 raise DatabaseUnavailable() from error
             raise
 
-    def writing(self) -> UnitOfWork:
+    async def tariffs(self) -> list[tuple[str, int]]:
+        """Each tool and its price, in one statement outside any write."""
+        try:
+            if self.lane is not None:
+                return await self._read_on_lane(self.lane, plans.tariffs)
+            async with self._reads.connect() as connection:
+                return await plans.tariffs(connection)
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
+
+    @staticmethod
+    async def _read_on_lane(
+        lane: DriverLane, read: Callable[[DriverConnection], Awaitable[T]]
+    ) -> T:
+        """One read statement on the lane: in autocommit, or behind a pooler in a
+        transaction of its own (engine.py, behind_transaction_pooler)."""
+        async with lane.acquire() as connection:
+            if not lane.reads_in_transaction:
+                return await read(connection)
+            await connection.command("BEGIN")
+            found = await read(connection)
+            await connection.command("ROLLBACK")
+            return found
+
+    def writing(self, *, lane: bool = False) -> UnitOfWork:
+        """A write transaction; ``lane`` asks for the driver lane, where there is one (the
+        use case then touches only the account-state methods, see the module's docstring)."""
         return UnitOfWork(
             self._sessions,
             write=True,
             dialect=self.dialect,
             events=self.events,
             on_outbox=self.on_outbox,
+            lane=self.lane if lane else None,
         )
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self._sessions, write=False, dialect=self.dialect, events=self.events)
 
+    @contextmanager
+    def recording(self, *, transactions: bool = True) -> Iterator[list[str]]:
+        """Every statement this database is sent meanwhile, on either path, as its text;
+        with ``transactions``, each BEGIN and COMMIT too (round trips: tests, the bench)."""
+        sent: list[str] = []
+
+        def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+            sent.append(" ".join(text.split()))
+
+        def on_lane(text: str) -> None:
+            if transactions or text not in ("BEGIN", "COMMIT", "ROLLBACK"):
+                sent.append(" ".join(text.split()))
+
+        listeners: list[tuple[str, Callable[..., Any]]] = [("before_cursor_execute", statement)]
+        if transactions:
+            listeners += [("begin", lambda _c: sent.append("BEGIN"))]
+            listeners += [("commit", lambda _c: sent.append("COMMIT"))]
+        engine = self.engine.sync_engine
+        for name, listener in listeners:
+            event.listen(engine, name, listener)
+        if self.lane is not None:
+            self.lane.listeners.append(on_lane)
+        try:
+            yield sent
+        finally:
+            for name, listener in listeners:
+                event.remove(engine, name, listener)
+            if self.lane is not None:
+                self.lane.listeners.remove(on_lane)
+
     async def dispose(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         await self.engine.dispose()

@@ -43,8 +43,7 @@ class TariffCache:
         connection of its own (writers queued on one account's lock hold the whole pool; one
         more connection each would wait for them forever)."""
         if time.monotonic() - self._read_at > self._ttl:
-            rows = await uow.catalog.tariffs()
-            self._tariffs = {Tool(row.tool): row.credits for row in rows}
+            self._tariffs = {Tool(tool): credits for tool, credits in await uow.tariffs()}
             self._read_at = time.monotonic()
         return min(self._tariffs.values(), default=None)
 
@@ -52,9 +51,8 @@ class TariffCache:
         if time.monotonic() - self._read_at > self._ttl:
             async with self._lock:
                 if time.monotonic() - self._read_at > self._ttl:
-                    async with db.reading() as uow:
-                        rows = await uow.catalog.tariffs()
-                    self._tariffs = {Tool(row.tool): row.credits for row in rows}
+                    found = await db.tariffs()
+                    self._tariffs = {Tool(tool): credits for tool, credits in found}
                     self._read_at = time.monotonic()
 
 

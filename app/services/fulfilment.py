@@ -101,7 +101,8 @@ async def settle_payment(
     On PostgreSQL five round trips: BEGIN, the account locked, the state read with the
     purchase locked, the plan written with the purchase's new status, COMMIT.
     """
-    async with services.db.writing() as uow:
+    # The driver lane on PostgreSQL: this transaction touches the account's state only.
+    async with services.db.writing(lane=True) as uow:
         account = await uow.lock_owner_of_purchase(purchase_id)
         if account is None:
             raise PurchaseNotFound(purchase_id)

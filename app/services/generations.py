@@ -52,17 +52,17 @@ async def run_generator(
         generation_id=str(uuid.uuid4()),
         active_limits={plan: services.plans.active_limit(plan) for plan in Plan},
     )
-    async with services.db.writing() as uow:
+    # The driver lane on PostgreSQL: this transaction touches the account's state only.
+    async with services.db.writing(lane=True) as uow:
         account = await uow.lock_account(account_id)
         if account is None:
             raise AccountNotFound(account_id)
         state = await uow.account_state(account, key=idempotency_key)
         plan = plan_run(state, request, services.clock.now())
         if plan.replay_of is not None:
-            first = await uow.generations.get(plan.replay_of)
+            first = await uow.generation(plan.replay_of)
             assert first is not None
-            view = view_of_books(account, state, plan)
-            return GeneratorRun(generation_of(first), view)
+            return GeneratorRun(first, view_of_books(account, state, plan))
         await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
     assert plan.new_generation is not None
@@ -166,7 +166,8 @@ async def _finish(
     detail: str | None,
     owner_id: str | None = None,
 ) -> GenerationFinished:
-    async with services.db.writing() as uow:
+    # The driver lane on PostgreSQL: this transaction touches the account's state only.
+    async with services.db.writing(lane=True) as uow:
         account, ending = await lock_generation(uow, generation_id, owner_id=owner_id)
         state, generation = ending.state, ending.generation
         reading = services.clock.now()
@@ -204,7 +205,7 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
         )
     released = 0
     for candidate in stale:
-        async with services.db.writing() as uow:
+        async with services.db.writing(lane=True) as uow:
             _, ending = await lock_generation(uow, candidate.id)
             state, generation = ending.state, ending.generation
             now = acting_at(state, services.clock.now())

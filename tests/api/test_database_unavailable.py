@@ -76,6 +76,8 @@ async def test_a_connection_broken_mid_transaction_answers_try_again_and_the_key
             waiters: list[int] = []
 
             async def find_waiter() -> None:
+                # Inside a transaction pg_stat_activity is read once and kept: clear it.
+                await holder.execute("SELECT pg_stat_clear_snapshot()")
                 waiters[:] = [
                     r["pid"]
                     for r in await holder.fetch(

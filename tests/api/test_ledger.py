@@ -1,31 +1,15 @@
 """Every balance change is an immutable ledger entry; reading a balance never sums it."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from app.clock import FrozenClock
+from app.persistence.unit_of_work import Database
 from tests.api_client import Api
 from tests.db import Rows
-
-
-@contextmanager
-def recorded_statements(rows: Rows) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(rows.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(rows.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_balances_always_equal_the_sum_of_their_ledger_entries(
@@ -68,13 +52,14 @@ async def test_ledger_entries_cannot_be_changed_or_removed(
     assert await rows.ledger_sums(account_id) == {"SUBSCRIPTION": 1000, "PACK": 0}
 
 
-async def test_reading_a_balance_does_not_read_the_ledger(api: Api, rows: Rows) -> None:
+async def test_reading_a_balance_does_not_read_the_ledger(api: Api, app: Any) -> None:
     # given an account with a long history
     account_id = await api.subscribed_account()
     for i in range(40):
         await api.run(account_id, "BACKGROUND_REMOVAL", key=f"r{i}")
     # when the editor reads the total
-    with recorded_statements(rows) as statements:
+    db: Database = app.state.services.db
+    with db.recording(transactions=False) as statements:
         total = (await api.balances(account_id))["creditsTotal"]
     # then one query answers it, and it never touches the ledger
     assert total == 960

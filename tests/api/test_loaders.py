@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tests.api.test_ledger import recorded_statements
+from typing import Any
+
 from tests.api_client import Api
-from tests.db import Rows
+from tests.db import Rows, sent_statements
 
 SIBLINGS = """query($a: ID!, $b: ID!, $c: ID!) {
   first: account(id: $a) { id creditsTotal }
@@ -13,10 +14,12 @@ SIBLINGS = """query($a: ID!, $b: ID!, $c: ID!) {
 }"""
 
 
-async def test_sibling_fields_reading_accounts_share_one_query(api: Api, rows: Rows) -> None:
+async def test_sibling_fields_reading_accounts_share_one_query(
+    api: Api, rows: Rows, app: Any
+) -> None:
     a, b, c = [await api.subscribed_account() for _ in range(3)]
 
-    with recorded_statements(rows) as statements:
+    with sent_statements(app) as statements:
         body = await api.post(SIBLINGS, {"a": a, "b": b, "c": c}, token=api.token())
 
     assert "errors" not in body, body
@@ -27,11 +30,11 @@ async def test_sibling_fields_reading_accounts_share_one_query(api: Api, rows: R
     assert len(selects) == 1, selects
 
 
-async def test_a_user_reading_itself_twice_is_one_query(api: Api, rows: Rows) -> None:
+async def test_a_user_reading_itself_twice_is_one_query(api: Api, rows: Rows, app: Any) -> None:
     account = await api.subscribed_account()
     query = "query($id: ID!) { me { creditsTotal } account(id: $id) { packBalance } }"
 
-    with recorded_statements(rows) as statements:
+    with sent_statements(app) as statements:
         body = await api.post(query, {"id": account}, token=api.token(account))
 
     assert "errors" not in body, body

@@ -11,9 +11,8 @@ from starlette.routing import Route
 
 from graphql_schema.engine.operations import GatewaySchema
 from graphql_schema.engine.plans import PlanRun, QueryPlan, QueryPlans, plan_query
-from tests.api.test_ledger import recorded_statements
 from tests.api_client import Api
-from tests.db import Rows
+from tests.db import Rows, sent_statements
 
 ACCOUNT_FIELDS = """fragment Balances on Account { subscriptionBalance packBalance }"""
 
@@ -133,12 +132,14 @@ async def test_a_planned_query_answers_what_graphql_core_answers(
     assert len(outcomes) == 1 and (outcomes[0] is None) == failing, outcomes
 
 
-async def test_a_query_with_an_error_reads_its_accounts_once(api: Api, rows: Rows) -> None:
+async def test_a_query_with_an_error_reads_its_accounts_once(
+    api: Api, rows: Rows, app: Any
+) -> None:
     # The plan is abandoned for graphql-core; the rerun finds the account in the loader.
     account = await api.subscribed_account()
     query = "query($id: ID!) { account(id: $id) { creditsTotal } me { id } }"
 
-    with recorded_statements(rows) as statements:
+    with sent_statements(app) as statements:
         body = await api.post(query, {"id": account}, token=api.token())
 
     assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -1,61 +1,34 @@
 """A write on PostgreSQL is five round trips: BEGIN, lock, read the state, write the plan,
 COMMIT. So are a run, a pack's grant, and a generation's end (completed, failed, canceled).
 
-Counted in the process with SQLAlchemy's engine events: every statement sent
-(``before_cursor_execute``) plus the transaction's BEGIN and COMMIT (and ROLLBACK, which
-only marks where a read's transaction ends).
+Counted in the process by ``Database.recording``: every statement sent, through SQLAlchemy's
+engine (``before_cursor_execute``) or the driver lane, plus each BEGIN and COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import Engine, event
 
 from app.clock import FrozenClock
+from app.main import create_app
+from app.persistence.unit_of_work import Database
+from app.settings import Settings
 from tests.api_client import Api, Worker
-from tests.conftest import ApiFactory
+from tests.conftest import JWT_SECRET
 from tests.db import Rows
 
 MAX_RUN_ROUND_TRIPS = 5
 MAX_WRITE_ROUND_TRIPS = 5
 
 
-@contextmanager
-def round_trips(rows: Rows | type[Engine]) -> Iterator[list[str]]:
-    """What the test's engine sends meanwhile (``Engine``: what every engine sends)."""
-    sent: list[str] = []
-    engine = rows.engine.sync_engine if isinstance(rows, Rows) else rows
-
-    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
-        sent.append(" ".join(text.split()))
-
-    def begin(_conn: Any) -> None:
-        sent.append("BEGIN")
-
-    def commit(_conn: Any) -> None:
-        sent.append("COMMIT")
-
-    def rollback(_conn: Any) -> None:
-        sent.append("ROLLBACK")
-
-    listeners: list[tuple[str, Callable[..., Any]]] = [
-        ("before_cursor_execute", statement),
-        ("begin", begin),
-        ("commit", commit),
-        ("rollback", rollback),
-    ]
-    for name, listener in listeners:
-        event.listen(engine, name, listener)
-    try:
-        yield sent
-    finally:
-        for name, listener in listeners:
-            event.remove(engine, name, listener)
+def round_trips(app: Any) -> Any:
+    """Statements, BEGINs and COMMITs sent by the app's database, on either path."""
+    db: Database = app.state.services.db
+    return db.recording()
 
 
 def shown(trips: list[str]) -> list[str]:
@@ -81,14 +54,14 @@ def postgres_only(rows: Rows) -> None:
 
 
 async def test_run_generator_takes_at_most_five_round_trips_on_postgres(
-    api: Api, rows: Rows
+    api: Api, rows: Rows, app: Any
 ) -> None:
     postgres_only(rows)
     # given an account that has run once (connections and statements warmed up)
     account_id = await api.subscribed_account()
     await api.run(account_id, "TURBO", key="warm")
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         run = await api.run(account_id, "TURBO", key="counted")
     # then
     assert run["account"]["creditsTotal"] == 960
@@ -97,7 +70,7 @@ async def test_run_generator_takes_at_most_five_round_trips_on_postgres(
 
 
 async def test_a_run_that_records_renewals_and_spends_packs_is_still_five_round_trips(
-    api: Api, rows: Rows, clock: FrozenClock
+    api: Api, rows: Rows, clock: FrozenClock, app: Any
 ) -> None:
     postgres_only(rows)
     # given an account with a pack, two renewals due, warmed up
@@ -106,7 +79,7 @@ async def test_a_run_that_records_renewals_and_spends_packs_is_still_five_round_
     await api.run(account_id, "TURBO", key="warm")
     clock.advance(timedelta(days=62))
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         run = await api.run(account_id, "ULTRA", key="counted")
     # then renewals and the spend were written, in at most five round trips
     assert run["account"]["creditsTotal"] == 1000 - 80
@@ -114,14 +87,14 @@ async def test_a_run_that_records_renewals_and_spends_packs_is_still_five_round_
 
 
 async def test_a_packs_grant_takes_at_most_five_round_trips_on_postgres(
-    api: Api, rows: Rows
+    api: Api, rows: Rows, app: Any
 ) -> None:
     postgres_only(rows)
     # given an account that has bought a pack (connections and statements warmed up)
     account_id = await api.subscribed_account()
     await api.buy(account_id, key="warm")
     # when the sandbox confirms the next purchase at once
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         bought = await api.buy(account_id, key="counted")
     # then the grant (lock, the state with the purchase, the plan with its status) was one
     # transaction of at most five round trips
@@ -138,17 +111,31 @@ async def test_a_packs_grant_takes_at_most_five_round_trips_on_postgres(
 
 
 async def test_a_payment_event_granting_after_a_renewal_is_still_five_round_trips(
-    make_api: ApiFactory, rows: Rows, clock: FrozenClock
+    settings: Settings, rows: Rows, clock: FrozenClock
 ) -> None:
     postgres_only(rows)
+    # given a gateway whose sandbox checkouts wait for their payment
+    waiting = Settings(_env_file=None, **{**settings.model_dump(), "sandbox_payments": "pending"})
+    app = create_app(waiting, clock)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await a_payment_event_granting_after_a_renewal(Api(http, JWT_SECRET, clock), app, clock)
+    finally:
+        await app.state.services.payments.aclose()
+        await app.state.services.db.dispose()
+
+
+async def a_payment_event_granting_after_a_renewal(
+    pending: Api, app: Any, clock: FrozenClock
+) -> None:
     # given a purchase whose payment arrives after the renewal fell due (warmed up)
-    pending = await make_api(sandbox_payments="pending")
     account_id = await pending.subscribed_account()
     await settle(pending, await pending_purchase(pending, account_id, "warm"))
     counted = await pending_purchase(pending, account_id, "counted")
     clock.advance(timedelta(days=31))
     # when the provider's event is acted on
-    with round_trips(Engine) as sent:
+    with round_trips(app) as sent:
         settled = await settle(pending, counted)
     # then the renewal came first (the warm pack expired with it), then the grant, in one
     # transaction of at most five round trips
@@ -160,7 +147,7 @@ async def test_a_payment_event_granting_after_a_renewal_is_still_five_round_trip
 
 @pytest.mark.parametrize("ending", ["complete", "fail"])
 async def test_a_generations_end_takes_at_most_five_round_trips_on_postgres(
-    api: Api, rows: Rows, ending: str
+    api: Api, rows: Rows, app: Any, ending: str
 ) -> None:
     postgres_only(rows)
     # given two claimed runs, one of them ended already (warmed up)
@@ -172,7 +159,7 @@ async def test_a_generations_end_takes_at_most_five_round_trips_on_postgres(
     first, second = sorted(claimed, key=lambda g: str(g["id"]) != warm["generation"]["id"])
     await getattr(worker, ending)(first["id"])
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         ended = await getattr(worker, ending)(second["id"])
     # then
     assert ended["generation"]["status"] == ("SUCCEEDED" if ending == "complete" else "FAILED")
@@ -183,7 +170,7 @@ async def test_a_generations_end_takes_at_most_five_round_trips_on_postgres(
 
 
 async def test_canceling_a_queued_run_takes_at_most_five_round_trips_on_postgres(
-    api: Api, rows: Rows
+    api: Api, rows: Rows, app: Any
 ) -> None:
     postgres_only(rows)
     # given two queued runs, one canceled already (warmed up)
@@ -192,7 +179,7 @@ async def test_canceling_a_queued_run_takes_at_most_five_round_trips_on_postgres
     second = await api.run(account_id, "TURBO", key="counted")
     await cancel(api, account_id, first["generation"]["id"])
     # when
-    with round_trips(rows) as sent:
+    with round_trips(app) as sent:
         canceled = await cancel(api, account_id, second["generation"]["id"])
     # then
     assert canceled["__typename"] == "GenerationCanceled"

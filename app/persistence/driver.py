@@ -1,0 +1,281 @@
+"""The driver lane: the hot statements on asyncpg itself, compiled once from their Core form.
+
+Per execution SQLAlchemy's async engine looks the statement up in its compiled cache, builds
+its parameters, runs the driver call through a greenlet hand-off, and wraps the cursor in a
+result; its pool checks a connection out and in through its events. Measured on this
+machine, the account read cost 0.17 ms of CPU that way and 0.047 ms straight on asyncpg: for
+the editor's read, more than the whole bare endpoint it is compared with (bench/README.md).
+
+So on PostgreSQL the statements of the hot paths (the account reads; a run's lock, state and
+plan) keep their Core definitions over the SQLModel tables, are compiled once per statement
+with the engine's own dialect, and are executed on a pool of asyncpg connections of their
+own (sized like the engine's). What the lane does not do, it refuses rather than
+approximates: no ORM, no executemany, no types whose bind values need converting beyond what
+asyncpg does itself (checked at compile time). Results come back as asyncpg records read by
+attribute, like SQLAlchemy's rows.
+
+The lane is fenced like the GraphQL fast paths: it runs at the SQLAlchemy and asyncpg
+versions pinned in ``pyproject.toml`` only, ``CREDITGATE_DRIVER_LANE=false`` turns it off,
+and a test runs every lane statement both ways and compares the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import asyncpg
+from sqlalchemy import ARRAY
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from app.persistence.engine import behind_transaction_pooler
+
+logger = logging.getLogger("creditgate")
+
+# The versions the lane was built and measured on (pyproject.toml pins them exactly).
+PINNED: Mapping[str, str] = {"sqlalchemy": "2.1.9", "asyncpg": "0.32.0"}
+
+
+def lane_enabled(wanted: bool, installed: Callable[[str], str | None] | None = None) -> bool:
+    """Whether the lane may run: ``wanted`` (the setting) and the pinned versions installed."""
+    if not wanted:
+        logger.info("driver lane off: CREDITGATE_DRIVER_LANE=false")
+        return False
+    found = installed or _installed_version
+    mismatched = {name: got for name, pinned in PINNED.items() if (got := found(name)) != pinned}
+    if mismatched:
+        logger.warning(
+            "driver lane off: %s installed, built for %s",
+            ", ".join(f"{name} {got}" for name, got in mismatched.items()),
+            ", ".join(f"{name} {PINNED[name]}" for name in mismatched),
+        )
+        return False
+    return True
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+class Row(asyncpg.Record):
+    """A record whose columns read as attributes, as SQLAlchemy's rows do."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Result:
+    """The rows of one execution, with the few SQLAlchemy ``Result`` methods the hot paths use."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+    def first(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[Row]:
+        return self._rows
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement as the dialect renders it: its text and where each parameter goes."""
+
+    sql: str
+    names: tuple[str, ...]  # the parameter of each $n, in order
+    defaults: Mapping[str, Any]  # the statement's own literal values
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        defaults = self.defaults
+        return [params[n] if n in params else defaults[n] for n in self.names]
+
+
+_SAFE_BIND_TYPES = (str, int, bool, datetime, list, type(None))
+
+
+def compile_for_driver(statement: ClauseElement, dialect: Dialect) -> Compiled:
+    """Render ``statement`` once; refuse one whose parameters need a bind processor."""
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    if "POSTCOMPILE" in compiled.string:
+        raise TypeError("the driver lane cannot run a statement rendered per execution")
+    names = tuple(compiled.positiontup or ())
+    for name in set(names):
+        type_ = compiled.binds[name].type
+        processor = type_.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None and not _binds_as_asyncpg_does(type_, dialect):
+            raise TypeError(f"the driver lane cannot bind {name!r}: its type converts values")
+    defaults = {
+        name: bind.value
+        for name, bind in compiled.binds.items()
+        if bind.value is not None and isinstance(bind.value, _SAFE_BIND_TYPES)
+    }
+    return Compiled(compiled.string, names, defaults)
+
+
+def _binds_as_asyncpg_does(type_: Any, dialect: Dialect) -> bool:
+    """Whether the type's bind conversion changes nothing asyncpg would not do itself.
+
+    UTCDateTime's on PostgreSQL checks awareness and converts to UTC, which asyncpg does for
+    any aware datetime, and the domain hands only aware ones (app/clock.py). An ARRAY's
+    turns a sequence into a list and converts each item by the item's own type: the lane
+    passes lists, so items that need nothing need nothing either."""
+    from app.persistence.types import UTCDateTime
+
+    if isinstance(type_, UTCDateTime):
+        return True
+    if isinstance(type_, ARRAY):
+        item = type_.item_type
+        return item.dialect_impl(dialect).bind_processor(dialect) is None
+    return False
+
+
+class Statements:
+    """Each statement compiled once, by identity (the hot ones are module constants)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._compiled: dict[int, tuple[ClauseElement, Compiled]] = {}
+
+    def __getitem__(self, statement: ClauseElement) -> Compiled:
+        found = self._compiled.get(id(statement))
+        if found is None:
+            # The statement is kept with its compiled form, so its id is never reused.
+            found = (statement, compile_for_driver(statement, self._dialect))
+            self._compiled[id(statement)] = found
+        return found[1]
+
+
+Listener = Callable[[str], None]
+
+
+class DriverConnection:
+    """One pooled asyncpg connection, executing Core statements like ``AsyncConnection``."""
+
+    __slots__ = ("_connection", "_listeners", "_statements", "dialect")
+
+    def __init__(
+        self,
+        connection: asyncpg.Connection,
+        statements: Statements,
+        dialect: Dialect,
+        listeners: Sequence[Listener],
+    ) -> None:
+        self._connection = connection
+        self._statements = statements
+        self._listeners = listeners
+        self.dialect = dialect
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> Result:
+        if not isinstance(params, Mapping):
+            raise TypeError("the driver lane runs one parameter set per statement")
+        compiled = self._statements[statement]
+        for listener in self._listeners:
+            listener(compiled.sql)
+        rows = await self._connection.fetch(
+            compiled.sql, *compiled.arguments(params), record_class=Row
+        )
+        return Result(rows)
+
+    async def command(self, sql: str) -> None:
+        """BEGIN, COMMIT or ROLLBACK: one simple query."""
+        for listener in self._listeners:
+            listener(sql)
+        await self._connection.execute(sql)
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """Released connections need no reset: the lane sets no session state, and every
+    transaction it opens ends in COMMIT or ROLLBACK before release (asyncpg's default reset
+    would cost a round trip per checkout)."""
+
+
+class DriverLane:
+    """The lane's pool, opened on first use (tests and scripts never serve a lifespan)."""
+
+    def __init__(self, url: str | URL, dialect: Dialect, pool_size: int) -> None:
+        self._url = make_url(url)
+        self._dialect = dialect
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self.statements = Statements(dialect)
+        # Reads of one statement open a transaction behind a pooler (engine.py says why).
+        self.reads_in_transaction = behind_transaction_pooler(self._url)
+        # Who is told every statement sent (the round-trip counts of tests and the bench).
+        self.listeners: list[Listener] = []
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._pool is None:
+            # The dialect's own translation of the URL: hosts (several, for a failover
+            # formation), credentials, ssl and timeouts, as the engine connects.
+            args, kwargs = self._dialect.create_connect_args(self._url)
+            kwargs.pop("prepared_statement_cache_size", None)
+            if self.reads_in_transaction:
+                # asyncpg's own statement cache off, as the engine's (engine.py); without
+                # it, statements are unnamed and live in their transaction only. (Named
+                # statements are the dialect's business: asyncpg's cache names its own per
+                # connection, which behind no pooler is one server connection.)
+                kwargs["statement_cache_size"] = 0
+            pool = await asyncpg.create_pool(
+                *args,
+                min_size=0,
+                max_size=self._pool_size,
+                reset=_no_reset,
+                **kwargs,
+            )
+            if self._pool is None:
+                self._pool = pool
+            else:  # two first uses at once: keep one pool
+                await pool.close()
+        return self._pool
+
+    def acquire(self) -> _Checkout:
+        return _Checkout(self)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+class _Checkout:
+    """``async with lane.acquire() as conn``: a connection, back to the pool after; one that
+    broke (or left a transaction open) is closed rather than reused."""
+
+    __slots__ = ("_lane", "_pool", "_raw")
+
+    def __init__(self, lane: DriverLane) -> None:
+        self._lane = lane
+
+    async def __aenter__(self) -> DriverConnection:
+        lane = self._lane
+        self._pool = await lane._open()
+        self._raw: asyncpg.Connection = await self._pool.acquire()
+        return DriverConnection(self._raw, lane.statements, lane._dialect, lane.listeners)
+
+    async def __aexit__(self, *exc: object) -> None:
+        raw = self._raw
+        try:
+            broken = raw.is_closed() or raw.is_in_transaction()
+        except asyncpg.InterfaceError:
+            return  # lost under us: asyncpg gave it back to the pool as it closed
+        if broken:
+            raw.terminate()
+        await self._pool.release(raw)

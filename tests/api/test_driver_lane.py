@@ -1,0 +1,288 @@
+"""The driver lane answers what SQLAlchemy answers, is fenced, and keeps its transactions.
+
+The lane (app/persistence/driver.py) runs PostgreSQL's hot statements straight on asyncpg.
+Each one is run here both ways on the same rows and the answers compared; the switch and the
+version fence turn it off; a lane transaction rolls back unless committed, and has no ORM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.clock import FrozenClock
+from app.domain.errors import DatabaseUnavailable
+from app.main import create_app
+from app.persistence import plans
+from app.persistence.driver import PINNED, DriverConnection, lane_enabled
+from app.persistence.unit_of_work import Database
+from app.settings import Settings
+from tests.api_client import Api, Worker
+from tests.conftest import JWT_SECRET
+from tests.db import Rows
+
+on_postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+def lane_of(app: Any) -> Database:
+    db: Database = app.state.services.db
+    assert db.lane is not None, "the lane is on by default on PostgreSQL"
+    return db
+
+
+async def an_account_with_everything(api: Api, rows: Rows, clock: FrozenClock) -> str:
+    """Subscription, a pack, a bonus lot, an open run (holds) and an idempotency record."""
+    account_id = await api.subscribed_account("PRO", "ANNUAL")
+    await api.buy(account_id)
+    await rows.execute(
+        "INSERT INTO credit_adjustments (id, account_id, amount, remaining, reason, actor,"
+        " created_at, expires_at) VALUES ('bonus-1', :a, 50, 50, 'goodwill', 'support:ada',"
+        " :now, :later)",
+        a=account_id,
+        now=clock.now(),
+        later=clock.now() + timedelta(days=10),
+    )
+    await api.run(account_id, "ULTRA", key="open-run")
+    return account_id
+
+
+async def both_ways(db: Database, call: Any) -> tuple[Any, Any]:
+    """``call(connection)`` through SQLAlchemy's engine, then through the lane."""
+    async with db.engine.connect() as connection:
+        assert isinstance(connection, AsyncConnection)
+        through_engine = await call(connection)
+    assert db.lane is not None
+    async with db.lane.acquire() as lane_connection:
+        assert isinstance(lane_connection, DriverConnection)
+        through_lane = await call(lane_connection)
+    return through_engine, through_lane
+
+
+@on_postgres
+async def test_every_lane_statement_answers_what_sqlalchemy_answers(
+    api: Api, rows: Rows, app: Any, clock: FrozenClock
+) -> None:
+    # given an account whose state has every kind of row
+    db = lane_of(app)
+    account_id = await an_account_with_everything(api, rows, clock)
+    (generation,) = await rows.all("SELECT id FROM generations")
+    generation_id = generation["id"]
+    (purchase,) = await rows.all("SELECT id FROM pack_purchases")
+    purchase_id = purchase["id"]
+    # when each statement the lane runs is run both ways
+    locked_engine, _ = await both_ways(db, lambda c: plans.lock_account(c, account_id))
+    assert locked_engine is not None
+    calls = {
+        "lock": lambda c: plans.lock_account(c, account_id),
+        "state": lambda c: plans.read_state(c, locked_engine, key="open-run"),
+        "state with a generation's held lots": lambda c: plans.read_state(
+            c, locked_engine, generation_id=generation_id
+        ),
+        "owner of a generation": lambda c: plans.lock_owner_of_generation(c, generation_id),
+        "owner of a purchase": lambda c: plans.lock_owner_of_purchase(c, purchase_id),
+        "ending state": lambda c: plans.read_ending_state(c, locked_engine, generation_id),
+        "settling state": lambda c: plans.read_settling_state(c, locked_engine, purchase_id),
+        "generation": lambda c: plans.generation(c, generation_id),
+        "missing generation": lambda c: plans.generation(c, "no-such-generation"),
+        "tariffs": plans.tariffs,
+        "accounts": lambda c: plans.stored_accounts(c, [account_id, "nobody"]),
+    }
+    # then both answer the same, field by field (datetimes aware, in UTC, alike)
+    for name, call in calls.items():
+        through_engine, through_lane = await both_ways(db, call)
+        assert through_engine == through_lane, name
+    state = await both_ways(db, calls["state"])
+    assert state[1].lots and state[1].bonus_lots and state[1].idempotency is not None
+    ending = (await both_ways(db, calls["ending state"]))[1]
+    assert ending.holds and ending.generation.id == generation_id
+    settling = (await both_ways(db, calls["settling state"]))[1]
+    assert settling.purchase.id == purchase_id and settling.pack_on_sale
+    (view,) = (await both_ways(db, calls["accounts"]))[1]
+    assert view.created_at.utcoffset() == timedelta(0)
+
+
+@on_postgres
+async def test_the_hot_paths_run_on_the_lane_and_none_through_sqlalchemy(
+    api: Api, app: Any
+) -> None:
+    # given an account (connections warmed up)
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    await api.run(account_id, "TURBO", key="warm")
+    # when the editor reads and a run is made, counting what SQLAlchemy's engine sends
+    lane_sent: list[str] = []
+    db.lane.listeners.append(lane_sent.append)  # type: ignore[union-attr]
+    try:
+        with db.recording() as everything:
+            await api.balances(account_id)
+            await api.run(account_id, "TURBO", key="counted")
+    finally:
+        db.lane.listeners.remove(lane_sent.append)  # type: ignore[union-attr]
+    # then every statement went through the lane
+    assert everything == [" ".join(sql.split()) for sql in lane_sent]
+    assert lane_sent[0].startswith("SELECT") and lane_sent[-1] == "COMMIT"
+
+
+@on_postgres
+async def test_a_grant_and_a_generations_end_run_on_the_lane(api: Api, app: Any) -> None:
+    # given a claimed run and an account that has bought a pack (warmed up)
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    await api.buy(account_id, key="warm")
+    run = await api.run(account_id, "TURBO", key="run")
+    await Worker(api).claim(limit=100)
+    # when a pack is granted and the run completed, counting what each path is sent
+    lane_sent: list[str] = []
+    db.lane.listeners.append(lane_sent.append)  # type: ignore[union-attr]
+    try:
+        with db.recording() as everything:
+            await api.buy(account_id, key="counted")
+            ended = await Worker(api).complete(run["generation"]["id"])
+    finally:
+        db.lane.listeners.remove(lane_sent.append)  # type: ignore[union-attr]
+    # then the grant's and the ending's transactions went through the lane: the plans'
+    # writes (the purchase's opening is the ORM's, through SQLAlchemy)
+    assert ended["__typename"] == "GenerationCompleted"
+    writes = [sql for sql in everything if sql.startswith("WITH acc AS")]
+    assert len(writes) == 2
+    lane_only = [" ".join(sql.split()) for sql in lane_sent]
+    assert all(sql in lane_only for sql in writes)
+    assert sum(sql.startswith("WITH locked_") for sql in lane_only) == 2
+
+
+@on_postgres
+async def test_a_lane_transaction_rolls_back_unless_committed(
+    api: Api, rows: Rows, app: Any
+) -> None:
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    # when a lane transaction locks and writes, then leaves with an error
+    with pytest.raises(RuntimeError):
+        async with db.writing(lane=True) as uow:
+            account = await uow.lock_account(account_id)
+            assert account is not None
+            await uow.tariffs()
+            connection = await uow._core()
+            await connection.execute(
+                plans.sa.text("UPDATE accounts SET pack_balance = 999 WHERE id = :a"),
+                {"a": account_id},
+            )
+            raise RuntimeError("the use case failed")
+    # then nothing it wrote is kept, and its connection went back to the pool free
+    assert (await rows.account(account_id))["pack_balance"] == 0
+    async with db.writing(lane=True) as uow:
+        assert await uow.lock_account(account_id) is not None
+
+
+@on_postgres
+async def test_a_lane_transaction_has_no_orm(api: Api, app: Any) -> None:
+    db = lane_of(app)
+    async with db.writing(lane=True) as uow:
+        with pytest.raises(AttributeError):
+            uow.generations  # noqa: B018 -- a repository: the ORM's session is not there
+
+
+@on_postgres
+async def test_the_switch_turns_the_lane_off(settings: Settings, clock: FrozenClock) -> None:
+    app = create_app(settings.model_copy(update={"driver_lane": False}), clock)
+    try:
+        assert app.state.services.db.lane is None
+    finally:
+        await app.state.services.db.dispose()
+
+
+def test_the_lane_runs_only_at_the_pinned_versions(caplog: pytest.LogCaptureFixture) -> None:
+    assert lane_enabled(True, installed=PINNED.get) is True
+    other = {**PINNED, "asyncpg": "0.33.0"}
+    with caplog.at_level(logging.WARNING, logger="creditgate"):
+        assert lane_enabled(True, installed=other.get) is False
+    assert "driver lane off: asyncpg 0.33.0 installed" in caplog.text
+    assert lane_enabled(False, installed=PINNED.get) is False
+
+
+def test_the_pins_are_the_installed_versions_and_pyprojects() -> None:
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    dependencies = project["project"]["dependencies"]
+    for name, pinned in PINNED.items():
+        assert version(name) == pinned
+        assert any(
+            d.lower().startswith(name) and d.endswith(f"=={pinned}") for d in dependencies
+        ), name
+
+
+@on_postgres
+async def test_a_run_writes_the_same_rows_with_the_lane_on_and_off(
+    settings: Settings, clock: FrozenClock, rows: Rows
+) -> None:
+    # given two gateways on one database, one with the lane and one without
+    written: dict[bool, list[Any]] = {}
+    for lane in (True, False):
+        app = create_app(settings.model_copy(update={"driver_lane": lane}), clock)
+        assert (app.state.services.db.lane is not None) is lane
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                api = Api(client, JWT_SECRET, clock)
+                # when each runs the same story: a pack, runs that spill into it, a replay
+                account_id = await api.subscribed_account()
+                await api.buy(account_id)
+                runs = [await api.run(account_id, "ULTRA", key=f"r{i}") for i in range(13)]
+                replay = await api.run(account_id, "ULTRA", key="r12")
+                assert replay["generation"]["id"] == runs[-1]["generation"]["id"]
+                written[lane] = [
+                    [
+                        {k: v for k, v in entry.items() if k != "reference_id"}
+                        for entry in await rows.ledger(account_id)
+                    ],
+                    await rows.all(
+                        "SELECT bucket, amount, status FROM holds WHERE account_id = :a"
+                        " ORDER BY id",
+                        a=account_id,
+                    ),
+                    {
+                        k: v
+                        for k, v in (await rows.account(account_id)).items()
+                        if k not in ("id", "email", "subscription_id")
+                    },
+                    [r["account"] for r in runs],
+                ]
+        finally:
+            await app.state.services.db.dispose()
+    # then both wrote the same ledger, holds and balances, and answered the same
+    assert written[True] == written[False]
+    assert written[True][0], "the story wrote ledger entries"
+
+
+@on_postgres
+async def test_a_lane_connection_lost_between_statements_is_unavailable_not_unexpected(
+    api: Api, rows: Rows, app: Any
+) -> None:
+    # given a lane transaction that has locked an account
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    with pytest.raises(DatabaseUnavailable):
+        async with db.writing(lane=True) as uow:
+            assert await uow.lock_account(account_id) is not None
+            connection = await uow._core()
+            (row,) = await connection.execute(plans.sa.text("SELECT pg_backend_pid() AS pid"), {})
+            # when its server connection is killed while it is idle in the transaction
+            await rows.execute("SELECT pg_terminate_backend(:pid)", pid=row.pid)
+            for _ in range(100):  # until asyncpg has read the server's goodbye
+                if connection._connection._con is None:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.01)
+            # then the next statement says the database is not there
+            await uow.account_state(await uow.lock_account(account_id))  # type: ignore[arg-type]
+    # and the lane serves the next transaction on a new connection
+    async with db.writing(lane=True) as uow:
+        assert await uow.lock_account(account_id) is not None
