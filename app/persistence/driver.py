@@ -169,7 +169,7 @@ Listener = Callable[[str], None]
 class DriverConnection:
     """One pooled asyncpg connection, executing Core statements like ``AsyncConnection``."""
 
-    __slots__ = ("_connection", "_listeners", "_statements", "dialect")
+    __slots__ = ("_connection", "_listeners", "_statements", "busy", "dialect")
 
     def __init__(
         self,
@@ -182,6 +182,9 @@ class DriverConnection:
         self._statements = statements
         self._listeners = listeners
         self.dialect = dialect
+        # True from the start of an operation to its end: left True by one that raised or
+        # was cancelled half-way, whose connection may still be busy with it (never reused).
+        self.busy = False
 
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> Result:
         if not isinstance(params, Mapping):
@@ -189,16 +192,20 @@ class DriverConnection:
         compiled = self._statements[statement]
         for listener in self._listeners:
             listener(compiled.sql)
+        self.busy = True
         rows = await self._connection.fetch(
             compiled.sql, *compiled.arguments(params), record_class=Row
         )
+        self.busy = False
         return Result(rows)
 
     async def command(self, sql: str) -> None:
         """BEGIN, COMMIT or ROLLBACK: one simple query."""
         for listener in self._listeners:
             listener(sql)
+        self.busy = True
         await self._connection.execute(sql)
+        self.busy = False
 
 
 async def _no_reset(_connection: asyncpg.Connection) -> None:
@@ -257,9 +264,10 @@ class DriverLane:
 
 class _Checkout:
     """``async with lane.acquire() as conn``: a connection, back to the pool after; one that
-    broke (or left a transaction open) is closed rather than reused."""
+    broke, was left busy by an operation that did not finish (an error, a cancellation) or
+    left a transaction open is closed rather than reused."""
 
-    __slots__ = ("_lane", "_pool", "_raw")
+    __slots__ = ("_driver", "_lane", "_pool", "_raw")
 
     def __init__(self, lane: DriverLane) -> None:
         self._lane = lane
@@ -268,14 +276,14 @@ class _Checkout:
         lane = self._lane
         self._pool = await lane._open()
         self._raw: asyncpg.Connection = await self._pool.acquire()
-        return DriverConnection(self._raw, lane.statements, lane._dialect, lane.listeners)
+        self._driver = DriverConnection(self._raw, lane.statements, lane._dialect, lane.listeners)
+        return self._driver
 
     async def __aexit__(self, *exc: object) -> None:
         raw = self._raw
         try:
-            broken = raw.is_closed() or raw.is_in_transaction()
+            if self._driver.busy or raw.is_closed() or raw.is_in_transaction():
+                raw.terminate()
         except asyncpg.InterfaceError:
             return  # lost under us: asyncpg gave it back to the pool as it closed
-        if broken:
-            raw.terminate()
         await self._pool.release(raw)

@@ -36,6 +36,11 @@ def _says_unavailable(error: BaseException) -> bool:
         return True  # refused, reset, timed out; or no host is the primary (yet)
     if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
         return True
+    if isinstance(error, asyncpg.InternalClientError) and "is in progress" in str(error):
+        # A pooled connection the server ended while it sat idle (a node shut down in a
+        # failover sends its backends a FATAL error): asyncpg is still reading the goodbye
+        # when the connection is next used. Nothing was sent; the database is not there.
+        return True
     if isinstance(error, asyncpg.InterfaceError) and "released back to the pool" in str(error):
         # The driver lane's connection died between two statements: asyncpg handed it back
         # to its pool as it closed, and the next call on it says so (app/persistence/driver.py).

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from app.events.bus import EventBus
 
 T = TypeVar("T")
+# Connections tried for a lane transaction's BEGIN before the database counts as gone.
+BEGIN_ATTEMPTS = 2
 
 
 class UnitOfWork:
@@ -114,37 +116,45 @@ class UnitOfWork:
         return self
 
     async def _enter_lane(self, lane: DriverLane) -> UnitOfWork:
-        checkout = lane.acquire()
-        try:
-            driver = await checkout.__aenter__()
-        except Exception as error:
-            if is_unavailable(error):
-                raise DatabaseUnavailable() from error
-            raise
-        self._checkout, self._driver = checkout, driver
-        try:
-            await driver.command("BEGIN")
-        except Exception as error:
-            await self._leave_lane(error)
-            raise
-        return self
+        # A pooled connection may have been ended by the server while idle (a failover);
+        # BEGIN has no effect, so another connection is tried before giving up.
+        for attempt in range(BEGIN_ATTEMPTS):
+            checkout = lane.acquire()
+            try:
+                driver = await checkout.__aenter__()
+            except Exception as error:
+                if is_unavailable(error):
+                    raise DatabaseUnavailable() from error
+                raise
+            self._checkout, self._driver = checkout, driver
+            try:
+                await driver.command("BEGIN")
+                return self
+            except Exception as error:
+                if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
+                    await self._leave_lane(error)
+                    raise
+                await self._leave_lane(None)
+        raise AssertionError("unreachable")
 
     async def _leave_lane(self, error: BaseException | None) -> None:
         """Roll back what was not committed, give the connection back; a lost database
-        becomes DatabaseUnavailable, as on the session's path."""
+        becomes DatabaseUnavailable, as on the session's path. A connection left busy by a
+        statement that did not finish is closed instead (the server rolls back)."""
         checkout, driver = self._checkout, self._driver
         self._checkout = self._driver = None
         if checkout is None or driver is None:
             return
         unavailable = error is not None and is_unavailable(error)
         try:
-            if not self._committed:
-                await driver.command("ROLLBACK")
-        except Exception as closing:
-            if not (unavailable or is_unavailable(closing)):
-                await checkout.__aexit__(None, None, None)
-                raise
-        await checkout.__aexit__(None, None, None)
+            if not self._committed and not driver.busy:
+                try:
+                    await driver.command("ROLLBACK")
+                except Exception as closing:
+                    if not (unavailable or is_unavailable(closing)):
+                        raise
+        finally:
+            await checkout.__aexit__(None, None, None)
         if unavailable:
             raise DatabaseUnavailable() from error
 
@@ -340,14 +350,22 @@ class Database:
         lane: DriverLane, read: Callable[[DriverConnection], Awaitable[T]]
     ) -> T:
         """One read statement on the lane: in autocommit, or behind a pooler in a
-        transaction of its own (engine.py, behind_transaction_pooler)."""
-        async with lane.acquire() as connection:
-            if not lane.reads_in_transaction:
-                return await read(connection)
-            await connection.command("BEGIN")
-            found = await read(connection)
-            await connection.command("ROLLBACK")
-            return found
+        transaction of its own (engine.py, behind_transaction_pooler); tried on a second
+        connection when the first turns out to be gone."""
+        for attempt in range(BEGIN_ATTEMPTS):
+            try:
+                async with lane.acquire() as connection:
+                    if not lane.reads_in_transaction:
+                        return await read(connection)
+                    await connection.command("BEGIN")
+                    found = await read(connection)
+                    await connection.command("ROLLBACK")
+                    return found
+            except Exception as error:
+                # A read has no effect: a connection the server ended is replaced once.
+                if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def writing(self, *, lane: bool = False) -> UnitOfWork:
         """A write transaction; ``lane`` asks for the driver lane, where there is one (the

@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +22,7 @@ from app.domain.errors import DatabaseUnavailable
 from app.main import create_app
 from app.persistence import plans
 from app.persistence.driver import PINNED, DriverConnection, lane_enabled
+from app.persistence.unavailable import is_unavailable
 from app.persistence.unit_of_work import Database
 from app.settings import Settings
 from tests.api_client import Api, Worker
@@ -286,3 +288,87 @@ async def test_a_lane_connection_lost_between_statements_is_unavailable_not_unex
     # and the lane serves the next transaction on a new connection
     async with db.writing(lane=True) as uow:
         assert await uow.lock_account(account_id) is not None
+
+
+@on_postgres
+async def test_a_lane_statement_cancelled_half_way_leaves_no_busy_connection_behind(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    # given a lane of one connection
+    app = create_app(settings.model_copy(update={"db_pool_size": 1}), clock)
+    db = lane_of(app)
+    try:
+
+        async def slow_transaction() -> None:
+            async with db.writing(lane=True) as uow:
+                connection = await uow._core()
+                await connection.execute(plans.sa.text("SELECT pg_sleep(5)"), {})
+
+        # when a statement is cancelled while the server still runs it (a client gone)
+        task = asyncio.create_task(slow_transaction())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # then the next transaction gets a connection that is not busy with it
+        async with asyncio.timeout(10):
+            assert await db.tariffs()
+            async with db.writing(lane=True) as uow:
+                assert await uow.tariffs()
+    finally:
+        await db.dispose()
+
+
+@on_postgres
+async def test_a_lane_statement_ended_by_the_server_leaves_no_busy_connection_behind(
+    settings: Settings, clock: FrozenClock, rows: Rows
+) -> None:
+    # given a lane of one connection, in a transaction running a long statement
+    app = create_app(settings.model_copy(update={"db_pool_size": 1}), clock)
+    db = lane_of(app)
+    try:
+        pids: list[int] = []
+        started = asyncio.Event()
+
+        async def slow_transaction() -> None:
+            async with db.writing(lane=True) as uow:
+                connection = await uow._core()
+                (row,) = await connection.execute(plans.sa.text("SELECT pg_backend_pid() p"), {})
+                pids.append(row.p)
+                started.set()
+                await connection.execute(plans.sa.text("SELECT pg_sleep(5)"), {})
+
+        task = asyncio.create_task(slow_transaction())
+        async with asyncio.timeout(10):
+            await started.wait()
+        # when the server ends it with an error (an administrator, a failover)
+        await rows.execute("SELECT pg_terminate_backend(:pid)", pid=pids[0])
+        with pytest.raises(DatabaseUnavailable):
+            await task
+        # then the next transactions get a connection that is not busy with it
+        async with asyncio.timeout(10):
+            for _ in range(3):
+                async with db.writing(lane=True) as uow:
+                    assert await uow.tariffs()
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+        asyncpg.InterfaceError(
+            "cannot call Connection.fetch(): connection has been released back to the pool"
+        ),
+    ],
+)
+def test_a_lane_connection_the_server_ended_counts_as_the_database_gone(error: Exception) -> None:
+    # a pooled connection ended while idle (a failover), or lost between two statements
+    assert is_unavailable(error)
+
+
+def test_other_client_errors_are_not_taken_for_the_database_gone() -> None:
+    assert not is_unavailable(asyncpg.InterfaceError("the server expects 4 arguments"))
