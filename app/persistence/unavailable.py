@@ -15,7 +15,6 @@ from sqlalchemy import exc as sa_exc
 # SQLSTATEs: 08 connection exception; 57P01 admin shutdown, 57P02 crash shutdown, 57P03
 # cannot connect now (starting or in recovery); 25006 read-only transaction (a standby).
 UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "25006")
-_SWALLOWING_A_MESSAGE = "another operation (2) is in progress"
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -44,13 +43,6 @@ def _says_unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.InterfaceError) and "released back to the pool" in str(error):
         # The driver lane's connection died between two statements: asyncpg handed it back
         # to its pool as it closed, and the next call on it says so (app/persistence/driver.py).
-        return True
-    if isinstance(error, asyncpg.InternalClientError) and _SWALLOWING_A_MESSAGE in str(error):
-        # A server message came to an idle connection (its goodbye: the server shutting
-        # down, a failover) and asyncpg is still discarding it (protocol state 2,
-        # "error consume") when the next statement comes; the lane's connections serve one
-        # transaction at a time, so nothing else can be in progress. Seen at a lane COMMIT
-        # while the failover test killed the primary.
         return True
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
