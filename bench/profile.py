@@ -49,21 +49,31 @@ from bench.run import DASHBOARD, DEFAULT_POSTGRES, EDITOR, RUN, _admin, _service
 
 DATABASE = "creditgate_profile"
 PURCHASE = """mutation Buy($key: String!) {
-  purchasePack(input: {packId: "pack-small", idempotencyKey: $key}) { __typename }
+  purchasePack(input: {packId: "pack-500", idempotencyKey: $key}) { __typename }
 }"""
 
 
-def settings(url: str, secret: str, pool: int) -> Settings:
+def settings(url: str, secret: str, pool: int, *, sandbox: bool = False) -> Settings:
+    """Production's settings; ``sandbox``: the sandbox's instant checkout instead of Stripe
+    (production refuses it, so those run as ``test``), so that a purchase is granted within
+    the request, as ``purchasePack`` answers ``PackPurchased`` on the sandbox."""
+    money: dict[str, Any] = (
+        {"env": "test", "payment_provider": "sandbox"}
+        if sandbox
+        else {
+            "env": "production",
+            "payment_provider": "stripe",
+            "stripe_secret_key": "sk_test_bench",
+            "stripe_webhook_secret": "whsec_bench",
+        }
+    )
     return Settings(
         _env_file=None,
-        env="production",
+        **money,
         database_url=url,
         jwt_secret=secret,
         pro_monthly_credits=1_000_000,
         pro_max_active_generations=0,  # no worker finishes the runs (bench/run.py)
-        payment_provider="stripe",
-        stripe_secret_key="sk_test_bench",
-        stripe_webhook_secret="whsec_bench",
         db_pool_size=pool,
         db_max_overflow=0,
         rate_limit_per_account="10000000/minute",
@@ -147,13 +157,20 @@ async def drive(args: argparse.Namespace, url: str, secret: str) -> None:
         "purchase": PURCHASE,
     }[args.operation]
     keyed = args.operation in ("run_many", "run_one", "purchase")
+    # What every answer must be (a union member): a purchase credited, a run started.
+    expected = {
+        "purchase": b"PackPurchased",
+        "run_many": b"GeneratorRun",
+        "run_one": b"GeneratorRun",
+    }.get(args.operation, b"data")
 
     def request(number: int) -> tuple[bytes, str]:
         variables = {"key": uuid.uuid4().hex} if keyed else {}
         body = json.dumps({"query": query, "variables": variables}).encode()
         return body, tokens[0 if args.operation == "run_one" else number % len(tokens)]
 
-    app = create_app(settings(url, secret, args.concurrency))
+    sandbox = args.operation == "purchase"
+    app = create_app(settings(url, secret, args.concurrency, sandbox=sandbox))
     settle_heap()  # as a served worker does
     async with app.router.lifespan_context(app):
 
@@ -162,7 +179,7 @@ async def drive(args: argparse.Namespace, url: str, secret: str) -> None:
                 *(call(app, *request(n)) for n in range(start, start + count))
             )
             for status, body in answers:
-                if status != 200 or b'"errors"' in body:
+                if status != 200 or b'"errors"' in body or expected not in body:
                     raise SystemExit(f"unexpected answer {status}: {body[:300]!r}")
 
         for start in range(0, args.warmup, args.concurrency):

@@ -34,7 +34,14 @@ from app.domain.model import (
     ReferenceType,
     Tool,
 )
-from app.domain.purchases import ReportedPayment, Sale, Settlement, SettlementDecision, settle
+from app.domain.purchases import (
+    PurchaseStatus,
+    ReportedPayment,
+    Sale,
+    Settlement,
+    SettlementDecision,
+    settle,
+)
 from app.domain.records import Generation
 from app.domain.spending import PackLot, allocate, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
@@ -155,6 +162,21 @@ class NewAdjustment:
 
 
 @dataclass(frozen=True, slots=True)
+class PurchaseChange:
+    """A pending purchase settled: its status moves from PENDING, once.
+
+    ``session_id`` is noted only if the purchase named no checkout yet; a granted
+    purchase is also a lot, whose credits and expiry are the plan's change of that lot.
+    """
+
+    id: str
+    status: PurchaseStatus
+    reason: str | None
+    session_id: str | None
+    payment_reference: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class WritePlan:
     """Everything one write changes, for persistence to write as it is."""
 
@@ -178,6 +200,14 @@ class WritePlan:
     facts: tuple[Fact, ...] = ()
     new_adjustment: NewAdjustment | None = None
     bonus_lots: tuple[LotChange, ...] = ()
+    purchase_change: PurchaseChange | None = None
+
+    def granted_lot(self) -> LotChange | None:
+        """The lot the settled purchase became (None: no grant here)."""
+        change = self.purchase_change
+        if change is None:
+            return None
+        return next((lot for lot in self.lots if lot.lot_id == change.id), None)
 
 
 @dataclass(slots=True)

@@ -20,10 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.aggregate import AccountState, IdempotencyRecord, OpenHold, WritePlan
+from app.domain.aggregate import AccountState, IdempotencyRecord, LotChange, OpenHold, WritePlan
 from app.domain.generations import ACTIVE_STATUSES
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, HoldStatus, Plan, Tool
-from app.domain.records import Generation
+from app.domain.purchases import ProviderName, PurchaseStatus
+from app.domain.records import Generation, PackPurchase
 from app.domain.spending import PackLot, lot_order
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
@@ -32,6 +33,7 @@ from app.persistence.driver import DriverConnection
 from app.persistence.tables import (
     AccountRow,
     CreditAdjustmentRow,
+    CreditPackRow,
     GenerationRow,
     HoldRow,
     IdempotencyRow,
@@ -81,6 +83,21 @@ LOCK = (
     sa.select(*ACCOUNT_COLUMNS).where(accounts.c.id == sa.bindparam("account_id")).with_for_update()
 )
 
+
+def _lock_owner(table: sa.Table, key: str) -> Any:
+    """The account row of the one ``table`` row named by ``key``, locked (its owner never
+    changes, so it can be read before the lock; the row itself is read after it)."""
+    owner = sa.select(table.c.account_id).where(table.c.id == sa.bindparam(key))
+    return (
+        sa.select(*ACCOUNT_COLUMNS)
+        .where(accounts.c.id == owner.scalar_subquery())
+        .with_for_update(of=accounts)
+    )
+
+
+LOCK_OWNER_OF_GENERATION = _lock_owner(generations_t, "generation_id")
+LOCK_OWNER_OF_PURCHASE = _lock_owner(lots_t, "purchase_id")
+
 # One statement for the rest of the state: the subscription, the idempotency record under
 # the request's key, and one row per lot with credits left or held by the generation named.
 _held_lots = (
@@ -97,62 +114,77 @@ _active = (
     .where(sa.or_(*(generations_t.c.status == s.value for s in ACTIVE_STATUSES)))
     .scalar_subquery()
 )
-_STATE_FIRST = (
-    sa.select(
-        sa.literal(Bucket.PACK.value).label("bucket"),
-        subscriptions.c.plan,
-        subscriptions.c.interval,
-        subscriptions.c.started_at,
-        subscriptions.c.monthly_credits,
-        subscriptions.c.canceled_at,
-        subscriptions.c.created_at.label("subscription_created_at"),
-        subscriptions.c.scheduled_plan,
-        subscriptions.c.scheduled_credits,
-        subscriptions.c.scheduled_from,
-        _active.label("active_generations"),
-        idempotency_t.c.operation,
-        idempotency_t.c.fingerprint,
-        idempotency_t.c.result_id,
-        lots_t.c.id.label("lot_id"),
-        lots_t.c.remaining,
-        lots_t.c.expires_at,
-        lots_t.c.purchased_at,
+_STATE_COLUMNS = (
+    sa.literal(Bucket.PACK.value).label("bucket"),
+    subscriptions.c.plan,
+    subscriptions.c.interval,
+    subscriptions.c.started_at,
+    subscriptions.c.monthly_credits,
+    subscriptions.c.canceled_at,
+    subscriptions.c.created_at.label("subscription_created_at"),
+    subscriptions.c.scheduled_plan,
+    subscriptions.c.scheduled_credits,
+    subscriptions.c.scheduled_from,
+    _active.label("active_generations"),
+    idempotency_t.c.operation,
+    idempotency_t.c.fingerprint,
+    idempotency_t.c.result_id,
+    lots_t.c.id.label("lot_id"),
+    lots_t.c.remaining,
+    lots_t.c.expires_at,
+    lots_t.c.purchased_at,
+)
+_STATE_FROM = (
+    accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
+    .outerjoin(
+        idempotency_t,
+        sa.and_(
+            idempotency_t.c.account_id == accounts.c.id,
+            idempotency_t.c.key == sa.bindparam("key"),
+        ),
     )
-    .select_from(
-        accounts.outerjoin(subscriptions, subscriptions.c.id == accounts.c.subscription_id)
-        .outerjoin(
-            idempotency_t,
-            sa.and_(
-                idempotency_t.c.account_id == accounts.c.id,
-                idempotency_t.c.key == sa.bindparam("key"),
-            ),
-        )
-        .outerjoin(
-            lots_t,
-            sa.and_(
-                lots_t.c.account_id == accounts.c.id,
-                lots_t.c.expires_at.is_not(None),
-                sa.or_(lots_t.c.remaining > 0, lots_t.c.id.in_(_held_lots)),
-            ),
-        )
+    .outerjoin(
+        lots_t,
+        sa.and_(
+            lots_t.c.account_id == accounts.c.id,
+            lots_t.c.expires_at.is_not(None),
+            sa.or_(lots_t.c.remaining > 0, lots_t.c.id.in_(_held_lots)),
+        ),
     )
-    .where(accounts.c.id == sa.bindparam("account_id"))
 )
 
 
-def _with_bonus_lots(first: sa.Select[Any], bonus: dict[str, Any], where: Any) -> Any:
-    """``first`` and, after it, one row per bonus lot ``where`` picks: the columns ``bonus``
-    names, typed NULL in the others. A union of two indexed reads, still one statement."""
-    columns = []
+def _state_first(columns: Sequence[Any] = (), joined: Any = None) -> sa.Select[Any]:
+    """The account's row of the state: its subscription, the idempotency record, one row
+    per lot; ``columns`` of ``joined`` beside them (one row at most, ``ON true``)."""
+    source = _STATE_FROM if joined is None else _STATE_FROM.outerjoin(joined, sa.true())
+    return (
+        sa.select(*_STATE_COLUMNS, *columns)
+        .select_from(source)
+        .where(accounts.c.id == sa.bindparam("account_id"))
+    )
+
+
+def _branch(
+    first: sa.Select[Any], marker: str, columns: dict[str, Any], table: Any, where: Any
+) -> Any:
+    """Rows of ``table`` beside ``first``'s, in the same union: ``marker`` in ``bucket``, the
+    columns ``columns`` names, typed NULL in the others."""
+    selected = []
     for column in first.selected_columns:
         if column.name == "bucket":
-            columns.append(sa.literal(Bucket.BONUS.value).label("bucket"))
-        elif column.name in bonus:
-            columns.append(bonus[column.name].label(column.name))
+            selected.append(sa.literal(marker).label("bucket"))
+        elif column.name in columns:
+            selected.append(columns[column.name].label(column.name))
         else:
-            columns.append(sa.cast(sa.null(), column.type).label(column.name))
-    second = sa.select(*columns).select_from(adjustments_t).where(where)
-    return sa.union_all(first, second)
+            selected.append(sa.cast(sa.null(), column.type).label(column.name))
+    return sa.select(*selected).select_from(table).where(where)
+
+
+def _with_bonus_lots(first: sa.Select[Any], bonus: dict[str, Any], where: Any) -> Any:
+    """``first`` and, after it, one row per bonus lot ``where`` picks. A union of two
+    indexed reads, still one statement."""
+    return sa.union_all(first, _branch(first, Bucket.BONUS.value, bonus, adjustments_t, where))
 
 
 _bonus_lot_columns = {
@@ -161,28 +193,93 @@ _bonus_lot_columns = {
     "expires_at": adjustments_t.c.expires_at,
     "purchased_at": adjustments_t.c.created_at,
 }
-STATE = _with_bonus_lots(
-    _STATE_FIRST,
-    _bonus_lot_columns,
-    sa.and_(
-        adjustments_t.c.account_id == sa.bindparam("account_id"),
-        adjustments_t.c.expires_at.is_not(None),
-        sa.or_(adjustments_t.c.remaining > 0, adjustments_t.c.id.in_(_held_lots)),
+_live_bonus_lots = sa.and_(
+    adjustments_t.c.account_id == sa.bindparam("account_id"),
+    adjustments_t.c.expires_at.is_not(None),
+    sa.or_(adjustments_t.c.remaining > 0, adjustments_t.c.id.in_(_held_lots)),
+)
+STATE = _with_bonus_lots(_state_first(), _bonus_lot_columns, _live_bonus_lots)
+
+# Ending a generation: the state, the generation's row locked, and its open holds, in one
+# statement read after the account's lock. ``claimGenerations`` changes generation rows
+# without the account lock, so the row is locked here too (account first, then the
+# generation: the order every writer takes). Under READ COMMITTED a locked row that
+# changed while this statement waited is returned as it is now; the other rows are as of
+# the statement's start, which is after the account lock, and only writers holding that
+# lock change them.
+_generation = (
+    sa.select(*(c.label(f"g_{c.name}") for c in generations_t.c))
+    .where(generations_t.c.id == sa.bindparam("generation_id"))
+    .with_for_update()
+    .cte("locked_generation")
+)
+_HOLD = "HOLD"  # the union's rows of open holds (``bucket`` tells the rows apart)
+_HOLD_COLUMNS = {
+    "hold_id": holds_t.c.id,
+    "hold_bucket": holds_t.c.bucket,
+    "hold_amount": holds_t.c.amount,
+    "hold_subscription_id": holds_t.c.subscription_id,
+    "hold_cycle_index": holds_t.c.cycle_index,
+    "hold_lot_id": holds_t.c.lot_id,
+}
+_finish_first = _state_first(
+    [
+        *_generation.c,
+        *(sa.cast(sa.null(), c.type).label(name) for name, c in _HOLD_COLUMNS.items()),
+    ],
+    _generation,
+)
+FINISH_STATE = sa.union_all(
+    _finish_first,
+    _branch(_finish_first, Bucket.BONUS.value, _bonus_lot_columns, adjustments_t, _live_bonus_lots),
+    _branch(
+        _finish_first,
+        _HOLD,
+        _HOLD_COLUMNS,
+        holds_t,
+        sa.and_(
+            holds_t.c.generation_id == sa.bindparam("generation_id"),
+            holds_t.c.status == HoldStatus.OPEN.value,
+        ),
     ),
 )
 
-OPEN_HOLDS = (
-    sa.select(
-        holds_t.c.id,
-        holds_t.c.bucket,
-        holds_t.c.amount,
-        holds_t.c.subscription_id,
-        holds_t.c.cycle_index,
-        holds_t.c.lot_id,
-    )
-    .where(holds_t.c.generation_id == sa.bindparam("generation_id"))
-    .where(holds_t.c.status == HoldStatus.OPEN.value)
-    .order_by(holds_t.c.id)
+# Settling a purchase: the state, the purchase's row locked (after the account's, as every
+# writer of a purchase's status takes them; the checkout is noted without the account lock)
+# and whether its pack is on sale, in one statement.
+_PURCHASE_COLUMNS = (
+    lots_t.c.id,
+    lots_t.c.account_id,
+    lots_t.c.pack_id,
+    lots_t.c.credits,
+    lots_t.c.price_cents,
+    lots_t.c.currency,
+    lots_t.c.status,
+    lots_t.c.provider,
+    lots_t.c.created_at,
+    lots_t.c.purchased_at,
+    lots_t.c.expires_at,
+    lots_t.c.checkout_session_id,
+    lots_t.c.checkout_url,
+    lots_t.c.status_reason,
+    lots_t.c.refunded_cents,
+    lots_t.c.revoked_credits,
+    lots_t.c.revocation_target,
+)
+_purchase = (
+    sa.select(*(c.label(f"p_{c.name}") for c in _PURCHASE_COLUMNS))
+    .where(lots_t.c.id == sa.bindparam("purchase_id"))
+    .with_for_update()
+    .cte("locked_purchase")
+)
+_packs = CreditPackRow.__table__  # type: ignore[attr-defined]
+_settle_first = _state_first(
+    [*_purchase.c, _packs.c.on_sale.label("pack_on_sale")],
+    _purchase.outerjoin(_packs, _packs.c.id == _purchase.c.p_pack_id),
+)
+SETTLEMENT_STATE = sa.union_all(
+    _settle_first,
+    _branch(_settle_first, Bucket.BONUS.value, _bonus_lot_columns, adjustments_t, _live_bonus_lots),
 )
 
 
@@ -230,7 +327,11 @@ def _terms_of(
 
 async def lock_account(conn: Connection, account_id: str) -> LockedAccount | None:
     """The account row, locked for this transaction (SQLite: BEGIN IMMEDIATE already)."""
-    row = (await conn.execute(LOCK, {"account_id": account_id})).first()
+    return _locked(await conn.execute(LOCK, {"account_id": account_id}))
+
+
+def _locked(result: Any) -> LockedAccount | None:
+    row = result.first()
     if row is None:
         return None
     wallet = Wallet(
@@ -254,7 +355,10 @@ async def read_state(
     result = await conn.execute(
         STATE, {"account_id": account.id, "key": key, "generation_id": generation_id}
     )
-    rows = result.all()
+    return _state(account, result.all(), key)
+
+
+def _state(account: LockedAccount, rows: Sequence[Any], key: str | None) -> AccountState:
     first = next(r for r in rows if r.bucket == Bucket.PACK.value)
     terms = _terms(first) if account.subscription_id is not None else None
     record = None
@@ -276,12 +380,111 @@ async def read_state(
     )
 
 
-async def open_holds(conn: Connection, generation_id: str) -> list[OpenHold]:
-    result = await conn.execute(OPEN_HOLDS, {"generation_id": generation_id})
-    return [
-        OpenHold(r.id, Bucket(r.bucket), r.amount, r.subscription_id, r.cycle_index, r.lot_id)
-        for r in result
+async def lock_owner_of_generation(conn: Connection, generation_id: str) -> LockedAccount | None:
+    """The account of the generation, locked (None: no such generation)."""
+    return _locked(await conn.execute(LOCK_OWNER_OF_GENERATION, {"generation_id": generation_id}))
+
+
+async def lock_owner_of_purchase(conn: Connection, purchase_id: str) -> LockedAccount | None:
+    """The account of the purchase, locked (None: no such purchase)."""
+    return _locked(await conn.execute(LOCK_OWNER_OF_PURCHASE, {"purchase_id": purchase_id}))
+
+
+@dataclass(frozen=True, slots=True)
+class EndingState:
+    """What ending a generation needs: the account's state, the generation (its row
+    locked) and the credits it holds, in hold order."""
+
+    state: AccountState
+    generation: Generation
+    holds: list[OpenHold]
+
+
+async def read_ending_state(
+    conn: Connection, account: LockedAccount, generation_id: str
+) -> EndingState:
+    """The state, the generation locked and its open holds; the account is locked already."""
+    result = await conn.execute(
+        FINISH_STATE, {"account_id": account.id, "key": None, "generation_id": generation_id}
+    )
+    rows = result.all()
+    first = next(r for r in rows if r.bucket == Bucket.PACK.value)
+    generation = Generation(
+        id=first.g_id,
+        account_id=first.g_account_id,
+        tool=Tool(first.g_tool),
+        cost=first.g_cost,
+        status=GenerationStatus(first.g_status),
+        prompt=first.g_prompt,
+        created_at=first.g_created_at,
+        started_at=first.g_started_at,
+        finished_at=first.g_finished_at,
+        result_url=first.g_result_url,
+        failure_reason=first.g_failure_reason,
+    )
+    holds = [
+        OpenHold(
+            r.hold_id,
+            Bucket(r.hold_bucket),
+            r.hold_amount,
+            r.hold_subscription_id,
+            r.hold_cycle_index,
+            r.hold_lot_id,
+        )
+        for r in rows
+        if r.bucket == _HOLD
     ]
+    holds.sort(key=lambda hold: hold.id)
+    lots = [r for r in rows if r.bucket != _HOLD]
+    return EndingState(_state(account, lots, None), generation, holds)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlingState:
+    """What settling a purchase needs: the account's state, the purchase as it is under its
+    row lock (and the checkout it names), whether its pack is on sale."""
+
+    state: AccountState
+    purchase: PackPurchase
+    checkout_session_id: str | None
+    pack_on_sale: bool
+
+
+async def read_settling_state(
+    conn: Connection, account: LockedAccount, purchase_id: str
+) -> SettlingState:
+    """The state, the purchase locked and its pack; the account is locked already."""
+    result = await conn.execute(
+        SETTLEMENT_STATE,
+        {"account_id": account.id, "key": None, "generation_id": None, "purchase_id": purchase_id},
+    )
+    rows = result.all()
+    first = next(r for r in rows if r.bucket == Bucket.PACK.value)
+    status = PurchaseStatus(first.p_status)
+    purchase = PackPurchase(
+        id=first.p_id,
+        account_id=first.p_account_id,
+        pack_id=first.p_pack_id,
+        credits=first.p_credits,
+        price_cents=first.p_price_cents,
+        currency=first.p_currency,
+        status=status,
+        provider=ProviderName(first.p_provider),
+        created_at=first.p_created_at,
+        purchased_at=first.p_purchased_at,
+        expires_at=first.p_expires_at,
+        checkout_url=first.p_checkout_url if status is PurchaseStatus.PENDING else None,
+        status_reason=first.p_status_reason,
+        refunded_cents=first.p_refunded_cents,
+        revoked_credits=first.p_revoked_credits,
+        revocation_target=first.p_revocation_target,
+    )
+    return SettlingState(
+        _state(account, rows, None),
+        purchase,
+        first.p_checkout_session_id,
+        bool(first.pack_on_sale),
+    )
 
 
 GENERATION = sa.select(generations_t).where(generations_t.c.id == sa.bindparam("generation_id"))
@@ -456,6 +659,7 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
     record = plan.idempotency
     postings = plan.postings
     adjustment = plan.new_adjustment
+    settled, granted = plan.purchase_change, plan.granted_lot()
     return {
         "account_id": plan.account_id,
         "now": plan.now,
@@ -489,9 +693,9 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
         "h_amount": [h.amount for h in plan.new_holds],
         "hc_id": [hold_id for hold_id, _ in plan.hold_changes],
         "hc_status": [status.value for _, status in plan.hold_changes],
-        "l_id": [lot.lot_id for lot in plan.lots],
-        "l_remaining": [lot.remaining for lot in plan.lots],
-        "l_expires_at": [lot.expires_at for lot in plan.lots],
+        "l_id": [lot.lot_id for lot in _other_lots(plan)],
+        "l_remaining": [lot.remaining for lot in _other_lots(plan)],
+        "l_expires_at": [lot.expires_at for lot in _other_lots(plan)],
         "bl_id": [lot.lot_id for lot in plan.bonus_lots],
         "bl_remaining": [lot.remaining for lot in plan.bonus_lots],
         "a_id": adjustment.id if adjustment else None,
@@ -506,7 +710,22 @@ def _parameters(plan: WritePlan) -> dict[str, Any]:
         "i_operation": record.operation if record else None,
         "i_fingerprint": record.fingerprint if record else None,
         "i_result_id": record.result_id if record else None,
+        "ps_id": settled.id if settled else None,
+        "ps_status": settled.status.value if settled else None,
+        "ps_reason": settled.reason if settled else None,
+        "ps_session_id": settled.session_id if settled else None,
+        "ps_payment_reference": settled.payment_reference if settled else None,
+        "ps_granted_at": plan.now if granted else None,
+        "ps_remaining": granted.remaining if granted else None,
+        "ps_expires_at": granted.expires_at if granted else None,
     }
+
+
+def _other_lots(plan: WritePlan) -> tuple[LotChange, ...]:
+    """The lots the plan changes but the granted purchase (its settlement writes it: one
+    statement must not update a row twice)."""
+    granted = plan.granted_lot()
+    return plan.lots if granted is None else tuple(lot for lot in plan.lots if lot is not granted)
 
 
 # PostgreSQL: the whole plan in one statement. Sibling CTEs see one snapshot and none reads
@@ -591,6 +810,18 @@ plan_in_force AS (
     scheduled_credits = NULL, scheduled_from = NULL
   WHERE id = CAST(:sc_id AS varchar)
 ),
+settled AS (
+  UPDATE pack_purchases SET status = CAST(:ps_status AS varchar),
+    status_reason = CAST(:ps_reason AS varchar),
+    checkout_session_id = COALESCE(checkout_session_id, CAST(:ps_session_id AS varchar)),
+    payment_reference = CAST(:ps_payment_reference AS varchar),
+    remaining = COALESCE(CAST(:ps_remaining AS integer), remaining),
+    expires_at = COALESCE(CAST(:ps_expires_at AS timestamptz), expires_at),
+    purchased_at = COALESCE(CAST(:ps_granted_at AS timestamptz), purchased_at),
+    fulfilled_at = COALESCE(CAST(:ps_granted_at AS timestamptz), fulfilled_at)
+  WHERE id = CAST(:ps_id AS varchar) AND status = 'PENDING'
+  RETURNING id
+),
 idem AS (
   INSERT INTO idempotency_keys (account_id, key, operation, fingerprint, result_id, created_at)
   SELECT CAST(:account_id AS varchar), CAST(:i_key AS varchar), CAST(:i_operation AS varchar),
@@ -598,7 +829,9 @@ idem AS (
   WHERE CAST(:i_key AS varchar) IS NOT NULL
 ),"""
     + outbox.PG_OUTBOX_CTES
-    + """SELECT pg_notify(CAST(:channel AS text), p) FROM unnest(CAST(:payloads AS text[])) AS p
+    + """SELECT (SELECT count(*) FROM settled) AS settled,
+  (SELECT count(pg_notify(CAST(:channel AS text), p))
+    FROM unnest(CAST(:payloads AS text[])) AS p) AS notified
 """
 )
 
@@ -614,11 +847,20 @@ async def write_plan(
     if conn.dialect.name == "postgresql":
         channel, payloads = notify or ("", ())
         params = _parameters(plan) | {"channel": channel, "payloads": list(payloads)}
-        await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))
-        return
-    assert isinstance(conn, AsyncConnection)  # the lane runs on PostgreSQL only
-    ledger_ids = await _write_statements(conn, plan)
-    await outbox.insert_events(conn, events, ledger_ids, plan.now)
+        written = (await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))).first()
+        settled = written.settled if written is not None else 0
+    else:
+        assert isinstance(conn, AsyncConnection)  # the lane runs on PostgreSQL only
+        ledger_ids, settled = await _write_statements(conn, plan)
+        await outbox.insert_events(conn, events, ledger_ids, plan.now)
+    if plan.purchase_change is not None and settled != 1:
+        # Its row is locked since the state was read PENDING; moved meanwhile, the grant
+        # would be a second one: the transaction must not commit.
+        raise PurchaseMoved(plan.purchase_change.id)
+
+
+class PurchaseMoved(RuntimeError):
+    """A purchase read PENDING under its lock was not PENDING when its settlement wrote."""
 
 
 _UPDATE_ACCOUNT = (
@@ -645,6 +887,41 @@ _UPDATE_BONUS_LOT = (
     .where(adjustments_t.c.id == sa.bindparam("bl_id"))
     .values(remaining=sa.bindparam("bl_remaining"))
 )
+_SETTLE_PURCHASE = (
+    sa.update(lots_t)
+    .where(lots_t.c.id == sa.bindparam("ps_id"))
+    .where(lots_t.c.status == PurchaseStatus.PENDING.value)
+    .values(
+        status=sa.bindparam("ps_status"),
+        status_reason=sa.bindparam("ps_reason"),
+        checkout_session_id=sa.func.coalesce(
+            lots_t.c.checkout_session_id, sa.bindparam("ps_session_id", type_=sa.String)
+        ),
+        payment_reference=sa.bindparam("ps_payment_reference"),
+        remaining=sa.func.coalesce(
+            sa.bindparam("ps_remaining", type_=sa.Integer), lots_t.c.remaining
+        ),
+        expires_at=sa.func.coalesce(
+            sa.bindparam("ps_expires_at", type_=lots_t.c.expires_at.type), lots_t.c.expires_at
+        ),
+        purchased_at=sa.func.coalesce(
+            sa.bindparam("ps_granted_at", type_=lots_t.c.purchased_at.type), lots_t.c.purchased_at
+        ),
+        fulfilled_at=sa.func.coalesce(
+            sa.bindparam("ps_granted_at", type_=lots_t.c.fulfilled_at.type), lots_t.c.fulfilled_at
+        ),
+    )
+)
+_SETTLE_KEYS = (
+    "ps_id",
+    "ps_status",
+    "ps_reason",
+    "ps_session_id",
+    "ps_payment_reference",
+    "ps_remaining",
+    "ps_expires_at",
+    "ps_granted_at",
+)
 _UPDATE_HOLD = (
     sa.update(holds_t)
     .where(holds_t.c.id == sa.bindparam("hc_id"))
@@ -652,9 +929,9 @@ _UPDATE_HOLD = (
 )
 
 
-async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]:
+async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> tuple[list[int], int]:
     """The same plan as ordinary statements (SQLite, under BEGIN IMMEDIATE); the ids of
-    the ledger entries written, in posting order."""
+    the ledger entries written, in posting order, and the purchases settled (0 or 1)."""
     wallet = plan.wallet
     await conn.execute(
         _UPDATE_ACCOUNT,
@@ -732,14 +1009,19 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]
             _UPDATE_HOLD,
             [{"hc_id": hold, "hc_status": status.value} for hold, status in plan.hold_changes],
         )
-    if plan.lots:
+    if lots := _other_lots(plan):
         await conn.execute(
             _UPDATE_LOT,
             [
                 {"l_id": lot.lot_id, "l_remaining": lot.remaining, "l_expires_at": lot.expires_at}
-                for lot in plan.lots
+                for lot in lots
             ],
         )
+    settled = 0
+    if plan.purchase_change is not None:
+        params = _parameters(plan)
+        moved = await conn.execute(_SETTLE_PURCHASE, {k: params[k] for k in _SETTLE_KEYS})
+        settled = moved.rowcount
     if (adjustment := plan.new_adjustment) is not None:
         await conn.execute(
             sa.insert(adjustments_t),
@@ -783,4 +1065,4 @@ async def _write_statements(conn: AsyncConnection, plan: WritePlan) -> list[int]
                 "created_at": plan.now,
             },
         )
-    return ledger_ids
+    return ledger_ids, settled

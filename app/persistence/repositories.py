@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.domain.aggregate import WritePlan
 from app.persistence.tables import (
     AccountRow,
     CreditAdjustmentRow,
@@ -210,16 +212,26 @@ class PackPurchaseRepository:
             query = query.with_for_update()
         return (await self._session.exec(query)).first()
 
-    async def move(self, purchase_id: str, from_status: str, to_status: str) -> bool:
-        """Compare-and-set of the status: true only for the one caller that moved it."""
-        result = await self._session.exec(
-            update(PackPurchaseRow)
-            .where(col(PackPurchaseRow.id) == purchase_id)
-            .where(col(PackPurchaseRow.status) == from_status)
-            .values(status=to_status)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)
+    def written(self, row: PackPurchaseRow, plan: WritePlan) -> None:
+        """What ``plan``'s settlement wrote of the purchase, on its row as already stored
+        (so the session does not write it a second time)."""
+        change = plan.purchase_change
+        assert change is not None and change.id == row.id
+        values: dict[str, Any] = {
+            "status": change.status.value,
+            "status_reason": change.reason,
+            "checkout_session_id": row.checkout_session_id or change.session_id,
+            "payment_reference": change.payment_reference,
+        }
+        if (granted := plan.granted_lot()) is not None:
+            values |= {
+                "remaining": granted.remaining,
+                "expires_at": granted.expires_at,
+                "purchased_at": plan.now,
+                "fulfilled_at": plan.now,
+            }
+        for name, value in values.items():
+            set_committed_value(row, name, value)
 
     async def note_checkout(self, purchase_id: str, session_id: str, url: str | None) -> None:
         """Record the checkout once; a second caller (a retry) leaves the first in place."""

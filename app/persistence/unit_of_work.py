@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.domain.aggregate import AccountState, OpenHold, WritePlan
+from app.domain.aggregate import AccountState, WritePlan
 from app.domain.errors import DatabaseUnavailable
 from app.domain.events import DomainEvent
 from app.domain.records import Generation
@@ -212,8 +212,26 @@ class UnitOfWork:
         connection = await self._core()
         return await plans.read_state(connection, account, key=key, generation_id=generation_id)
 
-    async def open_holds(self, generation_id: str) -> list[OpenHold]:
-        return await plans.open_holds(await self._core(), generation_id)
+    async def lock_owner_of_generation(self, generation_id: str) -> plans.LockedAccount | None:
+        """The account of a generation, locked first (None: no such generation)."""
+        return await plans.lock_owner_of_generation(await self._core(), generation_id)
+
+    async def lock_owner_of_purchase(self, purchase_id: str) -> plans.LockedAccount | None:
+        """The account of a purchase, locked first (None: no such purchase)."""
+        return await plans.lock_owner_of_purchase(await self._core(), purchase_id)
+
+    async def ending_state(
+        self, account: plans.LockedAccount, generation_id: str
+    ) -> plans.EndingState:
+        """The locked account's state, the generation locked next, its open holds: one
+        statement."""
+        return await plans.read_ending_state(await self._core(), account, generation_id)
+
+    async def settling_state(
+        self, account: plans.LockedAccount, purchase_id: str
+    ) -> plans.SettlingState:
+        """The locked account's state, the purchase locked next, its pack: one statement."""
+        return await plans.read_settling_state(await self._core(), account, purchase_id)
 
     async def generation(self, generation_id: str) -> Generation | None:
         """One generation as recorded (a replayed run answers with it)."""

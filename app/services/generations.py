@@ -13,8 +13,7 @@ from app.domain.generations import Finish, is_stale
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import GenerationStatus, Plan, Tool
 from app.domain.records import Generation
-from app.persistence.plans import LockedAccount
-from app.persistence.tables import GenerationRow
+from app.persistence.plans import EndingState, LockedAccount
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.mapping import generation_of, view_of_books
@@ -147,20 +146,16 @@ async def cancel_generation(
 
 async def lock_generation(
     uow: UnitOfWork, generation_id: str, *, owner_id: str | None = None
-) -> tuple[LockedAccount, GenerationRow]:
+) -> tuple[LockedAccount, EndingState]:
     """Lock order everywhere: the account row, then the generation row (no deadlocks).
 
-    With ``owner_id``, another account's generation reads as not found.
+    The generation, its account's state and its open holds are read after both locks, in
+    one statement. With ``owner_id``, another account's generation reads as not found.
     """
-    found = await uow.generations.get(generation_id)
-    if found is None or (owner_id is not None and found.account_id != owner_id):
+    account = await uow.lock_owner_of_generation(generation_id)
+    if account is None or (owner_id is not None and account.id != owner_id):
         raise GenerationNotFound(generation_id)
-    account = await uow.lock_account(found.account_id)
-    if account is None:
-        raise AccountNotFound(found.account_id)
-    row = await uow.generations.lock(generation_id)
-    assert row is not None
-    return account, row
+    return account, await uow.ending_state(account, generation_id)
 
 
 async def _finish(
@@ -171,28 +166,28 @@ async def _finish(
     detail: str | None,
     owner_id: str | None = None,
 ) -> GenerationFinished:
-    async with services.db.writing() as uow:
-        account, row = await lock_generation(uow, generation_id, owner_id=owner_id)
-        state = await uow.account_state(account, generation_id=generation_id)
-        holds = await uow.open_holds(generation_id)
+    # The driver lane on PostgreSQL: this transaction touches the account's state only.
+    async with services.db.writing(lane=True) as uow:
+        account, ending = await lock_generation(uow, generation_id, owner_id=owner_id)
+        state, generation = ending.state, ending.generation
         reading = services.clock.now()
-        plan = plan_finish(state, generation_of(row), holds, reading, finish, detail=detail)
+        plan = plan_finish(state, generation, ending.holds, reading, finish, detail=detail)
         await uow.write(plan, await plan_events(uow, services, state, plan))
         await uow.commit()
-    finished = finished_generation(row, plan)
+    finished = finished_generation(generation, plan)
     return GenerationFinished(finished, view_of_books(account, state, plan))
 
 
-def finished_generation(row: GenerationRow, plan: WritePlan) -> Generation:
-    """The generation as the plan left it (the row was not changed through the ORM)."""
+def finished_generation(generation: Generation, plan: WritePlan) -> Generation:
+    """The generation as the plan left it."""
     change = plan.generation_change
     assert change is not None
     return replace(
-        generation_of(row),
+        generation,
         status=change.status,
         finished_at=change.finished_at,
-        result_url=change.result_url or row.result_url,
-        failure_reason=change.failure_reason or row.failure_reason,
+        result_url=change.result_url or generation.result_url,
+        failure_reason=change.failure_reason or generation.failure_reason,
     )
 
 
@@ -210,16 +205,16 @@ async def release_stale_generations(services: Services, *, limit: int = 100) -> 
         )
     released = 0
     for candidate in stale:
-        async with services.db.writing() as uow:
-            account, row = await lock_generation(uow, candidate.id)
-            state = await uow.account_state(account, generation_id=candidate.id)
+        async with services.db.writing(lane=True) as uow:
+            _, ending = await lock_generation(uow, candidate.id)
+            state, generation = ending.state, ending.generation
             now = acting_at(state, services.clock.now())
-            status = GenerationStatus(row.status)
-            if not is_stale(status, row.created_at, row.started_at, now, timeout):
+            if not is_stale(
+                generation.status, generation.created_at, generation.started_at, now, timeout
+            ):
                 continue  # finished or claimed meanwhile
-            holds = await uow.open_holds(candidate.id)
             plan = plan_finish(
-                state, generation_of(row), holds, now, Finish.FAIL, detail=TIMED_OUT, check=False
+                state, generation, ending.holds, now, Finish.FAIL, detail=TIMED_OUT, check=False
             )
             await uow.write(plan, await plan_events(uow, services, state, plan))
             await uow.commit()

@@ -54,6 +54,7 @@ from app.payments.port import (
 from app.persistence.tables import PackPurchaseRow
 from app.services.deps import Services
 from app.services.fulfilment import PurchaseOutcome, outcome_of, settle_locked
+from app.services.mapping import purchase_of
 from app.services.payment_events import acted_once
 from app.services.reversals import apply_reversal
 
@@ -150,11 +151,15 @@ async def credit_transaction(
                 currency=row.currency,
                 payment_reference=transaction.transaction_id,
             )
-            decision = await settle_locked(uow, account, row, paid, services)
-            if decision.settlement is not Settlement.GRANT:
+            state = await uow.account_state(account)
+            settled = await settle_locked(
+                uow, state, purchase_of(row), paid, services, pack_on_sale=pack.on_sale
+            )
+            if settled is None or settled.decision.settlement is not Settlement.GRANT:
                 # Paid at the store, but packs need an active subscription: nothing is
                 # written and (Google) nothing consumed, so the store refunds it.
                 raise SubscriptionRequired()
+            uow.purchases.written(row, settled.plan)
             if transaction.store is Store.APP_STORE:
                 row.store_finished_at = now  # the app finishes it on the device
             await uow.commit()

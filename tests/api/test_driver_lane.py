@@ -25,7 +25,7 @@ from app.persistence.driver import PINNED, DriverConnection, lane_enabled
 from app.persistence.unavailable import is_unavailable
 from app.persistence.unit_of_work import Database
 from app.settings import Settings
-from tests.api_client import Api
+from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
 from tests.db import Rows
 
@@ -75,6 +75,8 @@ async def test_every_lane_statement_answers_what_sqlalchemy_answers(
     account_id = await an_account_with_everything(api, rows, clock)
     (generation,) = await rows.all("SELECT id FROM generations")
     generation_id = generation["id"]
+    (purchase,) = await rows.all("SELECT id FROM pack_purchases")
+    purchase_id = purchase["id"]
     # when each statement the lane runs is run both ways
     locked_engine, _ = await both_ways(db, lambda c: plans.lock_account(c, account_id))
     assert locked_engine is not None
@@ -84,7 +86,10 @@ async def test_every_lane_statement_answers_what_sqlalchemy_answers(
         "state with a generation's held lots": lambda c: plans.read_state(
             c, locked_engine, generation_id=generation_id
         ),
-        "open holds": lambda c: plans.open_holds(c, generation_id),
+        "owner of a generation": lambda c: plans.lock_owner_of_generation(c, generation_id),
+        "owner of a purchase": lambda c: plans.lock_owner_of_purchase(c, purchase_id),
+        "ending state": lambda c: plans.read_ending_state(c, locked_engine, generation_id),
+        "settling state": lambda c: plans.read_settling_state(c, locked_engine, purchase_id),
         "generation": lambda c: plans.generation(c, generation_id),
         "missing generation": lambda c: plans.generation(c, "no-such-generation"),
         "tariffs": plans.tariffs,
@@ -96,6 +101,10 @@ async def test_every_lane_statement_answers_what_sqlalchemy_answers(
         assert through_engine == through_lane, name
     state = await both_ways(db, calls["state"])
     assert state[1].lots and state[1].bonus_lots and state[1].idempotency is not None
+    ending = (await both_ways(db, calls["ending state"]))[1]
+    assert ending.holds and ending.generation.id == generation_id
+    settling = (await both_ways(db, calls["settling state"]))[1]
+    assert settling.purchase.id == purchase_id and settling.pack_on_sale
     (view,) = (await both_ways(db, calls["accounts"]))[1]
     assert view.created_at.utcoffset() == timedelta(0)
 
@@ -120,6 +129,33 @@ async def test_the_hot_paths_run_on_the_lane_and_none_through_sqlalchemy(
     # then every statement went through the lane
     assert everything == [" ".join(sql.split()) for sql in lane_sent]
     assert lane_sent[0].startswith("SELECT") and lane_sent[-1] == "COMMIT"
+
+
+@on_postgres
+async def test_a_grant_and_a_generations_end_run_on_the_lane(api: Api, app: Any) -> None:
+    # given a claimed run and an account that has bought a pack (warmed up)
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    await api.buy(account_id, key="warm")
+    run = await api.run(account_id, "TURBO", key="run")
+    await Worker(api).claim(limit=100)
+    # when a pack is granted and the run completed, counting what each path is sent
+    lane_sent: list[str] = []
+    db.lane.listeners.append(lane_sent.append)  # type: ignore[union-attr]
+    try:
+        with db.recording() as everything:
+            await api.buy(account_id, key="counted")
+            ended = await Worker(api).complete(run["generation"]["id"])
+    finally:
+        db.lane.listeners.remove(lane_sent.append)  # type: ignore[union-attr]
+    # then the grant's and the ending's transactions went through the lane: the plans'
+    # writes (the purchase's opening is the ORM's, through SQLAlchemy)
+    assert ended["__typename"] == "GenerationCompleted"
+    writes = [sql for sql in everything if sql.startswith("WITH acc AS")]
+    assert len(writes) == 2
+    lane_only = [" ".join(sql.split()) for sql in lane_sent]
+    assert all(sql in lane_only for sql in writes)
+    assert sum(sql.startswith("WITH locked_") for sql in lane_only) == 2
 
 
 @on_postgres
