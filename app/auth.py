@@ -62,22 +62,32 @@ def issue_token(
 def decode_token(token: str, secret: str, now: datetime) -> Principal:
     """Verify signature and claims; expiry is judged by the injected clock's ``now``."""
     try:
-        claims = _verified_claims(token, secret)
+        expires, principal = _verified_principal(token, secret)
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("The token is invalid.") from exc
+    if expires <= now.timestamp():
+        raise InvalidToken("The token has expired.")
+    if principal is None:
+        raise InvalidToken("The token is invalid.")
+    return principal
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
+def _verified_principal(token: str, secret: str) -> tuple[int | float, Principal | None]:
+    """A verified token's expiry and whom it names (None: its role or subject is not one a
+    token may carry). Remembered per token, as a client sends the same one on every request:
+    the expiry is judged against the clock by ``decode_token`` on every use, cached or not.
+    Failures raise, and are not remembered."""
+    claims = _verified_claims(token, secret)
     expires = claims.get("exp")
     if not _sane_expiry(expires):
         raise InvalidToken("The token is invalid.")
-    if expires <= now.timestamp():
-        raise InvalidToken("The token has expired.")
     role, subject = claims.get("role"), claims.get("sub")
     if role == "service":
-        if not _plain_subject(subject):
-            raise InvalidToken("The token is invalid.")
-        return Principal("service", subject=subject)
+        return expires, Principal("service", subject=subject) if _plain_subject(subject) else None
     if role == "user" and isinstance(subject, str) and subject:
-        return Principal("user", subject)
-    raise InvalidToken("The token is invalid.")
+        return expires, Principal("user", subject)
+    return expires, None
 
 
 def _plain_subject(subject: object) -> TypeGuard[str]:

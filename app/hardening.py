@@ -8,6 +8,7 @@ HTTP middleware from the settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -39,7 +40,6 @@ from graphql_schema.engine.observability import OperationObserver
 from graphql_schema.engine.operations import Guard, OperationPolicy
 from graphql_schema.engine.over_http import refused
 from graphql_schema.engine.persisted_queries import (
-    Admitted,
     DocumentStore,
     InProcessDocuments,
     PersistedQueries,
@@ -117,18 +117,35 @@ class HardenedRequests:
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        # The first hook with both the request and the caller: the manifest applies per token.
         # A batch reaches here one operation at a time (graphql_schema/engine/over_http.py).
-        admitted = Admitted(request_data)  # type: ignore[arg-type]
+        if not isinstance(request_data, GraphQLRequestData):
+            return await super().execute_operation(  # type: ignore[misc]
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+
+        def execute(data: GraphQLRequestData) -> Awaitable[Any]:
+            return super(HardenedRequests, self).execute_operation(  # type: ignore[misc]
+                request, request_adapter, data, context, root_value, sub_response
+            )
+
+        return await self.admitted(request_data, context, execute)
+
+    async def admitted(
+        self,
+        request_data: GraphQLRequestData,
+        context: Context,
+        execute: Callable[[GraphQLRequestData], Awaitable[Any]],
+    ) -> Any:
+        """``execute`` the operation as trusted documents and persisted queries admit it.
+
+        The first hook with both the request and the caller: the manifest applies per token.
+        The JSON lane (graphql_schema/engine/json_posts.py) calls it directly."""
         try:
-            if isinstance(request_data, GraphQLRequestData):
-                admitted = await self.persisted_queries.fill(request_data, self.trusted_documents)
-                request_data = self.trusted_documents.admit(admitted.data, context)
+            admitted = await self.persisted_queries.fill(request_data, self.trusted_documents)
+            request_data = self.trusted_documents.admit(admitted.data, context)
         except ApiError as error:
             return ExecutionResult(data=None, errors=[error])
-        result = await super().execute_operation(  # type: ignore[misc]
-            request, request_adapter, request_data, context, root_value, sub_response
-        )
+        result = await execute(request_data)
         if admitted.register and isinstance(result, ExecutionResult) and not refused(result):
             await self.persisted_queries.register(admitted)
         return result

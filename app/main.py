@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -150,6 +151,40 @@ class CreditGateGraphQL(  # type: ignore[misc]
         record = current_request.get()
         if record is not None:
             record.account_id = principal.account_id or "service"
+
+
+class Gateway(Starlette):
+    """Starlette, with ``POST``/``GET /graphql`` taken straight to the GraphQL view.
+
+    Every HTTP request passes Starlette's error and exception middlewares and its router
+    before the app's own layers: served, four coroutine layers and a route match for each
+    GraphQL request, none of which does anything for it (the request layer already answers
+    any exception with a masked 500; the view answers every refusal itself). With the fast
+    paths on (graphql_schema/engine/fences.py), ``/graphql`` over HTTP runs the app's own
+    middlewares (request id and log, CORS, guards) around the view and nothing else; every
+    other path, websockets and the lifespan take Starlette's way.
+    """
+
+    def __init__(self, *, graphql: ASGIApp | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        lane = graphql
+        if lane is not None:
+            for cls, args, options in reversed(self.user_middleware):
+                lane = cls(lane, *args, **options)
+        self._graphql_lane = lane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self._graphql_lane
+        if (
+            lane is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/graphql"
+            and not scope.get("root_path")
+        ):
+            scope["app"] = self
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_services(
@@ -320,16 +355,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             await graphql.persisted_queries.aclose()
             logger.info("stopped: event listener closed, connection pool disposed")
 
+    fast_paths = fast_paths_enabled(settings.query_plans)
     graphql = CreditGateGraphQL(
         services,
         settings,
         limiter=limiter,
         live=live,
         metrics=metrics,
-        fast_paths=fast_paths_enabled(settings.query_plans),
+        fast_paths=fast_paths,
     )
     middleware = http_middleware(settings, metrics)
-    app = Starlette(
+    app = Gateway(
+        graphql=graphql if fast_paths else None,
         routes=[
             # Every method reaches the view: it refuses all but GET and POST with a JSON error.
             Route("/graphql", graphql),

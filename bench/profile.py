@@ -294,18 +294,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--postgres-url", default=os.environ.get("CREDITGATE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
     )
+    parser.add_argument(
+        "--database",
+        default=DATABASE,
+        help=f"the database made and dropped for the run ({DATABASE}); two runs at once "
+        "need a name each",
+    )
     args = parser.parse_args(argv)
     admin = make_url(args.postgres_url)
-    _admin(admin, f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    _admin(admin, f'CREATE DATABASE "{DATABASE}"')
-    url = admin.set(database=DATABASE).render_as_string(hide_password=False)
+    database = args.database
+    _admin(admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    _admin(admin, f'CREATE DATABASE "{database}"')
+    url = admin.set(database=database).render_as_string(hide_password=False)
     try:
         upgrade(url)
         import uvloop
 
         uvloop.run(drive(args, url, secrets.token_urlsafe(48)))
     finally:
-        _admin(admin, f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        _admin(admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -34,12 +34,17 @@ class Context:
     connection_params: dict[str, Any] | None = None
     # The websocket's place in the hub, from connection_init until the socket closes.
     session: Session | None = field(default=None, init=False)
-    accounts: AccountLoader = field(init=False)
+    _accounts: AccountLoader | None = field(default=None, init=False)
     _principal: object = field(default=_UNSET, init=False)
 
-    def __post_init__(self) -> None:
-        # Loaders bind the running event loop: built here, inside the async get_context.
-        self.accounts = AccountLoader(self.services)
+    @property
+    def accounts(self) -> AccountLoader:
+        """The request's account loader, made on first use (a mutation never reads one);
+        loaders bind the running event loop, and this is only read by resolvers."""
+        loader = self._accounts
+        if loader is None:
+            loader = self._accounts = AccountLoader(self.services)
+        return loader
 
     @property
     def client_host(self) -> str | None:
@@ -51,7 +56,7 @@ class Context:
     def renew_loaders(self) -> None:
         """Fresh loaders for the next event: a websocket keeps one context for its lifetime,
         and a loader's cache would otherwise serve the previous event's rows."""
-        self.accounts = AccountLoader(self.services)
+        self._accounts = None
 
     def still_authorized(self) -> bool:
         """Whether the token still holds now: a subscription outlives the moment it was checked."""

@@ -8,8 +8,11 @@ database state), by a stock Strawberry schema with the same types and the same r
 policy object) and none of the fast paths. Any difference fails the test that sent it, but
 for one thing stock has no counterpart for: the codes the gateway gives request errors.
 
-Mutations are not replayed: a second run would change the database again. Their only fast
-path is the plain-leaf shortcut, which ``tests/unit/test_executor.py`` checks field by field.
+Mutations are not replayed: a second run would change the database again. Their plans are
+compared with stock apart: ``tests/unit/test_mutation_plans.py`` against stock Strawberry on
+a schema whose resolver counts its calls (every outcome, errors included, answered alike and
+the resolver called once), ``tests/api/test_mutation_plans.py`` against the app with the fast
+paths off, each case on an account of its own.
 Tests that measure the process itself (cache hits, garbage cycles) are marked
 ``no_stock_replay``: there a second execution is what they would count.
 """
@@ -109,7 +112,7 @@ class StockComparison:
             _replaying.reset(token)
         self.compared += 1
         gateway_answer, stock_answer = answers(answer), answers(stock)
-        if _without_request_codes(gateway_answer, stock_answer) != stock_answer:
+        if without_request_codes(gateway_answer, stock_answer) != stock_answer:
             self.mismatches.append(
                 f"{query!r} {variables!r}:\n gateway {gateway_answer}\n stock   {stock_answer}"
             )
@@ -142,7 +145,7 @@ def answers(result: ExecutionResult) -> tuple[Any, list[tuple[Any, ...]]]:
 REQUEST_ERROR_CODES = frozenset({PARSE_FAILED, VALIDATION_FAILED, BAD_USER_INPUT})
 
 
-def _without_request_codes(
+def without_request_codes(
     gateway: tuple[Any, list[tuple[Any, ...]]], stock: tuple[Any, list[tuple[Any, ...]]]
 ) -> tuple[Any, list[tuple[Any, ...]]]:
     """The gateway's answer with the request-error codes stock has no counterpart for left

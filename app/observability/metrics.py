@@ -178,6 +178,7 @@ class Metrics:
         )
         self._operation_names: set[str] = set()
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._observed: dict[tuple[str | None, str, str], tuple[str, Counter, Histogram]] = {}
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -190,23 +191,31 @@ class Metrics:
             self._operation_names.add(name)
         return name
 
-    def observe_operation(self, name: str | None, kind: str, result: str, seconds: float) -> None:
+    def observe_operation(self, name: str | None, kind: str, result: str, seconds: float) -> str:
+        """Count one operation and its duration; the label its name is counted under."""
         # ``labels()`` checks and converts every label under a lock: on each request that
         # was most of the observer's cost, so each (operation, type, result) keeps its pair
-        # of children. Bounded: operation labels are (MAX_OPERATION_NAMES), types and
-        # results are names from the schema.
-        key = (self.operation_label(name), kind, result)
-        children = self._children.get(key)
-        if children is None:
-            operation = key[0]
-            children = (
-                self.requests.labels(operation, kind, result),
-                self.latency.labels(operation, kind),
-            )
-            self._children[key] = children
-        counter, histogram = children
+        # of children, and each name its label (no pattern match per request). Bounded:
+        # only names that are their own label are remembered (MAX_OPERATION_NAMES); types
+        # and results are names from the schema.
+        found = self._observed.get((name, kind, result))
+        if found is None:
+            label = self.operation_label(name)
+            key = (label, kind, result)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.requests.labels(label, kind, result),
+                    self.latency.labels(label, kind),
+                )
+                self._children[key] = children
+            found = (label, *children)
+            if name is None or label == name:
+                self._observed[name, kind, result] = found
+        label, counter, histogram = found
         counter.inc()
         histogram.observe(seconds)
+        return label
 
     def observe_events(self, events: Sequence[DomainEvent]) -> None:
         """After commit: count what was posted, so rolled-back work is never counted."""

@@ -21,6 +21,7 @@ from app.security.request_id import HEADER, request_id_for
 logger = logging.getLogger("creditgate")
 requests_log = logging.getLogger("creditgate.requests")
 
+_HEADER = HEADER.encode("latin-1")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -70,7 +71,11 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 responded = True
                 status = message["status"]
-                MutableHeaders(scope=message)[HEADER] = request_id
+                headers = message.get("headers", ())
+                if any(name == _HEADER for name, _ in headers):
+                    MutableHeaders(scope=message)[HEADER] = request_id
+                else:  # the usual case, without building MutableHeaders: appended
+                    message["headers"] = [*headers, (_HEADER, request_id.encode("latin-1"))]
             elif message["type"] == "websocket.close":
                 status = message.get("code", 1000)
             await send(message)

@@ -6,7 +6,7 @@ the IDE, websockets) through one path. Per POST that path parses the content typ
 and checks the result against runtime protocols: served, more CPU than some of the
 operations it runs (bench/README.md). ``JsonPostLane`` answers a JSON object POSTed with
 ``Content-Type: application/json`` through the same hooks (``decode_json``, ``get_context``,
-``execute_operation``, ``process_result``, ``encode_json``, ``graphql_response``), so
+``admitted``, ``execute_over``, ``process_result``, ``encode_json``, ``graphql_response``), so
 hardening, trusted documents, persisted queries, media types and error handling stay where
 they are; anything else takes Strawberry's own path, with the
 body already read. A test compares both paths' answers request by request.
@@ -80,13 +80,11 @@ class JsonPostLane:
         view: Any = self
         operation = request_data(payload)
         context = await view.get_context(request, response=None)
-        result = await view.execute_operation(
-            request=request,
-            request_adapter=view.request_adapter_class(request),
-            request_data=operation,
-            context=context,
-            root_value=None,
-            sub_response=None,
+        # What Strawberry's execute_operation does for one operation over HTTP, without its
+        # adapter and stream checks (none applies to a JSON POST): admitted by the trusted
+        # documents and persisted queries (app/hardening.py), then executed as a POST.
+        result = await view.admitted(
+            operation, context, lambda data: view.execute_over("POST", data, context)
         )
         response_data = await view.process_result(request=request, result=result)
         if result.errors:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
@@ -17,26 +15,17 @@ from graphql_schema.errors import PUBLIC_CODES, is_unexpected
 
 T = TypeVar("T")
 
-_result_types: ContextVar[list[str] | None] = ContextVar("result_types", default=None)
+# Set by the schema's execute around each operation (a plain set and reset: a generator
+# context manager cost more than the rest of the bookkeeping).
+noting_results: ContextVar[list[str] | None] = ContextVar("result_types", default=None)
 
 
 def noted_result(value: T) -> T:
     """Remember a mutation's union member (``GeneratorRun``, ``InsufficientCredits``...)."""
-    noted = _result_types.get()
+    noted = noting_results.get()
     if noted is not None:
         noted.append(type(value).__name__)
     return value
-
-
-@contextmanager
-def noting_results() -> Iterator[list[str]]:
-    """Collect what ``noted_result`` sees while the operation runs."""
-    noted: list[str] = []
-    token = _result_types.set(noted)
-    try:
-        yield noted
-    finally:
-        _result_types.reset(token)
 
 
 class OperationObserver:
@@ -59,10 +48,12 @@ class OperationObserver:
             operation_name = definition.name.value
         kind = definition.operation.value if definition is not None else "invalid"
         result = _result(errors, noted)
-        self._metrics.observe_operation(operation_name, kind, result, time.perf_counter() - started)
+        label = self._metrics.observe_operation(
+            operation_name, kind, result, time.perf_counter() - started
+        )
         record = current_request.get()
         if record is not None:
-            record.operation = self._metrics.operation_label(operation_name)
+            record.operation = label
             record.result = result
             principal = getattr(context, "known_principal", None)
             if principal is not None:

@@ -8,7 +8,8 @@ limits, guards on the input, the mutation rate limit, metrics and error masking)
 as plain calls, in this order:
 
     parse (cached; token limit) -> operation type -> validate (cached; depth, aliases, NUL,
-    introspection) -> guards -> execute -> log errors -> observe -> mask
+    introspection) -> guards -> execute (a plan, else graphql-core) -> log errors -> observe
+    -> mask
 
 Subscriptions still take Strawberry's path; ``subscription_extensions`` builds their
 extensions from the same policy objects, so every rule stays in one place.
@@ -39,7 +40,8 @@ from graphql_schema.engine.documents import DocumentCache, Documents, without_su
 from graphql_schema.engine.execution import GatewayExecutionContext
 from graphql_schema.engine.masking import MaskUnexpectedErrors, mask_unexpected
 from graphql_schema.engine.observability import OperationObserver, noting_results
-from graphql_schema.engine.plans import QueryPlans
+from graphql_schema.engine.plans import QueryPlans, Replay
+from graphql_schema.engine.resolvers import DirectResolvers
 from graphql_schema.errors import BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED, coded
 
 # What ``execute`` runs: a subscription needs ``subscribe`` (the websocket). Over HTTP,
@@ -154,7 +156,13 @@ class GatewaySchema(strawberry.Schema):
         )
         self.policy = policy
         self.plans = (
-            QueryPlans(policy.documents.maxsize, policy.documents.max_bytes) if fast_paths else None
+            QueryPlans(
+                policy.documents.maxsize,
+                policy.documents.max_bytes,
+                DirectResolvers(self.schema_converter),
+            )
+            if fast_paths
+            else None
         )
 
     async def execute(
@@ -171,7 +179,9 @@ class GatewaySchema(strawberry.Schema):
             raise MissingQueryError
         policy = self.policy
         started = time.perf_counter()
-        with noting_results() as noted:
+        noted: list[str] = []
+        noting = noting_results.set(noted)  # what resolvers return, for the observer
+        try:
             result, definition = await self._run(
                 query,
                 variable_values,
@@ -181,6 +191,8 @@ class GatewaySchema(strawberry.Schema):
                 EXECUTABLE if allowed_operation_types is None else allowed_operation_types,
                 operation_extensions,
             )
+        finally:
+            noting_results.reset(noting)
         if result.errors:
             # Logged before masking, as Strawberry does (and without field suggestions).
             self._process_errors(result.errors)
@@ -221,14 +233,22 @@ class GatewaySchema(strawberry.Schema):
             refusal = await first_refusal(policy.guards, operation)
             if refusal is not None:
                 return ExecutionResult(data=None, errors=[refusal]), definition
-        if kind is OperationType.QUERY and self.plans is not None:
+        replay: tuple[Replay, ...] | None = None
+        if self.plans is not None:
             plan = self.plans.get(self._schema, query, operation_name, document, definition)
             if plan is not None:
                 data = await plan.execute(
-                    self._schema, root_value, context, variables, operation_extensions
+                    self._schema,
+                    root_value,
+                    context,
+                    variables,
+                    operation_extensions,
+                    self.plans.resolvers,
                 )
-                if data is not None:
+                if isinstance(data, dict):
                     return ExecutionResult(data=data, errors=None), definition
+                if data is not None:  # a mutation already resolved: graphql-core completes it
+                    replay = (data,)
         outcome = await await_maybe(
             graphql_execute(
                 self._schema,
@@ -243,6 +263,7 @@ class GatewaySchema(strawberry.Schema):
                 operation_extensions=operation_extensions,
                 # Variable coercion errors would suggest enum values and input fields.
                 hide_suggestions=policy.documents.hide_suggestions,
+                middleware=replay,
             )
         )
         if outcome.errors and policy.documents.hide_suggestions:

@@ -14,8 +14,18 @@ which produces the errors, paths and partial data exactly as before. That is saf
 plans are made for queries only, which change nothing; a rerun finds the accounts already
 read in the request's loader.
 
-Plans cover queries without directives (``@include``, ``@skip``, ``@defer``...), abstract
-types or introspection beyond ``__typename``; the rest runs through graphql-core as before.
+Plans cover queries without directives (``@include``, ``@skip``, ``@defer``...), interfaces
+or introspection beyond ``__typename``; the rest runs through graphql-core as before. A union
+of Strawberry types is completed through the selection worked out for each member, the
+member picked as Strawberry's own type resolver picks it (the value's type definition).
+
+**Mutations** get a ``MutationPlan`` (one root field) on the same steps, but a mutation must
+never run twice, so it never abandons once its resolver has run. Before the resolver (the
+variables or the arguments refused), it leaves the operation to graphql-core, which reports
+the errors. After, whatever the plan cannot complete itself (the resolver raised, a value it
+cannot complete) is handed to graphql-core as a ``Replay``: graphql-core executes the
+operation with the root field's outcome replayed in place of its resolver (a graphql-core
+middleware), so it produces the errors, paths and partial data, and the resolver ran once.
 """
 
 from __future__ import annotations
@@ -38,13 +48,16 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLSchema,
+    GraphQLUnionType,
     OperationDefinitionNode,
     OperationType,
     Undefined,
     default_field_resolver,
     is_leaf_type,
     is_object_type,
+    is_union_type,
     visit,
 )
 from graphql.execution.collect_fields import (
@@ -59,6 +72,9 @@ from graphql.pyutils import Path, is_iterable
 from graphql.type import GraphQLResolveInfoHelpers, TypeNameMetaFieldDef
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.cast import get_strawberry_type_cast
 
 from graphql_schema.engine.documents import DEFAULT_MAX_BYTES, PerDocument
 from graphql_schema.engine.execution import PlainLeaf, coerced_leaf, plain_attribute
@@ -66,6 +82,17 @@ from graphql_schema.engine.execution import PlainLeaf, coerced_leaf, plain_attri
 logger = logging.getLogger("creditgate")
 NO_VARIABLES = VariableValues({}, {})
 NO_ARGUMENTS: dict[str, Any] = {}
+
+
+class Resolvers:
+    """A plan's resolver for each field: here the field's own (Strawberry's wrapper), what
+    graphql-core calls; graphql_schema/engine/resolvers.py makes direct ones."""
+
+    def of(self, field: GraphQLField) -> Callable[..., Any] | None:
+        return field.resolve
+
+
+STOCK_RESOLVERS = Resolvers()
 
 
 class Abandon(Exception):
@@ -99,7 +126,15 @@ class Selection:
     fields: tuple[FieldStep, ...]
 
 
-Completion: TypeAlias = NonNull | ListOf | Leaf | Selection
+@dataclass(frozen=True, slots=True)
+class UnionOf:
+    """A union of Strawberry types: each member's selection, by its type definition."""
+
+    type: GraphQLUnionType
+    members: dict[StrawberryObjectDefinition, Selection]
+
+
+Completion: TypeAlias = NonNull | ListOf | Leaf | Selection | UnionOf
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +163,7 @@ class QueryPlan:
         context: Any,
         variables: dict[str, Any] | None,
         operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
     ) -> dict[str, Any] | None:
         """The operation's data, or None when the execution must go through graphql-core."""
         coerced = NO_VARIABLES
@@ -138,7 +174,7 @@ class QueryPlan:
             if not isinstance(found, VariableValues):
                 return None  # graphql-core reports the variables' errors
             coerced = found
-        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions)
+        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions, resolvers)
         try:
             data = run.select(self.fields, root_value, None)
             if optimized_is_awaitable(data):
@@ -173,6 +209,7 @@ class PlanRun:
         "fragment_definitions",
         "operation",
         "operation_extensions",
+        "resolvers",
         "root_value",
         "schema",
         "variable_values",
@@ -185,13 +222,15 @@ class PlanRun:
 
     def __init__(
         self,
-        plan: QueryPlan,
+        plan: QueryPlan | MutationPlan,
         schema: GraphQLSchema,
         root_value: Any,
         context: Any,
         variables: VariableValues,
         operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
     ) -> None:
+        self.resolvers = resolvers
         self.fragment_definitions = plan.fragments
         self.operation = plan.operation
         self.schema = schema
@@ -246,7 +285,7 @@ class PlanRun:
                     if step.has_arguments
                     else NO_ARGUMENTS
                 )
-                result = (step.definition.resolve or default_field_resolver)(
+                result = (self.resolvers.of(step.definition) or default_field_resolver)(
                     source, info, **arguments
                 )
         except Exception:
@@ -281,7 +320,22 @@ class PlanRun:
             return coerced
         if type(completion) is Selection:
             return self.select(completion.fields, value, path)
+        if type(completion) is UnionOf:
+            return self._complete_member(completion, value, path)
         return self._complete_list(completion.item, value, path)  # type: ignore[union-attr]
+
+    def _complete_member(self, union: UnionOf, value: Any, path: Path) -> Any:
+        """The member Strawberry's union type resolver picks: the one whose definition is
+        the value's (no generics, no ``strawberry.cast``); anything else, graphql-core's."""
+        if isinstance(value, dict) or get_strawberry_type_cast(value) is not None:
+            raise Abandon
+        selection = union.members.get(getattr(value, "__strawberry_definition__", None))  # type: ignore[arg-type]
+        if selection is None:
+            raise Abandon
+        is_type_of = selection.type.is_type_of
+        if is_type_of is not None and not is_type_of(value, None):  # type: ignore[arg-type]
+            raise Abandon  # (Strawberry's is_type_of reads no info)
+        return self.select(selection.fields, value, path)
 
     def _complete_list(self, item: Completion, value: Any, path: Path) -> Any:
         if not is_iterable(value):
@@ -427,17 +481,161 @@ def _completion(
         return ListOf(_completion(schema, fragments, operation, type_.of_type, details))
     if is_leaf_type(type_):
         return Leaf(type_)
+    if is_union_type(type_):
+        return _union(schema, fragments, operation, type_, details)
     if not is_object_type(type_) or type_.is_type_of is not None:
         raise Unplannable  # interfaces and unions resolve their type per value
     collected = collect_subfields(schema, fragments, NO_VARIABLES, operation, type_, details)
     return Selection(type_, _steps(schema, fragments, operation, type_, collected))
 
 
-class QueryPlans:
-    """Plans by query text and operation name, bounded like the document caches."""
+def _union(
+    schema: GraphQLSchema,
+    fragments: dict[str, FragmentDetails],
+    operation: OperationDefinitionNode,
+    type_: GraphQLUnionType,
+    details: FieldDetailsList,
+) -> UnionOf:
+    members: dict[StrawberryObjectDefinition, Selection] = {}
+    for member in schema.get_possible_types(type_):
+        definition = (member.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        if (
+            not isinstance(definition, StrawberryObjectDefinition)
+            or definition.is_graphql_generic
+            or definition.concrete_of is not None
+            or definition in members
+        ):
+            raise Unplannable  # generics and cast types resolve through Strawberry
+        collected = collect_subfields(schema, fragments, NO_VARIABLES, operation, member, details)
+        members[definition] = Selection(
+            member, _steps(schema, fragments, operation, member, collected)
+        )
+    return UnionOf(type_, members)
 
-    def __init__(self, maxsize: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._plans: PerDocument[tuple[str, str | None], QueryPlan | None]
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A mutation's root field already resolved: graphql-core completes its outcome (the
+    value, or the exception it raised) in place of calling the resolver again. Passed to
+    graphql-core as a middleware, which sees every field; only the root field is replayed."""
+
+    key: str
+    outcome: Any
+    raised: bool
+
+    def resolve(
+        self, next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo, **args: Any
+    ) -> Any:
+        path = info.path
+        if path.prev is None and path.key == self.key:
+            if self.raised:
+                raise self.outcome
+            return self.outcome
+        return next_(root, info, **args)
+
+
+@dataclass(frozen=True, slots=True)
+class MutationPlan:
+    """One root mutation field: its arguments coerced per request, its resolver called once,
+    its result completed through the plan's steps."""
+
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
+    field: FieldStep
+
+    async def execute(
+        self,
+        schema: GraphQLSchema,
+        root_value: Any,
+        context: Any,
+        variables: dict[str, Any] | None,
+        operation_extensions: dict[str, Any] | None,
+        resolvers: Resolvers = STOCK_RESOLVERS,
+    ) -> dict[str, Any] | Replay | None:
+        """The data; or a ``Replay`` of the resolved root field for graphql-core to
+        complete; or None, before anything ran, for graphql-core to execute."""
+        coerced = NO_VARIABLES
+        if self.operation.variable_definitions:
+            found = get_variable_values(
+                schema, self.operation.variable_definitions, variables or {}
+            )
+            if not isinstance(found, VariableValues):
+                return None  # graphql-core reports the variables' errors
+            coerced = found
+        step = self.field
+        run = PlanRun(self, schema, root_value, context, coerced, operation_extensions, resolvers)
+        path = Path(None, step.key, step.parent.name)
+        try:
+            info = run.build_resolve_info(  # type: ignore[misc]
+                step.definition, step.nodes, step.parent, path
+            )
+            arguments = (
+                get_argument_values(step.definition, step.nodes[0], coerced)
+                if step.has_arguments
+                else NO_ARGUMENTS
+            )
+        except Exception:
+            return None  # nothing ran: graphql-core reports the arguments' errors
+        # From here on the mutation has run: never None, never a second call.
+        try:
+            result = resolvers.of(step.definition)(root_value, info, **arguments)  # type: ignore[misc]
+            if optimized_is_awaitable(result):
+                result = await result
+        except Exception as error:
+            return Replay(step.key, error, raised=True)
+        try:
+            completed = run.complete(step.completion, result, path)
+            if optimized_is_awaitable(completed):
+                completed = await completed
+        except Abandon:
+            return Replay(step.key, result, raised=False)
+        except Exception:
+            logger.exception("mutation plan failed to complete; graphql-core completes it")
+            return Replay(step.key, result, raised=False)
+        return {step.key: completed}
+
+
+def plan_mutation(
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+) -> MutationPlan | None:
+    """The plan of a validated mutation of one root field with a resolver, or None."""
+    mutation_type = schema.mutation_type
+    if operation.operation is not OperationType.MUTATION or mutation_type is None:
+        return None
+    finder = _FindsDirectives()
+    visit(document, finder)
+    if finder.found:
+        return None
+    definitions = {
+        node.name.value: node
+        for node in document.definitions
+        if isinstance(node, FragmentDefinitionNode)
+    }
+    if any(node.variable_definitions for node in definitions.values()):
+        return None
+    fragments = {name: FragmentDetails(node, None) for name, node in definitions.items()}
+    try:
+        collected = collect_fields(schema, fragments, NO_VARIABLES, mutation_type, operation)
+        fields = _steps(schema, fragments, operation, mutation_type, collected)
+    except (Unplannable, GraphQLError):
+        return None
+    if len(fields) != 1 or fields[0].definition.resolve is None or fields[0].name.startswith("__"):
+        return None
+    return MutationPlan(operation, definitions, fields[0])
+
+
+class QueryPlans:
+    """Plans by document text and operation name (queries and mutations), bounded like the
+    document caches."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        resolvers: Resolvers = STOCK_RESOLVERS,
+    ) -> None:
+        self.resolvers = resolvers  # what the plans call for each field
+        self._plans: PerDocument[tuple[str, str | None], QueryPlan | MutationPlan | None]
         self._plans = PerDocument(maxsize, max_bytes)
 
     def get(
@@ -447,7 +645,8 @@ class QueryPlans:
         operation_name: str | None,
         document: DocumentNode,
         operation: OperationDefinitionNode,
-    ) -> QueryPlan | None:
+    ) -> QueryPlan | MutationPlan | None:
+        plan = plan_mutation if operation.operation is OperationType.MUTATION else plan_query
         return self._plans.get(
-            (query, operation_name), document, lambda: plan_query(schema, document, operation)
+            (query, operation_name), document, lambda: plan(schema, document, operation)
         )

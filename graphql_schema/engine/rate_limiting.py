@@ -13,6 +13,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    OperationDefinitionNode,
     SelectionSetNode,
 )
 from strawberry.types.graphql import OperationType
@@ -40,6 +41,9 @@ class MutationRateLimit:
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
+        # Each document's count, worked out once: the operation, by identity, with it (the
+        # document cache hands out the same objects); bounded, dropped whole when full.
+        self._costs: dict[int, tuple[OperationDefinitionNode, int]] = {}
 
     async def __call__(self, operation: Operation) -> GraphQLError | None:
         if operation.type is not OperationType.MUTATION:
@@ -50,9 +54,23 @@ class MutationRateLimit:
         refusal = await self._limiter.hit(
             account_id=principal.account_id if principal else None,
             ip=_ip_of(operation.context),
-            cost=_mutation_count(operation),
+            cost=self._cost(operation),
         )
         return rate_limited(refusal) if refusal is not None else None
+
+    def _cost(self, operation: Operation) -> int:
+        definition = operation.definition
+        known = self._costs.get(id(definition))
+        if known is not None and known[0] is definition:
+            return known[1]
+        cost = _mutation_count(operation)
+        if len(self._costs) >= MAX_COSTS_KEPT:
+            self._costs.clear()
+        self._costs[id(definition)] = (definition, cost)
+        return cost
+
+
+MAX_COSTS_KEPT = 1024
 
 
 def _mutation_count(operation: Operation) -> int:

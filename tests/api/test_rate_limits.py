@@ -98,6 +98,26 @@ async def test_each_aliased_mutation_counts(make_api: ApiFactory) -> None:
     assert (await api.balances(account_id))["creditsTotal"] == 1000
 
 
+async def test_a_document_sent_again_counts_as_many_mutations_again(make_api: ApiFactory) -> None:
+    # given a budget of 3 and one document with two mutations (its count worked out once)
+    api = await make_api(
+        rate_limits_enabled=True, rate_limit_per_account=TINY, rate_limit_per_ip=PLENTY
+    )
+    account_id = await api.subscribed_account()
+    document = """mutation($a: String!, $b: String!) {
+      a: runGenerator(input: {tool: TURBO, idempotencyKey: $a}) { __typename }
+      b: runGenerator(input: {tool: TURBO, idempotencyKey: $b}) { __typename }
+    }"""
+
+    # when it is sent twice
+    first = await api.post(document, {"a": "k1", "b": "k2"}, token=api.token(account_id))
+    second = await api.post(document, {"a": "k3", "b": "k4"}, token=api.token(account_id))
+
+    # then the second, two more, is over the budget of 3
+    assert "errors" not in first
+    refused(second)
+
+
 async def test_queries_and_service_tokens_are_not_counted(make_api: ApiFactory) -> None:
     api = await make_api(
         rate_limits_enabled=True, rate_limit_per_account=TINY, rate_limit_per_ip=TINY

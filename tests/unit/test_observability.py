@@ -70,6 +70,22 @@ def test_operation_names_are_bounded_label_values() -> None:
     assert metrics.operation_label("Run") == "Run"
 
 
+def test_observed_operations_are_counted_under_their_label_and_remembered_boundedly() -> None:
+    # given names past the bound, a name that is no label, and a name observed twice
+    metrics = Metrics()
+    for i in range(MAX_OPERATION_NAMES):
+        assert metrics.observe_operation(f"Op{i}", "query", "ok", 0.001) == f"Op{i}"
+    labels = [metrics.observe_operation(n, "query", "ok", 0.001) for n in ("X", "Y", "bad{}")]
+    metrics.observe_operation("Op0", "query", "ok", 0.001)
+
+    # then the extra names count as "other", and only names that are their own label
+    # are remembered
+    assert labels == ["other", "other", "other"]
+    assert metrics.requests.labels("other", "query", "ok")._value.get() == 3
+    assert metrics.requests.labels("Op0", "query", "ok")._value.get() == 2
+    assert len(metrics._observed) == MAX_OPERATION_NAMES
+
+
 def test_graphql_errors_are_logged_by_message_without_the_document() -> None:
     from graphql import Source
 
