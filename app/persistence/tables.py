@@ -184,6 +184,10 @@ class CreditAdjustmentRow(SQLModel, table=True):
     )
 
 
+# Runs in progress (app/domain/generations.py ACTIVE_STATUSES): a partial index's predicate.
+ACTIVE_PREDICATE = "status IN ('QUEUED', 'RUNNING')"
+
+
 class GenerationRow(SQLModel, table=True):
     __tablename__ = "generations"
     id: str = Field(primary_key=True, max_length=36)
@@ -201,6 +205,13 @@ class GenerationRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_generations_account", "account_id", "created_at", "id"),
         sa.Index("ix_generations_queue", "status", "tool", "created_at"),
+        # An account's runs in progress (the per-plan cap counts them on every run).
+        sa.Index(
+            "ix_generations_active",
+            "account_id",
+            postgresql_where=sa.text(ACTIVE_PREDICATE),
+            sqlite_where=sa.text(ACTIVE_PREDICATE),
+        ),
     )
 
 

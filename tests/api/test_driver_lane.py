@@ -372,3 +372,25 @@ def test_a_lane_connection_the_server_ended_counts_as_the_database_gone(error: E
 
 def test_other_client_errors_are_not_taken_for_the_database_gone() -> None:
     assert not is_unavailable(asyncpg.InterfaceError("the server expects 4 arguments"))
+
+
+@on_postgres
+async def test_a_runs_count_of_active_generations_reads_only_that_accounts_active_runs(
+    api: Api, app: Any
+) -> None:
+    # given an account, and a backlog of queued runs elsewhere
+    db = lane_of(app)
+    account_id = await api.subscribed_account()
+    # when PostgreSQL plans the state read as a prepared statement (generic plan)
+    compiled = db.lane.statements[plans.STATE]  # type: ignore[union-attr]
+    arguments = compiled.arguments({"account_id": account_id, "key": "k", "generation_id": None})
+    async with db.lane.acquire() as connection:  # type: ignore[union-attr]
+        raw = connection._connection
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            plan = "\n".join(r[0] for r in await raw.fetch("EXPLAIN " + compiled.sql, *arguments))
+        finally:
+            await raw.execute("RESET plan_cache_mode")
+    # then the count reads the partial index of active runs, never the global queue
+    assert "ix_generations_active" in plan, plan
+    assert "ix_generations_queue" not in plan, plan
