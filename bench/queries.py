@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.main import create_app
@@ -25,32 +23,15 @@ query Accounts($ids: [ID!]!) {
 
 @contextmanager
 def recorded(app: Starlette, trips: list[str] | None = None) -> Iterator[list[str]]:
-    """The statements sent (on creditgate, through the engine or the driver lane); ``trips``
-    also gets each BEGIN and COMMIT (round trips)."""
-    if not hasattr(app.state, "services"):
-        with _engine_recorded(app.state.engine) as statements:
-            yield statements
-        return
+    """The statements the app's database is sent (through the engine or the driver lane),
+    filled in when the block ends; ``trips`` also gets each BEGIN and COMMIT (round trips)."""
     db: Database = app.state.services.db
+    statements: list[str] = []
     with db.recording() as sent:
-        yield (statements := [])
+        yield statements
     statements.extend(s for s in sent if s not in ("BEGIN", "COMMIT", "ROLLBACK"))
     if trips is not None:
         trips.extend(sent)
-
-
-@contextmanager
-def _engine_recorded(engine: AsyncEngine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 @asynccontextmanager

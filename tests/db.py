@@ -50,7 +50,8 @@ class Rows:
         return sums
 
 
-def sent_statements(app: Any) -> AbstractContextManager[list[str]]:
-    """The statements the app's database is sent meanwhile, on either path (no BEGIN/COMMIT)."""
+def sent_statements(app: Any, *, transactions: bool = False) -> AbstractContextManager[list[str]]:
+    """The statements the app's database is sent meanwhile, on either path; with
+    ``transactions``, each BEGIN and COMMIT too (round trips)."""
     db: Database = app.state.services.db
-    return db.recording(transactions=False)
+    return db.recording(transactions=transactions)

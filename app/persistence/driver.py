@@ -21,11 +21,9 @@ and a test runs every lane statement both ways and compares the rows.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import asyncpg
@@ -35,35 +33,15 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.persistence.engine import behind_transaction_pooler
-
-logger = logging.getLogger("creditgate")
+from app.pins import Installed, fence_open, installed_version
 
 # The versions the lane was built and measured on (pyproject.toml pins them exactly).
 PINNED: Mapping[str, str] = {"sqlalchemy": "2.1.9", "asyncpg": "0.32.0"}
 
 
-def lane_enabled(wanted: bool, installed: Callable[[str], str | None] | None = None) -> bool:
+def lane_enabled(wanted: bool, installed: Installed = installed_version) -> bool:
     """Whether the lane may run: ``wanted`` (the setting) and the pinned versions installed."""
-    if not wanted:
-        logger.info("driver lane off: CREDITGATE_DRIVER_LANE=false")
-        return False
-    found = installed or _installed_version
-    mismatched = {name: got for name, pinned in PINNED.items() if (got := found(name)) != pinned}
-    if mismatched:
-        logger.warning(
-            "driver lane off: %s installed, built for %s",
-            ", ".join(f"{name} {got}" for name, got in mismatched.items()),
-            ", ".join(f"{name} {PINNED[name]}" for name in mismatched),
-        )
-        return False
-    return True
-
-
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
+    return fence_open("driver lane", "CREDITGATE_DRIVER_LANE", wanted, PINNED, installed)
 
 
 class Row(asyncpg.Record):

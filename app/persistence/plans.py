@@ -21,7 +21,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.aggregate import AccountState, IdempotencyRecord, LotChange, OpenHold, WritePlan
-from app.domain.generations import ACTIVE_STATUSES
 from app.domain.model import BillingInterval, Bucket, GenerationStatus, HoldStatus, Plan, Tool
 from app.domain.purchases import ProviderName, PurchaseStatus
 from app.domain.records import Generation, PackPurchase
@@ -31,6 +30,7 @@ from app.domain.wallet import Wallet
 from app.persistence import outbox
 from app.persistence.driver import DriverConnection
 from app.persistence.tables import (
+    ACTIVE_LITERALS,
     AccountRow,
     CreditAdjustmentRow,
     CreditPackRow,
@@ -79,6 +79,20 @@ ACCOUNT_COLUMNS = (
     accounts.c.bonus_balance,
 )
 
+# The subscription's terms as a state read and a client's read join them (``_terms_of``'s
+# parameters, in its order).
+TERMS_COLUMNS = (
+    subscriptions.c.plan,
+    subscriptions.c.interval,
+    subscriptions.c.started_at,
+    subscriptions.c.monthly_credits,
+    subscriptions.c.canceled_at,
+    subscriptions.c.created_at.label("subscription_created_at"),
+    subscriptions.c.scheduled_plan,
+    subscriptions.c.scheduled_credits,
+    subscriptions.c.scheduled_from,
+)
+
 LOCK = (
     sa.select(*ACCOUNT_COLUMNS).where(accounts.c.id == sa.bindparam("account_id")).with_for_update()
 )
@@ -111,9 +125,7 @@ _held_lots = (
 # from that index alone. With them as parameters it could not prove the predicate, and it
 # intersected the account's rows with every QUEUED run of every account: with a backlog of
 # 25,000 queued runs, 1.4 ms per run, the cause of the bench's write rows slowing down.
-ACTIVE = generations_t.c.status.in_(
-    [sa.literal_column(f"'{s.value}'") for s in sorted(ACTIVE_STATUSES, key=lambda s: s.value)]
-)
+ACTIVE = generations_t.c.status.in_([sa.literal_column(v) for v in ACTIVE_LITERALS])
 _active = (
     sa.select(sa.func.count())
     .select_from(generations_t)
@@ -123,15 +135,7 @@ _active = (
 )
 _STATE_COLUMNS = (
     sa.literal(Bucket.PACK.value).label("bucket"),
-    subscriptions.c.plan,
-    subscriptions.c.interval,
-    subscriptions.c.started_at,
-    subscriptions.c.monthly_credits,
-    subscriptions.c.canceled_at,
-    subscriptions.c.created_at.label("subscription_created_at"),
-    subscriptions.c.scheduled_plan,
-    subscriptions.c.scheduled_credits,
-    subscriptions.c.scheduled_from,
+    *TERMS_COLUMNS,
     _active.label("active_generations"),
     idempotency_t.c.operation,
     idempotency_t.c.fingerprint,
@@ -503,8 +507,11 @@ NOTIFY = sa.text(
 
 async def generation(conn: Connection, generation_id: str) -> Generation | None:
     r = (await conn.execute(GENERATION, {"generation_id": generation_id})).first()
-    if r is None:
-        return None
+    return None if r is None else generation_record(r)
+
+
+def generation_record(r: Any) -> Generation:
+    """A generation as recorded, from its row (Core, driver or ORM: read by attribute)."""
     return Generation(
         id=r.id,
         account_id=r.account_id,
@@ -535,15 +542,7 @@ async def notify(conn: Connection, channel: str, payloads: Sequence[str]) -> Non
 _VIEWS_FIRST = sa.select(
     sa.literal(Bucket.PACK.value).label("bucket"),
     *ACCOUNT_COLUMNS,
-    subscriptions.c.plan,
-    subscriptions.c.interval,
-    subscriptions.c.started_at,
-    subscriptions.c.monthly_credits,
-    subscriptions.c.canceled_at,
-    subscriptions.c.created_at.label("subscription_created_at"),
-    subscriptions.c.scheduled_plan,
-    subscriptions.c.scheduled_credits,
-    subscriptions.c.scheduled_from,
+    *TERMS_COLUMNS,
     sa.cast(sa.null(), lots_t.c.id.type).label("lot_id"),
     sa.cast(sa.null(), lots_t.c.remaining.type).label("remaining"),
     sa.cast(sa.null(), lots_t.c.expires_at.type).label("expires_at"),
@@ -596,15 +595,7 @@ class StoredAccount:
 _VIEW_ORDER = (
     "bucket",
     *(c.name for c in ACCOUNT_COLUMNS),
-    "plan",
-    "interval",
-    "started_at",
-    "monthly_credits",
-    "canceled_at",
-    "subscription_created_at",
-    "scheduled_plan",
-    "scheduled_credits",
-    "scheduled_from",
+    *(c.name for c in TERMS_COLUMNS),
     "lot_id",
     "remaining",
     "expires_at",

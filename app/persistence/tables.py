@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from app.domain.generations import ACTIVE_STATUSES
 from app.persistence.types import BigIntId, UTCDateTime
 
 
@@ -184,8 +185,10 @@ class CreditAdjustmentRow(SQLModel, table=True):
     )
 
 
-# Runs in progress (app/domain/generations.py ACTIVE_STATUSES): a partial index's predicate.
-ACTIVE_PREDICATE = "status IN ('QUEUED', 'RUNNING')"
+# Runs in progress (the domain's ACTIVE_STATUSES), as a partial index's predicate and as the
+# state read writes it (plans.ACTIVE): literals, so the planner can match the two.
+ACTIVE_LITERALS = tuple(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES, key=lambda s: s.value))
+ACTIVE_PREDICATE = f"status IN ({', '.join(ACTIVE_LITERALS)})"
 
 
 class GenerationRow(SQLModel, table=True):

@@ -8,13 +8,13 @@ from datetime import datetime
 from app.domain.accounts import AccountView, account_view
 from app.domain.aggregate import AccountState, WritePlan, bonus_lots_after
 from app.domain.holds import RecordedCycle
-from app.domain.model import BillingInterval, Bucket, GenerationStatus, LedgerKind, Plan, Tool
+from app.domain.model import BillingInterval, Bucket, LedgerKind, Plan
 from app.domain.purchases import ProviderName, PurchaseStatus, Sale
 from app.domain.records import CreditAdjustment, Generation, LedgerEntry, PackPurchase
 from app.domain.spending import PackLot
 from app.domain.subscriptions import ScheduledChange, SubscriptionTerms
 from app.domain.wallet import Wallet
-from app.persistence.plans import LockedAccount
+from app.persistence.plans import LockedAccount, generation_record
 from app.persistence.tables import (
     AccountRow,
     CreditAdjustmentRow,
@@ -124,19 +124,7 @@ def sale_of(row: PackPurchaseRow) -> Sale:
 
 
 def generation_of(row: GenerationRow) -> Generation:
-    return Generation(
-        id=row.id,
-        account_id=row.account_id,
-        tool=Tool(row.tool),
-        cost=row.cost,
-        status=GenerationStatus(row.status),
-        prompt=row.prompt,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        result_url=row.result_url,
-        failure_reason=row.failure_reason,
-    )
+    return generation_record(row)
 
 
 def ledger_entry_of(row: LedgerEntryRow) -> LedgerEntry:

@@ -14,37 +14,13 @@ Strawberry's and graphql-core's stock path (and Starlette's).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Mapping
 
-logger = logging.getLogger("creditgate")
+from app.pins import Installed, fence_open, installed_version
 
 PINNED: Mapping[str, str] = {"strawberry-graphql": "0.341.2", "graphql-core": "3.3.2"}
 
 
-def installed_version(distribution: str) -> str | None:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
-
-
-def fast_paths_enabled(
-    wanted: bool, installed: Callable[[str], str | None] = installed_version
-) -> bool:
+def fast_paths_enabled(wanted: bool, installed: Installed = installed_version) -> bool:
     """Whether the fast paths may run: ``wanted`` (the setting) and every pin installed."""
-    if not wanted:
-        logger.info("fast paths off: CREDITGATE_QUERY_PLANS=false")
-        return False
-    mismatched = {
-        name: found for name, pinned in PINNED.items() if (found := installed(name)) != pinned
-    }
-    if mismatched:
-        logger.warning(
-            "fast paths off: %s installed, built for %s",
-            ", ".join(f"{name} {found}" for name, found in mismatched.items()),
-            ", ".join(f"{name} {PINNED[name]}" for name in mismatched),
-        )
-        return False
-    return True
+    return fence_open("fast paths", "CREDITGATE_QUERY_PLANS", wanted, PINNED, installed)

@@ -401,6 +401,21 @@ def plan_query(
     """The plan of a validated query, or None when it must run through graphql-core."""
     if operation.operation is not OperationType.QUERY or schema.query_type is None:
         return None
+    planned = _root_steps(schema, document, operation, schema.query_type)
+    if planned is None:
+        return None
+    definitions, fields = planned
+    return QueryPlan(operation, definitions, fields)
+
+
+def _root_steps(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    root: GraphQLObjectType,
+) -> tuple[dict[str, FragmentDefinitionNode], tuple[FieldStep, ...]] | None:
+    """The document's fragments and the operation's steps from ``root``, or None when the
+    document uses what plans do not cover (directives, variables in fragments, ...)."""
     finder = _FindsDirectives()
     visit(document, finder)
     if finder.found:
@@ -414,11 +429,10 @@ def plan_query(
         return None
     fragments = {name: FragmentDetails(node, None) for name, node in definitions.items()}
     try:
-        collected = collect_fields(schema, fragments, NO_VARIABLES, schema.query_type, operation)
-        fields = _steps(schema, fragments, operation, schema.query_type, collected)
+        collected = collect_fields(schema, fragments, NO_VARIABLES, root, operation)
+        return definitions, _steps(schema, fragments, operation, root, collected)
     except (Unplannable, GraphQLError):
         return None
-    return QueryPlan(operation, definitions, fields)
 
 
 def _steps(
@@ -602,23 +616,10 @@ def plan_mutation(
     mutation_type = schema.mutation_type
     if operation.operation is not OperationType.MUTATION or mutation_type is None:
         return None
-    finder = _FindsDirectives()
-    visit(document, finder)
-    if finder.found:
+    planned = _root_steps(schema, document, operation, mutation_type)
+    if planned is None:
         return None
-    definitions = {
-        node.name.value: node
-        for node in document.definitions
-        if isinstance(node, FragmentDefinitionNode)
-    }
-    if any(node.variable_definitions for node in definitions.values()):
-        return None
-    fragments = {name: FragmentDetails(node, None) for name, node in definitions.items()}
-    try:
-        collected = collect_fields(schema, fragments, NO_VARIABLES, mutation_type, operation)
-        fields = _steps(schema, fragments, operation, mutation_type, collected)
-    except (Unplannable, GraphQLError):
-        return None
+    definitions, fields = planned
     if len(fields) != 1 or fields[0].definition.resolve is None or fields[0].name.startswith("__"):
         return None
     return MutationPlan(operation, definitions, fields[0])

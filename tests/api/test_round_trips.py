@@ -7,6 +7,7 @@ engine (``before_cursor_execute``) or the driver lane, plus each BEGIN and COMMI
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -15,20 +16,17 @@ import pytest
 
 from app.clock import FrozenClock
 from app.main import create_app
-from app.persistence.unit_of_work import Database
 from app.settings import Settings
 from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
-from tests.db import Rows
+from tests.db import Rows, sent_statements
 
 MAX_RUN_ROUND_TRIPS = 5
 MAX_WRITE_ROUND_TRIPS = 5
 
 
-def round_trips(app: Any) -> Any:
-    """Statements, BEGINs and COMMITs sent by the app's database, on either path."""
-    db: Database = app.state.services.db
-    return db.recording()
+def round_trips(app: Any) -> AbstractContextManager[list[str]]:
+    return sent_statements(app, transactions=True)
 
 
 def shown(trips: list[str]) -> list[str]:
