@@ -11,6 +11,7 @@ under READ COMMITTED), one statement of data-modifying CTEs writing the whole pl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -210,6 +211,25 @@ _live_bonus_lots = sa.and_(
     sa.or_(adjustments_t.c.remaining > 0, adjustments_t.c.id.in_(_held_lots)),
 )
 STATE = _with_bonus_lots(_state_first(), _bonus_lot_columns, _live_bonus_lots)
+# The same with the account's row, for a transaction whose lock returned nothing
+# (``begin_locking``).
+LOCKED_STATE = _with_bonus_lots(_state_first(ACCOUNT_COLUMNS), _bonus_lot_columns, _live_bonus_lots)
+
+# An id as the lock's literal: only the characters of the ids accounts are given (UUIDs).
+_LITERAL_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+_BEGIN_LOCKING = (
+    f"BEGIN; SELECT 1 FROM {accounts.name} WHERE {accounts.c.id.name} = '{{}}' FOR UPDATE"
+)
+
+
+def begin_locking(account_id: str) -> str | None:
+    """BEGIN and the account's lock as one simple query (one round trip where the lock's
+    own statement is a second one); the id goes in as a literal, so only an id of the
+    characters ids are made of (None: any other, which takes the two statements)."""
+    if _LITERAL_ID.fullmatch(account_id) is None:
+        return None
+    return _BEGIN_LOCKING.format(account_id)
+
 
 # Ending a generation: the state, the generation's row locked, and its open holds, in one
 # statement read after the account's lock. ``claimGenerations`` changes generation rows
@@ -343,8 +363,10 @@ async def lock_account(conn: Connection, account_id: str) -> LockedAccount | Non
 
 def _locked(result: Any) -> LockedAccount | None:
     row = result.first()
-    if row is None:
-        return None
+    return None if row is None else _account_of(row)
+
+
+def _account_of(row: Any) -> LockedAccount:
     wallet = Wallet(
         row.subscription_balance,
         row.pack_balance,
@@ -367,6 +389,19 @@ async def read_state(
         STATE, {"account_id": account.id, "key": key, "generation_id": generation_id}
     )
     return _state(account, result.all(), key)
+
+
+async def read_locked_state(
+    conn: Connection, account_id: str, key: str | None
+) -> tuple[LockedAccount, AccountState] | None:
+    """The account's row and the rest of its state, read once the row is locked (None: no
+    such account)."""
+    result = await conn.execute(
+        LOCKED_STATE, {"account_id": account_id, "key": key, "generation_id": None}
+    )
+    rows = result.all()
+    account = next((_account_of(r) for r in rows if r.bucket == Bucket.PACK.value), None)
+    return None if account is None else (account, _state(account, rows, key))
 
 
 def _state(account: LockedAccount, rows: Sequence[Any], key: str | None) -> AccountState:

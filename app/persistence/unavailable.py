@@ -40,9 +40,14 @@ def _says_unavailable(error: BaseException) -> bool:
         # failover sends its backends a FATAL error): asyncpg is still reading the goodbye
         # when the connection is next used. Nothing was sent; the database is not there.
         return True
-    if isinstance(error, asyncpg.InterfaceError) and "released back to the pool" in str(error):
-        # The driver lane's connection died between two statements: asyncpg handed it back
-        # to its pool as it closed, and the next call on it says so (app/persistence/driver.py).
-        return True
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
+
+
+def nothing_sent(error: BaseException) -> bool:
+    """Whether the driver refused the call before sending it: a connection it already knew
+    closed, or one still reading the server's goodbye (ended while idle). Only then is a
+    statement that may have started waiting or working at the server known not to have."""
+    if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+        return True
+    return isinstance(error, asyncpg.InternalClientError) and "is in progress" in str(error)

@@ -38,7 +38,7 @@ from app.persistence.repositories import (
     ReversalRepository,
     SubscriptionRepository,
 )
-from app.persistence.unavailable import is_unavailable
+from app.persistence.unavailable import is_unavailable, nothing_sent
 from app.persistence.webhooks import WebhookRepository
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class UnitOfWork:
         self._lane = lane
         self._checkout: _Checkout | None = None
         self._driver: DriverConnection | None = None
+        self._begun = False  # the lane's transaction: BEGIN sent (with the first statement)
         self._on_outbox = on_outbox
         self._outbox_written = False
         self._write = write
@@ -116,25 +117,42 @@ class UnitOfWork:
         return self
 
     async def _enter_lane(self, lane: DriverLane) -> UnitOfWork:
-        # A pooled connection may have been ended by the server while idle (a failover);
-        # BEGIN has no effect, so another connection is tried before giving up.
+        # BEGIN waits for the first statement, so a run's BEGIN travels with its lock in one
+        # round trip (``locked_state``); ``_begin`` tries another connection if need be.
+        self._begun = False
+        await self._check_out(lane)
+        return self
+
+    async def _check_out(self, lane: DriverLane) -> None:
+        checkout = lane.acquire()
+        try:
+            driver = await checkout.__aenter__()
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
+        self._checkout, self._driver = checkout, driver
+
+    async def _begin(self, driver: DriverConnection, opening: str = "BEGIN") -> DriverConnection:
+        """The transaction begun with ``opening``: BEGIN, or BEGIN and the account's lock.
+        A pooled connection may have been ended by the server while idle (a failover), so
+        another one is tried before giving up: after any loss for BEGIN alone, which does
+        nothing; with the lock, only if the driver sent nothing (a lock lost while waiting
+        answers try again, as a transaction broken later does)."""
+        assert self._lane is not None
         for attempt in range(BEGIN_ATTEMPTS):
-            checkout = lane.acquire()
             try:
-                driver = await checkout.__aenter__()
+                await driver.command(opening)
+                self._begun = True
+                return driver
             except Exception as error:
-                if is_unavailable(error):
-                    raise DatabaseUnavailable() from error
-                raise
-            self._checkout, self._driver = checkout, driver
-            try:
-                await driver.command("BEGIN")
-                return self
-            except Exception as error:
-                if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
-                    await self._leave_lane(error)
+                retry = nothing_sent(error) if opening != "BEGIN" else is_unavailable(error)
+                if not retry or attempt == BEGIN_ATTEMPTS - 1:
                     raise
                 await self._leave_lane(None)
+                await self._check_out(self._lane)
+                assert self._driver is not None
+                driver = self._driver
         raise AssertionError("unreachable")
 
     async def _leave_lane(self, error: BaseException | None) -> None:
@@ -147,7 +165,7 @@ class UnitOfWork:
             return
         unavailable = error is not None and is_unavailable(error)
         try:
-            if not self._committed and not driver.busy:
+            if self._begun and not self._committed and not driver.busy:
                 try:
                     await driver.command("ROLLBACK")
                 except Exception as closing:
@@ -192,7 +210,7 @@ class UnitOfWork:
     async def _core(self) -> AsyncConnection | DriverConnection:
         """The transaction's connection, for Core statements (kept: one per transaction)."""
         if self._driver is not None:
-            return self._driver
+            return self._driver if self._begun else await self._begin(self._driver)
         if self._connection is None:
             self._connection = await self.session.connection()
         return self._connection
@@ -200,6 +218,21 @@ class UnitOfWork:
     async def lock_account(self, account_id: str) -> plans.LockedAccount | None:
         """The account row, locked first: every write to one account queues here."""
         return await plans.lock_account(await self._core(), account_id)
+
+    async def locked_state(
+        self, account_id: str, *, key: str | None = None
+    ) -> tuple[plans.LockedAccount, AccountState] | None:
+        """``lock_account`` then ``account_state``. On the lane, before anything else in
+        the transaction, in two round trips instead of three: BEGIN and the lock in one
+        simple query, then the state with the account's row."""
+        driver = self._driver
+        opening = plans.begin_locking(account_id) if driver is not None else None
+        if driver is None or self._begun or opening is None:
+            account = await self.lock_account(account_id)
+            if account is None:
+                return None
+            return account, await self.account_state(account, key=key)
+        return await plans.read_locked_state(await self._begin(driver, opening), account_id, key)
 
     async def account_state(
         self,
@@ -286,8 +319,11 @@ class UnitOfWork:
         events, self._events = self._events, []
         notify = self._bus.notifications(events) if events and self._bus is not None else None
         if notify is not None:
+            if not self._begun:
+                driver = await self._begin(driver)
             await plans.notify(driver, *notify)
-        await driver.command("COMMIT")
+        if self._begun:  # else nothing was sent: nothing to commit
+            await driver.command("COMMIT")
         self._committed = True
         sent, self._sent = self._sent + events, []
         if sent and self._bus is not None:

@@ -54,10 +54,10 @@ async def run_generator(
     )
     # The driver lane on PostgreSQL: this transaction touches the account's state only.
     async with services.db.writing(lane=True) as uow:
-        account = await uow.lock_account(account_id)
-        if account is None:
+        locked = await uow.locked_state(account_id, key=idempotency_key)
+        if locked is None:
             raise AccountNotFound(account_id)
-        state = await uow.account_state(account, key=idempotency_key)
+        account, state = locked
         plan = plan_run(state, request, services.clock.now())
         if plan.replay_of is not None:
             first = await uow.generation(plan.replay_of)

@@ -18,12 +18,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clock import FrozenClock
-from app.domain.errors import DatabaseUnavailable
+from app.domain.errors import AccountNotFound, DatabaseUnavailable
+from app.domain.model import Tool
 from app.main import create_app
 from app.persistence import plans
 from app.persistence.driver import PINNED, DriverConnection, lane_enabled
 from app.persistence.unavailable import is_unavailable
 from app.persistence.unit_of_work import Database
+from app.services.generations import run_generator
 from app.settings import Settings
 from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
@@ -86,6 +88,8 @@ async def test_every_lane_statement_answers_what_sqlalchemy_answers(
         "state with a generation's held lots": lambda c: plans.read_state(
             c, locked_engine, generation_id=generation_id
         ),
+        "account and state": lambda c: plans.read_locked_state(c, account_id, "open-run"),
+        "missing account and state": lambda c: plans.read_locked_state(c, "nobody", None),
         "owner of a generation": lambda c: plans.lock_owner_of_generation(c, generation_id),
         "owner of a purchase": lambda c: plans.lock_owner_of_purchase(c, purchase_id),
         "ending state": lambda c: plans.read_ending_state(c, locked_engine, generation_id),
@@ -100,6 +104,9 @@ async def test_every_lane_statement_answers_what_sqlalchemy_answers(
         through_engine, through_lane = await both_ways(db, call)
         assert through_engine == through_lane, name
     state = await both_ways(db, calls["state"])
+    # and the state read with the account's row is the lock's row and the state read after it
+    assert (await both_ways(db, calls["account and state"]))[1] == (locked_engine, state[1])
+    assert (await both_ways(db, calls["missing account and state"]))[1] is None
     assert state[1].lots and state[1].bonus_lots and state[1].idempotency is not None
     ending = (await both_ways(db, calls["ending state"]))[1]
     assert ending.holds and ending.generation.id == generation_id
@@ -280,7 +287,7 @@ async def test_a_lane_connection_lost_between_statements_is_unavailable_not_unex
             # when its server connection is killed while it is idle in the transaction
             await rows.execute("SELECT pg_terminate_backend(:pid)", pid=row.pid)
             for _ in range(100):  # until asyncpg has read the server's goodbye
-                if connection._connection._con is None:  # type: ignore[union-attr]
+                if connection._connection.is_closed():  # type: ignore[union-attr]
                     break
                 await asyncio.sleep(0.01)
             # then the next statement says the database is not there
@@ -360,9 +367,7 @@ async def test_a_lane_statement_ended_by_the_server_leaves_no_busy_connection_be
         asyncpg.InternalClientError(
             "cannot switch to state 15; another operation (2) is in progress"
         ),
-        asyncpg.InterfaceError(
-            "cannot call Connection.fetch(): connection has been released back to the pool"
-        ),
+        asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"),
     ],
 )
 def test_a_lane_connection_the_server_ended_counts_as_the_database_gone(error: Exception) -> None:
@@ -394,3 +399,50 @@ async def test_a_runs_count_of_active_generations_reads_only_that_accounts_activ
     # then the count reads the partial index of active runs, never the global queue
     assert "ix_generations_active" in plan, plan
     assert "ix_generations_queue" not in plan, plan
+
+
+def test_only_an_id_made_of_an_ids_characters_goes_into_the_merged_lock_as_a_literal() -> None:
+    # an account's id (a UUID) rides with BEGIN in one simple query
+    account_id = "0b5c2d7e-3f1a-4c8e-9d2b-6a7f8e9d0c1b"
+    assert plans.begin_locking(account_id) == (
+        f"BEGIN; SELECT 1 FROM accounts WHERE id = '{account_id}' FOR UPDATE"
+    )
+    # anything else takes the lock's own statement, with the id as a parameter
+    for odd in ("x' OR '1'='1", "a;b", "", "caf\u00e9", "a" * 65, "a\\b"):
+        assert plans.begin_locking(odd) is None, odd
+
+
+@on_postgres
+async def test_a_run_for_an_id_that_cannot_be_a_literal_is_refused_as_absent(
+    app: Any, clock: FrozenClock
+) -> None:
+    # given an id no account has, of characters the merged lock refuses
+    services = app.state.services
+    # when it runs a generator, then the account is absent, through the lock's statement
+    with pytest.raises(AccountNotFound):
+        await run_generator("nobody' OR '1'='1", Tool.TURBO, "key-1", None, services)
+
+
+@on_postgres
+async def test_a_run_never_gets_a_connection_the_server_ended_while_it_sat_idle(
+    api: Api, settings: Settings, clock: FrozenClock, rows: Rows
+) -> None:
+    # given a lane of one connection that has served a run and sits idle in its pool
+    account_id = await api.subscribed_account()
+    app = create_app(settings.model_copy(update={"db_pool_size": 1}), clock)
+    db, services = lane_of(app), app.state.services
+    try:
+        await run_generator(account_id, Tool.TURBO, "before", None, services)
+        async with db.writing(lane=True) as uow:
+            connection = await uow._core()
+            (row,) = await connection.execute(plans.sa.text("SELECT pg_backend_pid() p"), {})
+        # when the server ends that connection (a node shutting down in a failover)
+        await rows.execute("SELECT pg_terminate_backend(:pid)", pid=row.p)
+        async with asyncio.timeout(10):
+            while await rows.all("SELECT 1 FROM pg_stat_activity WHERE pid = :p", p=row.p):
+                await asyncio.sleep(0.01)
+        # then the next run is served on a new connection, not answered try again
+        run = await run_generator(account_id, Tool.TURBO, "after", None, services)
+        assert run.account.credits_total == 1000 - 2 * 20
+    finally:
+        await db.dispose()
