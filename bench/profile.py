@@ -208,14 +208,15 @@ def serve(args: argparse.Namespace, url: str, secret: str, tokens: list[str]) ->
     import tempfile
     from pathlib import Path
 
-    from bench.load import Call, LoadSpec, run_wrk
+    from bench.load import KEY, Call, LoadSpec, run_wrk
     from bench.servers import Server, creditgate_command, pinned
 
     query = {"editor": EDITOR, "dashboard": DASHBOARD, "run_many": RUN, "run_one": RUN}[
         args.operation
     ]
     keyed = args.operation.startswith("run")
-    body = json.dumps({"query": query, "variables": {"key": "KEY"} if keyed else {}})
+    # wrk puts a key of its own in place of KEY in every request (bench/load.py).
+    body = json.dumps({"query": query, "variables": {"key": KEY} if keyed else {}})
     calls = [Call(body, t) for t in (tokens[:1] if args.operation == "run_one" else tokens)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITGATE_")}
     env.update(
