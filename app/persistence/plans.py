@@ -12,7 +12,7 @@ under READ COMMITTED), one statement of data-modifying CTEs writing the whole pl
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -134,10 +134,39 @@ _active = (
     .where(ACTIVE)
     .scalar_subquery()
 )
+
+
+# A plan's cap on runs at once, as a statement's parameters (0: no cap, the default).
+def cap_parameter(plan: Plan) -> str:
+    return f"cap_{plan.value.lower()}"
+
+
+def _cap_of(plan_column: Any) -> Any:
+    return sa.case(
+        *(
+            (plan_column == plan.value, sa.bindparam(cap_parameter(plan), 0, type_=sa.Integer))
+            for plan in Plan
+        ),
+        else_=0,
+    )
+
+
+# Counted only where a cap can apply: the subscription's plan or the plan scheduled to take
+# over has one (a run acts under one of the two). An uncapped plan's count is never used,
+# and it is not bounded: every queued run of the account, read through the index and, until
+# a vacuum marks the pages all-visible, the heap (the bench's write rows slowed down round
+# by round with it, as each account's queue grew: bench/README.md).
+_counted_active = sa.case(
+    (
+        sa.or_(_cap_of(subscriptions.c.plan) > 0, _cap_of(subscriptions.c.scheduled_plan) > 0),
+        _active,
+    ),
+    else_=0,
+)
 _STATE_COLUMNS = (
     sa.literal(Bucket.PACK.value).label("bucket"),
     *TERMS_COLUMNS,
-    _active.label("active_generations"),
+    _counted_active.label("active_generations"),
     idempotency_t.c.operation,
     idempotency_t.c.fingerprint,
     idempotency_t.c.result_id,
@@ -383,25 +412,33 @@ async def read_state(
     *,
     key: str | None = None,
     generation_id: str | None = None,
+    caps: Mapping[Plan | None, int] | None = None,
 ) -> AccountState:
-    """The rest of the account's state, read once its row is locked."""
-    result = await conn.execute(
-        STATE, {"account_id": account.id, "key": key, "generation_id": generation_id}
-    )
+    """The rest of the account's state, read once its row is locked; its active runs are
+    counted where ``caps`` (a plan's cap on runs at once) can apply, else read as 0."""
+    params = {"account_id": account.id, "key": key, "generation_id": generation_id}
+    result = await conn.execute(STATE, params | cap_parameters(caps))
     return _state(account, result.all(), key)
 
 
 async def read_locked_state(
-    conn: Connection, account_id: str, key: str | None
+    conn: Connection,
+    account_id: str,
+    key: str | None,
+    caps: Mapping[Plan | None, int] | None = None,
 ) -> tuple[LockedAccount, AccountState] | None:
     """The account's row and the rest of its state, read once the row is locked (None: no
-    such account)."""
-    result = await conn.execute(
-        LOCKED_STATE, {"account_id": account_id, "key": key, "generation_id": None}
-    )
+    such account); active runs counted as ``read_state`` counts them."""
+    params = {"account_id": account_id, "key": key, "generation_id": None}
+    result = await conn.execute(LOCKED_STATE, params | cap_parameters(caps))
     rows = result.all()
     account = next((_account_of(r) for r in rows if r.bucket == Bucket.PACK.value), None)
     return None if account is None else (account, _state(account, rows, key))
+
+
+def cap_parameters(caps: Mapping[Plan | None, int] | None) -> dict[str, int]:
+    """Each plan's cap as the state statements' parameters (an absent plan: no cap)."""
+    return {cap_parameter(plan): (caps or {}).get(plan, 0) for plan in Plan}
 
 
 def _state(account: LockedAccount, rows: Sequence[Any], key: str | None) -> AccountState:

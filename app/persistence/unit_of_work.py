@@ -8,7 +8,7 @@ holds, generation, tariffs, write, commit); a repository asked for fails at once
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.domain.aggregate import AccountState, WritePlan
 from app.domain.errors import DatabaseUnavailable
 from app.domain.events import DomainEvent
+from app.domain.model import Plan
 from app.domain.records import Generation
 from app.persistence import outbox, plans
 from app.persistence.driver import DriverConnection, DriverLane, _Checkout
@@ -220,7 +221,11 @@ class UnitOfWork:
         return await plans.lock_account(await self._core(), account_id)
 
     async def locked_state(
-        self, account_id: str, *, key: str | None = None
+        self,
+        account_id: str,
+        *,
+        key: str | None = None,
+        caps: Mapping[Plan | None, int] | None = None,
     ) -> tuple[plans.LockedAccount, AccountState] | None:
         """``lock_account`` then ``account_state``. On the lane, before anything else in
         the transaction, in two round trips instead of three: BEGIN and the lock in one
@@ -231,8 +236,9 @@ class UnitOfWork:
             account = await self.lock_account(account_id)
             if account is None:
                 return None
-            return account, await self.account_state(account, key=key)
-        return await plans.read_locked_state(await self._begin(driver, opening), account_id, key)
+            return account, await self.account_state(account, key=key, caps=caps)
+        connection = await self._begin(driver, opening)
+        return await plans.read_locked_state(connection, account_id, key, caps)
 
     async def account_state(
         self,
@@ -240,10 +246,14 @@ class UnitOfWork:
         *,
         key: str | None = None,
         generation_id: str | None = None,
+        caps: Mapping[Plan | None, int] | None = None,
     ) -> AccountState:
-        """The rest of the locked account's state, in one statement."""
+        """The rest of the locked account's state, in one statement; its active runs are
+        counted where ``caps`` can apply (a run's), else read as 0."""
         connection = await self._core()
-        return await plans.read_state(connection, account, key=key, generation_id=generation_id)
+        return await plans.read_state(
+            connection, account, key=key, generation_id=generation_id, caps=caps
+        )
 
     async def lock_owner_of_generation(self, generation_id: str) -> plans.LockedAccount | None:
         """The account of a generation, locked first (None: no such generation)."""

@@ -54,7 +54,7 @@ async def run_generator(
     )
     # The driver lane on PostgreSQL: this transaction touches the account's state only.
     async with services.db.writing(lane=True) as uow:
-        locked = await uow.locked_state(account_id, key=idempotency_key)
+        locked = await uow.locked_state(account_id, key=idempotency_key, caps=request.active_limits)
         if locked is None:
             raise AccountNotFound(account_id)
         account, state = locked

@@ -163,6 +163,18 @@ async def test_a_plan_runs_at_most_its_cap_at_once_and_charges_nothing_beyond(
     assert again["__typename"] == "GeneratorRun"
 
 
+@pytest.fixture
+async def starter_capped(make_api: ApiFactory) -> Api:
+    return await make_api(starter_max_active_generations=2, pro_max_active_generations=0)
+
+
+async def test_a_plan_without_a_cap_runs_any_number_at_once(starter_capped: Api) -> None:
+    account_id = await starter_capped.subscribed_account("PRO")  # PRO: no cap here
+    for n in range(4):
+        run = await starter_capped.as_user(account_id, RUN, {"tool": "TURBO", "key": f"k{n}"})
+        assert run["runGenerator"]["__typename"] == "GeneratorRun"
+
+
 async def test_the_plans_list_their_caps(capped: Api) -> None:
     data = await capped.data("{ plans { plan monthlyCredits maxActiveGenerations } }")
     assert {p["plan"]: p["maxActiveGenerations"] for p in data["plans"]} == {

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clock import FrozenClock
 from app.domain.errors import AccountNotFound, DatabaseUnavailable
-from app.domain.model import Tool
+from app.domain.model import Plan, Tool
 from app.main import create_app
 from app.persistence import plans
 from app.persistence.driver import PINNED, DriverConnection, lane_enabled
@@ -448,3 +448,22 @@ async def test_a_run_never_gets_a_connection_the_server_ended_while_it_sat_idle(
         assert run.account.credits_total == 1000 - 2 * 20
     finally:
         await db.dispose()
+
+
+async def test_a_state_read_counts_active_runs_only_where_a_cap_can_apply(
+    api: Api, app: Any
+) -> None:
+    # given a PRO account with three runs queued
+    account_id = await api.subscribed_account("PRO")
+    for n in range(3):
+        await api.run(account_id, "TURBO", key=f"k{n}")
+    # when its state is read with caps that leave PRO uncapped, then with a cap for PRO
+    async with app.state.services.db.writing() as uow:
+        account = await uow.lock_account(account_id)
+        assert account is not None
+        uncapped = await uow.account_state(account, caps={Plan.STARTER: 2, Plan.PRO: 0})
+        capped = await uow.account_state(account, caps={Plan.STARTER: 0, Plan.PRO: 5})
+        unasked = await uow.account_state(account)
+    # then only the capped read counts them (an uncapped count is unbounded and unused)
+    assert (uncapped.active_generations, capped.active_generations) == (0, 3)
+    assert unasked.active_generations == 0
