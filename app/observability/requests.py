@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
@@ -34,6 +36,14 @@ class RequestRecord:
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
+
+
+class LineWriter(Protocol):
+    def write(self, level: int, message: str, values: Mapping[str, Any]) -> bool: ...
+
+
+# The request line's writer ``configure_logging`` installs with JSON lines (None: Logger.log).
+request_lines: LineWriter | None = None
 
 
 class RequestMiddleware:
@@ -96,17 +106,14 @@ class RequestMiddleware:
                 self._metrics.in_flight.dec()
             current_request.reset(token)
             method = scope.get("method", "WEBSOCKET")
-            requests_log.log(
-                logging.DEBUG if path in QUIET_PATHS else logging.INFO,
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra={
-                    **vars(record),
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+            extra = {
+                **vars(record),
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            lines = request_lines
+            if lines is None or not lines.write(level, f"{method} {path} {status}", extra):
+                requests_log.log(level, "%s %s %s", method, path, status, extra=extra)

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from graphql import GraphQLError
 
-from app.observability.logging import JsonFormatter, TextFormatter, iso_milliseconds, redact
+from app.observability import requests as requests_module
+from app.observability.logging import (
+    JsonFormatter,
+    RequestLines,
+    TextFormatter,
+    configure_logging,
+    iso_milliseconds,
+    redact,
+)
 from app.observability.metrics import (
     MAX_OPERATION_NAMES,
     Metrics,
     forget_dead_workers,
     multiprocess_directory,
 )
+from app.settings import Settings
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
 
@@ -148,3 +161,97 @@ def _a_pid_nobody_has() -> int:
         except PermissionError:
             pass
         pid += 1
+
+
+@pytest.fixture
+def json_lines() -> Iterator[tuple[io.StringIO, RequestLines]]:
+    """Logging as production configures it, into a buffer; restored afterwards."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, requests_module.request_lines)
+    settings = Settings(_env_file=None, jwt_secret="s" * 40, log_format="json")
+    configure_logging(settings)
+    buffer = io.StringIO()
+    (handler,) = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    lines = requests_module.request_lines
+    assert isinstance(lines, RequestLines)
+    try:
+        yield buffer, lines
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+        requests_module.request_lines = saved[2]
+
+
+@contextmanager
+def as_configured(handler: logging.Handler) -> Iterator[None]:
+    """Only the handler configure_logging installed, as in production: pytest adds its own
+    capturing handlers to the root, and the stock comparison a filter, for each test."""
+    root, ours = logging.getLogger(), logging.getLogger("creditgate")
+    saved = root.handlers[:], ours.filters[:]
+    root.handlers, ours.filters = [handler], []
+    try:
+        yield
+    finally:
+        root.handlers, ours.filters = saved
+
+
+REQUEST = {
+    "request_id": "r1",
+    "operation": "Me",
+    "result": "ok",
+    "account_id": None,
+    "method": "POST",
+    "path": "/graphql",
+    "status": 200,
+    "duration_ms": 0.42,
+}
+
+
+def test_the_request_line_written_directly_is_the_line_logging_writes(
+    json_lines: tuple[io.StringIO, RequestLines],
+) -> None:
+    buffer, lines = json_lines
+    # when one request's line is written each way
+    with as_configured(logging.getLogger().handlers[0]):
+        assert lines.write(logging.INFO, f"POST /graphql 200 {JWT}", REQUEST)
+        logging.getLogger("creditgate.requests").info(
+            "%s %s %s", "POST", "/graphql", f"200 {JWT}", extra=REQUEST
+        )
+    # then both lines are the same, key for key and in order, but for the time
+    direct, logged = (json.loads(line) for line in buffer.getvalue().splitlines())
+    assert list(direct) == list(logged) and direct.pop("ts") and logged.pop("ts")
+    assert direct == logged
+    assert direct["message"] == "POST /graphql 200 [REDACTED]" and "account_id" not in direct
+
+
+def test_the_request_line_takes_logging_s_own_path_once_the_configuration_changed(
+    json_lines: tuple[io.StringIO, RequestLines],
+) -> None:
+    _buffer, lines = json_lines
+    requests_logger = logging.getLogger("creditgate.requests")
+    with as_configured(logging.getLogger().handlers[0]):
+        # a handler of its own, a filter, another handler on the root: each declines
+        for change, undo in (
+            (lambda h: requests_logger.addHandler(h), lambda h: requests_logger.removeHandler(h)),
+            (
+                lambda h: logging.getLogger().addHandler(h),
+                lambda h: logging.getLogger().removeHandler(h),
+            ),
+        ):
+            extra = logging.NullHandler()
+            change(extra)
+            try:
+                assert not lines.write(logging.INFO, "POST /graphql 200", REQUEST)
+            finally:
+                undo(extra)
+        drop = logging.Filter("nothing")
+        requests_logger.addFilter(drop)
+        try:
+            assert not lines.write(logging.INFO, "POST /graphql 200", REQUEST)
+        finally:
+            requests_logger.removeFilter(drop)
+        # and a level that is off writes nothing, either way
+        assert lines.write(logging.DEBUG, "GET /healthz 200", REQUEST)
+        assert lines.write(logging.INFO, "POST /graphql 200", REQUEST)
+    assert len(_buffer.getvalue().splitlines()) == 1
