@@ -492,19 +492,7 @@ async def read_ending_state(
     )
     rows = result.all()
     first = next(r for r in rows if r.bucket == Bucket.PACK.value)
-    generation = Generation(
-        id=first.g_id,
-        account_id=first.g_account_id,
-        tool=Tool(first.g_tool),
-        cost=first.g_cost,
-        status=GenerationStatus(first.g_status),
-        prompt=first.g_prompt,
-        created_at=first.g_created_at,
-        started_at=first.g_started_at,
-        finished_at=first.g_finished_at,
-        result_url=first.g_result_url,
-        failure_reason=first.g_failure_reason,
-    )
+    generation = generation_record(first, prefix="g_")
     holds = [
         OpenHold(
             r.hold_id,
@@ -582,20 +570,25 @@ async def generation(conn: Connection, generation_id: str) -> Generation | None:
     return None if r is None else generation_record(r)
 
 
-def generation_record(r: Any) -> Generation:
-    """A generation as recorded, from its row (Core, driver or ORM: read by attribute)."""
+def generation_record(r: Any, prefix: str = "") -> Generation:
+    """A generation as recorded, from its row (Core, driver or ORM: read by attribute);
+    ``prefix``: its columns' names in a statement that reads them beside others."""
+
+    def column(name: str) -> Any:
+        return getattr(r, prefix + name)
+
     return Generation(
-        id=r.id,
-        account_id=r.account_id,
-        tool=Tool(r.tool),
-        cost=r.cost,
-        status=GenerationStatus(r.status),
-        prompt=r.prompt,
-        created_at=r.created_at,
-        started_at=r.started_at,
-        finished_at=r.finished_at,
-        result_url=r.result_url,
-        failure_reason=r.failure_reason,
+        id=column("id"),
+        account_id=column("account_id"),
+        tool=Tool(column("tool")),
+        cost=column("cost"),
+        status=GenerationStatus(column("status")),
+        prompt=column("prompt"),
+        created_at=column("created_at"),
+        started_at=column("started_at"),
+        finished_at=column("finished_at"),
+        result_url=column("result_url"),
+        failure_reason=column("failure_reason"),
     )
 
 

@@ -33,12 +33,7 @@ def _says_unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, OSError | asyncpg.exceptions.TargetServerAttributeNotMatched):
         return True  # refused, reset, timed out; or no host is the primary (yet)
-    if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
-        return True
-    if isinstance(error, asyncpg.InternalClientError) and "is in progress" in str(error):
-        # A pooled connection the server ended while it sat idle (a node shut down in a
-        # failover sends its backends a FATAL error): asyncpg is still reading the goodbye
-        # when the connection is next used. Nothing was sent; the database is not there.
+    if nothing_sent(error):
         return True
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
@@ -46,8 +41,10 @@ def _says_unavailable(error: BaseException) -> bool:
 
 def nothing_sent(error: BaseException) -> bool:
     """Whether the driver refused the call before sending it: a connection it already knew
-    closed, or one still reading the server's goodbye (ended while idle). Only then is a
-    statement that may have started waiting or working at the server known not to have."""
+    closed, or one the server ended while it sat idle (a node shut down in a failover sends
+    its backends a FATAL error), whose goodbye asyncpg is still reading when the connection
+    is next used. Only then is a statement that may have started waiting or working at the
+    server known not to have; either way the database is not there."""
     if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
         return True
     return isinstance(error, asyncpg.InternalClientError) and "is in progress" in str(error)
