@@ -236,7 +236,7 @@ def database(settings: Settings, bus: EventBus | None) -> Database:
     lane = None
     if engine.dialect.name == "postgresql" and lane_enabled(settings.driver_lane):
         lane = DriverLane(engine.url, engine.dialect, settings.db_pool_size)
-    return Database(engine, events=bus, lane=lane)
+    return Database(engine, events=bus, lane=lane, unlocked_runs=settings.unlocked_runs)
 
 
 def delivery_worker(

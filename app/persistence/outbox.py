@@ -118,7 +118,8 @@ def takes(stored_filter: str, event_type: str) -> bool:
 
 
 # PostgreSQL: the CTEs a write plan's one statement adds (see plans._PG_WRITE). ``led`` is
-# the ledger insert, RETURNING the ids in posting order.
+# the ledger insert, RETURNING the ids in posting order; ``acc`` the account row's update,
+# which each part is joined with (nothing is written unless it wrote).
 PG_OUTBOX_CTES = """
 hook AS (
   INSERT INTO webhook_events (id, account_id, event_type, payload, ledger_entry_ids, created_at)
@@ -126,6 +127,7 @@ hook AS (
     (SELECT string_agg(CAST(led.id AS text), ',' ORDER BY led.id) FROM led), w.at
   FROM unnest(CAST(:w_id AS varchar[]), CAST(:w_type AS varchar[]), CAST(:w_payload AS text[]),
     CAST(:w_at AS timestamptz[])) AS w(id, type, payload, at)
+  CROSS JOIN acc
 ),
 fan AS (
   INSERT INTO webhook_deliveries (event_id, endpoint_id, account_id, event_type, status,
@@ -134,6 +136,7 @@ fan AS (
     CAST(:now AS timestamptz), CAST(:now AS timestamptz)
   FROM unnest(CAST(:w_id AS varchar[]), CAST(:w_type AS varchar[]))
     WITH ORDINALITY AS w(id, type, n)
+  CROSS JOIN acc
   JOIN webhook_endpoints ep ON ep.enabled
     AND (ep.event_types = '' OR strpos(ep.event_types, ',' || w.type || ',') > 0)
   ORDER BY w.n, ep.id

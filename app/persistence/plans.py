@@ -65,6 +65,9 @@ class LockedAccount:
     created_at: datetime
     subscription_id: str | None
     wallet: Wallet
+    # The row's version as read: after the lock's own move, or, read without the lock, the
+    # one an unlocked write must still find (``write_plan``'s ``expected_version``).
+    version: int
 
 
 # What a write locks and a read shows of the account row: one list for both.
@@ -79,6 +82,8 @@ ACCOUNT_COLUMNS = (
     accounts.c.cycle_ends_at,
     accounts.c.bonus_balance,
 )
+# And what a write's state read takes of it: those and the row's version.
+LOCKED_COLUMNS = (*ACCOUNT_COLUMNS, accounts.c.version)
 
 # The subscription's terms as a state read and a client's read join them (``_terms_of``'s
 # parameters, in its order).
@@ -94,8 +99,17 @@ TERMS_COLUMNS = (
     subscriptions.c.scheduled_from,
 )
 
+# The account's lock moves its version: a holder of the lock may write any part of the
+# account's state, and a run written without the lock (``write_plan``'s ``expected_version``)
+# must see that it did. The UPDATE's row lock (FOR NO KEY UPDATE) conflicts with itself, so
+# writers queue on it as on ``SELECT ... FOR UPDATE``; inserts that only reference the row
+# (their foreign keys' KEY SHARE) no longer wait for it.
+_MOVE_VERSION = {"version": accounts.c.version + 1}
 LOCK = (
-    sa.select(*ACCOUNT_COLUMNS).where(accounts.c.id == sa.bindparam("account_id")).with_for_update()
+    sa.update(accounts)
+    .where(accounts.c.id == sa.bindparam("account_id"))
+    .values(_MOVE_VERSION)
+    .returning(*LOCKED_COLUMNS)
 )
 
 
@@ -104,9 +118,10 @@ def _lock_owner(table: sa.Table, key: str) -> Any:
     changes, so it can be read before the lock; the row itself is read after it)."""
     owner = sa.select(table.c.account_id).where(table.c.id == sa.bindparam(key))
     return (
-        sa.select(*ACCOUNT_COLUMNS)
+        sa.update(accounts)
         .where(accounts.c.id == owner.scalar_subquery())
-        .with_for_update(of=accounts)
+        .values(_MOVE_VERSION)
+        .returning(*LOCKED_COLUMNS)
     )
 
 
@@ -240,14 +255,15 @@ _live_bonus_lots = sa.and_(
     sa.or_(adjustments_t.c.remaining > 0, adjustments_t.c.id.in_(_held_lots)),
 )
 STATE = _with_bonus_lots(_state_first(), _bonus_lot_columns, _live_bonus_lots)
-# The same with the account's row, for a transaction whose lock returned nothing
-# (``begin_locking``).
-LOCKED_STATE = _with_bonus_lots(_state_first(ACCOUNT_COLUMNS), _bonus_lot_columns, _live_bonus_lots)
+# The same with the account's row: for a transaction whose lock returned nothing
+# (``begin_locking``), and for a run's read without the lock (``write_plan``).
+ACCOUNT_STATE = _with_bonus_lots(_state_first(LOCKED_COLUMNS), _bonus_lot_columns, _live_bonus_lots)
 
 # An id as the lock's literal: only the characters of the ids accounts are given (UUIDs).
 _LITERAL_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 _BEGIN_LOCKING = (
-    f"BEGIN; SELECT 1 FROM {accounts.name} WHERE {accounts.c.id.name} = '{{}}' FOR UPDATE"
+    f"BEGIN; UPDATE {accounts.name} SET {accounts.c.version.name} = {accounts.c.version.name} + 1"
+    f" WHERE {accounts.c.id.name} = '{{}}'"
 )
 
 
@@ -403,7 +419,9 @@ def _account_of(row: Any) -> LockedAccount:
         row.cycle_ends_at,
         row.bonus_balance,
     )
-    return LockedAccount(row.id, row.email, row.created_at, row.subscription_id, wallet)
+    return LockedAccount(
+        row.id, row.email, row.created_at, row.subscription_id, wallet, row.version
+    )
 
 
 async def read_state(
@@ -421,16 +439,17 @@ async def read_state(
     return _state(account, result.all(), key)
 
 
-async def read_locked_state(
+async def read_account_state(
     conn: Connection,
     account_id: str,
     key: str | None,
     caps: Mapping[Plan | None, int] | None = None,
 ) -> tuple[LockedAccount, AccountState] | None:
-    """The account's row and the rest of its state, read once the row is locked (None: no
-    such account); active runs counted as ``read_state`` counts them."""
+    """The account's row, its version and the rest of its state in one statement (None: no
+    such account), read once the row is locked or, for a run written without the lock, as
+    one snapshot; active runs counted as ``read_state`` counts them."""
     params = {"account_id": account_id, "key": key, "generation_id": None}
-    result = await conn.execute(LOCKED_STATE, params | cap_parameters(caps))
+    result = await conn.execute(ACCOUNT_STATE, params | cap_parameters(caps))
     rows = result.all()
     account = next((_account_of(r) for r in rows if r.bucket == Bucket.PACK.value), None)
     return None if account is None else (account, _state(account, rows, key))
@@ -794,6 +813,15 @@ def _other_lots(plan: WritePlan) -> tuple[LotChange, ...]:
 # PostgreSQL: the whole plan in one statement. Sibling CTEs see one snapshot and none reads
 # another's rows, so each writes its own table; foreign keys (holds -> generations) are
 # checked at the end of the statement. Arrays carry the variable parts, so the text is fixed.
+#
+# Every part is joined with ``acc``, the account row's update: no part writes unless it did,
+# and none takes a row lock before it (a part's rows come out of its join with ``acc`` only
+# once ``acc`` has run, holding the account's row lock), so the statement takes locks in the
+# order every writer takes them, account first. Under the lock ``acc`` always updates the
+# row. Written without the lock (``expected_version``), it updates the row only if its
+# version is still the one the state was read at: the check runs after any wait for the row
+# lock, on the row as committed then (READ COMMITTED re-checks an updated row's condition),
+# and a row that moved leaves the whole statement writing nothing: ``written`` is 0.
 _PG_WRITE = sa.text(
     """
 WITH
@@ -801,13 +829,17 @@ acc AS (
   UPDATE accounts SET subscription_balance = CAST(:subscription_balance AS integer),
     pack_balance = CAST(:pack_balance AS integer),
     bonus_balance = CAST(:bonus_balance AS integer), cycle_index = CAST(:cycle_index AS integer),
-    cycle_ends_at = CAST(:cycle_ends_at AS timestamptz)
+    cycle_ends_at = CAST(:cycle_ends_at AS timestamptz), version = version + 1
   WHERE id = CAST(:account_id AS varchar)
+    AND (CAST(:expected_version AS bigint) IS NULL
+      OR version = CAST(:expected_version AS bigint))
+  RETURNING version AS account_version
 ),
 gen AS (
   INSERT INTO generations (id, account_id, tool, cost, status, prompt, created_at)
   SELECT CAST(:g_id AS varchar), CAST(:account_id AS varchar), CAST(:g_tool AS varchar),
     CAST(:g_cost AS integer), 'QUEUED', CAST(:g_prompt AS varchar), CAST(:now AS timestamptz)
+  FROM acc
   WHERE CAST(:g_id AS varchar) IS NOT NULL
 ),
 finished AS (
@@ -815,6 +847,7 @@ finished AS (
     finished_at = CAST(:now AS timestamptz),
     result_url = COALESCE(CAST(:gc_result_url AS varchar), result_url),
     failure_reason = COALESCE(CAST(:gc_failure_reason AS varchar), failure_reason)
+  FROM acc
   WHERE id = CAST(:gc_id AS varchar)
 ),
 led AS (
@@ -829,6 +862,7 @@ led AS (
     CAST(:e_reason AS varchar[]), CAST(:e_actor AS varchar[]))
     WITH ORDINALITY AS e(kind, bucket, amount, after, reference_type, reference_id, lot_id,
       occurred_at, reason, actor, n)
+  CROSS JOIN acc
   ORDER BY e.n
   RETURNING id
 ),
@@ -841,22 +875,26 @@ held AS (
     CAST(:h_subscription_id AS varchar[]), CAST(:h_cycle_index AS integer[]),
     CAST(:h_amount AS integer[]))
     WITH ORDINALITY AS h(bucket, lot_id, subscription_id, cycle_index, amount, n)
+  CROSS JOIN acc
   ORDER BY h.n
 ),
 moved AS (
   UPDATE holds SET status = c.status
   FROM unnest(CAST(:hc_id AS bigint[]), CAST(:hc_status AS varchar[])) AS c(id, status)
+  CROSS JOIN acc
   WHERE holds.id = c.id
 ),
 lot_rest AS (
   UPDATE pack_purchases SET remaining = l.remaining, expires_at = l.expires_at
   FROM unnest(CAST(:l_id AS varchar[]), CAST(:l_remaining AS integer[]),
     CAST(:l_expires_at AS timestamptz[])) AS l(id, remaining, expires_at)
+  CROSS JOIN acc
   WHERE pack_purchases.id = l.id
 ),
 bonus_rest AS (
   UPDATE credit_adjustments SET remaining = b.remaining
   FROM unnest(CAST(:bl_id AS varchar[]), CAST(:bl_remaining AS integer[])) AS b(id, remaining)
+  CROSS JOIN acc
   WHERE credit_adjustments.id = b.id
 ),
 adjusted AS (
@@ -865,12 +903,14 @@ adjusted AS (
   SELECT CAST(:a_id AS varchar), CAST(:account_id AS varchar), CAST(:a_amount AS integer),
     GREATEST(CAST(:a_amount AS integer), 0), CAST(:a_reason AS varchar),
     CAST(:a_actor AS varchar), CAST(:now AS timestamptz), CAST(:a_expires_at AS timestamptz)
+  FROM acc
   WHERE CAST(:a_id AS varchar) IS NOT NULL
 ),
 plan_in_force AS (
   UPDATE subscriptions SET plan = CAST(:sc_plan AS varchar),
     monthly_credits = CAST(:sc_credits AS integer), scheduled_plan = NULL,
     scheduled_credits = NULL, scheduled_from = NULL
+  FROM acc
   WHERE id = CAST(:sc_id AS varchar)
 ),
 settled AS (
@@ -882,6 +922,7 @@ settled AS (
     expires_at = COALESCE(CAST(:ps_expires_at AS timestamptz), expires_at),
     purchased_at = COALESCE(CAST(:ps_granted_at AS timestamptz), purchased_at),
     fulfilled_at = COALESCE(CAST(:ps_granted_at AS timestamptz), fulfilled_at)
+  FROM acc
   WHERE id = CAST(:ps_id AS varchar) AND status = 'PENDING'
   RETURNING id
 ),
@@ -889,12 +930,13 @@ idem AS (
   INSERT INTO idempotency_keys (account_id, key, operation, fingerprint, result_id, created_at)
   SELECT CAST(:account_id AS varchar), CAST(:i_key AS varchar), CAST(:i_operation AS varchar),
     CAST(:i_fingerprint AS varchar), CAST(:i_result_id AS varchar), CAST(:now AS timestamptz)
+  FROM acc
   WHERE CAST(:i_key AS varchar) IS NOT NULL
 ),"""
     + outbox.PG_OUTBOX_CTES
-    + """SELECT (SELECT count(*) FROM settled) AS settled,
+    + """SELECT (SELECT count(*) FROM acc) AS written, (SELECT count(*) FROM settled) AS settled,
   (SELECT count(pg_notify(CAST(:channel AS text), p))
-    FROM unnest(CAST(:payloads AS text[])) AS p) AS notified
+    FROM unnest(CAST(:payloads AS text[])) AS p CROSS JOIN acc) AS notified
 """
 )
 
@@ -904,15 +946,23 @@ async def write_plan(
     plan: WritePlan,
     notify: tuple[str, Sequence[str]] | None,
     events: Sequence[outbox.EventRow] = (),
+    *,
+    expected_version: int | None = None,
 ) -> None:
     """Write every part of ``plan`` and its outbox ``events``; ``notify`` (channel,
-    payloads) goes out on commit."""
+    payloads) goes out on commit. With ``expected_version`` (PostgreSQL, a state read
+    without the lock, one autocommit statement) only if the account row is still at that
+    version: else nothing is written and ``AccountMoved`` is raised."""
     if conn.dialect.name == "postgresql":
         channel, payloads = notify or ("", ())
         params = _parameters(plan) | {"channel": channel, "payloads": list(payloads)}
+        params["expected_version"] = expected_version
         written = (await conn.execute(_PG_WRITE, params | outbox.pg_parameters(events))).first()
+        if expected_version is not None and (written is None or written.written != 1):
+            raise AccountMoved(plan.account_id)
         settled = written.settled if written is not None else 0
     else:
+        assert expected_version is None  # SQLite's writes always hold its lock
         assert isinstance(conn, AsyncConnection)  # the lane runs on PostgreSQL only
         ledger_ids, settled = await _write_statements(conn, plan)
         await outbox.insert_events(conn, events, ledger_ids, plan.now)
@@ -920,6 +970,11 @@ async def write_plan(
         # Its row is locked since the state was read PENDING; moved meanwhile, the grant
         # would be a second one: the transaction must not commit.
         raise PurchaseMoved(plan.purchase_change.id)
+
+
+class AccountMoved(RuntimeError):
+    """The account changed after its state was read without the lock: the plan made from it
+    was not written (read the state again, under the lock)."""
 
 
 class PurchaseMoved(RuntimeError):

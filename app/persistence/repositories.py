@@ -40,11 +40,18 @@ class AccountRepository:
         Every balance change locks exactly one account row first, so concurrent writers to
         one account queue here and no two ever interleave. On SQLite the transaction already
         holds the database's write lock (BEGIN IMMEDIATE).
+
+        The lock moves the row's version (a run written without the lock checks it,
+        plans.py), as the lane's lock does: one UPDATE, its row returned.
         """
-        query = select(AccountRow).where(AccountRow.id == account_id)
-        if self._row_locks:
-            query = query.with_for_update()
-        return (await self._session.exec(query)).first()
+        moved = (
+            update(AccountRow)
+            .where(col(AccountRow.id) == account_id)
+            .values(version=col(AccountRow.version) + 1)
+            .returning(AccountRow)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        return (await self._session.exec(moved)).scalars().first()
 
     async def with_subscriptions(
         self, account_ids: Sequence[str]

@@ -54,6 +54,11 @@ class AccountRow(SQLModel, table=True):
     subscription_id: str | None = Field(default=None, max_length=36)
     # Support's bonus lots (credit_adjustments) with credits left, as of the last write.
     bonus_balance: int = 0
+    # Moved by every holder of the account's lock and every plan written: a write made
+    # without the lock checks it is still the version its state was read at (plans.py).
+    version: int = Field(
+        default=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": sa.text("0")}
+    )
 
     __table_args__ = (
         sa.CheckConstraint("subscription_balance >= 0", name="ck_accounts_subscription_nonneg"),

@@ -24,6 +24,7 @@ from app.domain.events import DomainEvent
 from app.domain.model import Plan
 from app.domain.records import Generation
 from app.persistence import outbox, plans
+from app.persistence.contention import Contention
 from app.persistence.driver import DriverConnection, DriverLane, _Checkout
 from app.persistence.engine import WRITE, behind_transaction_pooler, session_factory
 from app.persistence.repositories import (
@@ -73,9 +74,16 @@ class UnitOfWork:
         events: EventBus | None = None,
         on_outbox: Callable[[], None] | None = None,
         lane: DriverLane | None = None,
+        contention: Contention | None = None,
     ) -> None:
         self._sessions = sessions
         self._lane = lane
+        # Runs read and written without the lock (``run_state``): None, never.
+        self._contention = contention if lane is not None else None
+        self._entered: str | None = None  # the account this run told ``_contention`` of
+        self._unlocked = True  # False once the account was found moved: the lock from then
+        # The account's version an unlocked read saw, for ``write`` to check (None: locked).
+        self._expected_version: int | None = None
         self._checkout: _Checkout | None = None
         self._driver: DriverConnection | None = None
         self._begun = False  # the lane's transaction: BEGIN sent (with the first statement)
@@ -134,6 +142,11 @@ class UnitOfWork:
             raise
         self._checkout, self._driver = checkout, driver
 
+    def _replace_connection_after(self, error: BaseException, attempt: int) -> bool:
+        """Whether a statement that failed with ``error`` before having any effect may be
+        tried again on another connection (which is then checked out)."""
+        return is_unavailable(error) and attempt < BEGIN_ATTEMPTS - 1
+
     async def _begin(self, driver: DriverConnection, opening: str = "BEGIN") -> DriverConnection:
         """The transaction begun with ``opening``: BEGIN, or BEGIN and the account's lock.
         A pooled connection may have been ended by the server while idle (a failover), so
@@ -184,7 +197,12 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         if self._lane is not None:
-            await self._leave_lane(exc)
+            try:
+                await self._leave_lane(exc)
+            finally:
+                if self._entered is not None and self._contention is not None:
+                    self._contention.leave(self._entered)
+                    self._entered = None
             return
         if exc is not None:
             await self._close_after(exc)
@@ -211,7 +229,9 @@ class UnitOfWork:
     async def _core(self) -> AsyncConnection | DriverConnection:
         """The transaction's connection, for Core statements (kept: one per transaction)."""
         if self._driver is not None:
-            return self._driver if self._begun else await self._begin(self._driver)
+            if self._begun or self._expected_version is not None:
+                return self._driver  # in the transaction, or outside any (an unlocked run)
+            return await self._begin(self._driver)
         if self._connection is None:
             self._connection = await self.session.connection()
         return self._connection
@@ -238,7 +258,38 @@ class UnitOfWork:
                 return None
             return account, await self.account_state(account, key=key, caps=caps)
         connection = await self._begin(driver, opening)
-        return await plans.read_locked_state(connection, account_id, key, caps)
+        return await plans.read_account_state(connection, account_id, key, caps)
+
+    async def run_state(
+        self,
+        account_id: str,
+        *,
+        key: str | None = None,
+        caps: Mapping[Plan | None, int] | None = None,
+    ) -> tuple[plans.LockedAccount, AccountState] | None:
+        """A run's state: on the lane, where the account is not contended (contention.py),
+        read without the lock in one autocommit statement, and ``write`` then writes only if
+        the account has not moved since (else it raises ``plans.AccountMoved``, and the
+        state is read again here, under the lock); elsewhere ``locked_state``."""
+        if self._contention is not None and self._entered is None:
+            self._entered = account_id
+            self._unlocked = self._contention.enter(account_id)
+        if not (self._unlocked and self._entered == account_id) or self._begun:
+            return await self.locked_state(account_id, key=key, caps=caps)
+        assert self._driver is not None and self._lane is not None
+        for attempt in range(BEGIN_ATTEMPTS):
+            try:
+                found = await plans.read_account_state(self._driver, account_id, key, caps)
+                break
+            except Exception as error:
+                if not self._replace_connection_after(error, attempt):
+                    raise
+                await self._leave_lane(None)
+                await self._check_out(self._lane)
+                assert self._driver is not None
+        if found is not None:
+            self._expected_version = found[0].version
+        return found
 
     async def account_state(
         self,
@@ -288,7 +339,20 @@ class UnitOfWork:
         """Write a plan and its outbox rows: on PostgreSQL one statement, its notification
         included."""
         notify = self._bus.notifications(plan.events) if self._bus is not None else None
-        await plans.write_plan(await self._core(), plan, notify, webhooks)
+        expected, self._expected_version = self._expected_version, None
+        if expected is None:
+            await plans.write_plan(await self._core(), plan, notify, webhooks)
+        else:
+            assert self._driver is not None and not self._begun
+            try:
+                await plans.write_plan(
+                    self._driver, plan, notify, webhooks, expected_version=expected
+                )
+            except plans.AccountMoved:
+                self._unlocked = False
+                if self._contention is not None:
+                    self._contention.moved(plan.account_id)
+                raise
         (self._events if notify is None else self._sent).extend(plan.events)
         self._outbox_written = self._outbox_written or bool(webhooks)
 
@@ -347,7 +411,12 @@ class Database:
     """The engine and how to open units of work on it; one per process."""
 
     def __init__(
-        self, engine: AsyncEngine, events: EventBus | None = None, lane: DriverLane | None = None
+        self,
+        engine: AsyncEngine,
+        events: EventBus | None = None,
+        lane: DriverLane | None = None,
+        *,
+        unlocked_runs: bool = True,
     ) -> None:
         self.engine = engine
         # Called after a commit that wrote outbox rows (the delivery worker's doorbell).
@@ -356,6 +425,13 @@ class Database:
         self.events = events
         # The driver lane (PostgreSQL only): the account reads, and the writes that ask.
         self.lane = lane if self.dialect == "postgresql" else None
+        # Runs written without the lock where the account is not contended: on the lane, in
+        # autocommit (behind a transaction pooler every statement keeps its transaction).
+        self.contention = (
+            Contention()
+            if unlocked_runs and self.lane is not None and not self.lane.reads_in_transaction
+            else None
+        )
         self._sessions = session_factory(engine)
         # Reads of one statement need no transaction on PostgreSQL: no BEGIN, no ROLLBACK.
         # SQLite keeps its BEGIN (the driver's transaction control is ours, see engine.py),
@@ -423,6 +499,7 @@ class Database:
             events=self.events,
             on_outbox=self.on_outbox,
             lane=self.lane if lane else None,
+            contention=self.contention,
         )
 
     def reading(self) -> UnitOfWork:

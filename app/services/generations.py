@@ -13,7 +13,7 @@ from app.domain.generations import Finish, is_stale
 from app.domain.idempotency import fingerprint, validate_key
 from app.domain.model import GenerationStatus, Plan, Tool
 from app.domain.records import Generation
-from app.persistence.plans import EndingState, LockedAccount
+from app.persistence.plans import AccountMoved, EndingState, LockedAccount
 from app.persistence.unit_of_work import UnitOfWork
 from app.services.deps import Services
 from app.services.mapping import generation_of, view_of_books
@@ -52,18 +52,25 @@ async def run_generator(
         generation_id=str(uuid.uuid4()),
         active_limits={plan: services.plans.active_limit(plan) for plan in Plan},
     )
-    # The driver lane on PostgreSQL: this transaction touches the account's state only.
+    # The driver lane on PostgreSQL: this transaction touches the account's state only. The
+    # state may be read without the lock (``run_state``); if the account moved before the
+    # plan was written, nothing was, and the state is read again under the lock.
     async with services.db.writing(lane=True) as uow:
-        locked = await uow.locked_state(account_id, key=idempotency_key, caps=request.active_limits)
-        if locked is None:
-            raise AccountNotFound(account_id)
-        account, state = locked
-        plan = plan_run(state, request, services.clock.now())
-        if plan.replay_of is not None:
-            first = await uow.generation(plan.replay_of)
-            assert first is not None
-            return GeneratorRun(first, view_of_books(account, state, plan))
-        await uow.write(plan, await plan_events(uow, services, state, plan))
+        while True:
+            found = await uow.run_state(account_id, key=idempotency_key, caps=request.active_limits)
+            if found is None:
+                raise AccountNotFound(account_id)
+            account, state = found
+            plan = plan_run(state, request, services.clock.now())
+            if plan.replay_of is not None:
+                first = await uow.generation(plan.replay_of)
+                assert first is not None
+                return GeneratorRun(first, view_of_books(account, state, plan))
+            try:
+                await uow.write(plan, await plan_events(uow, services, state, plan))
+            except AccountMoved:
+                continue
+            break
         await uow.commit()
     assert plan.new_generation is not None
     created = plan.new_generation

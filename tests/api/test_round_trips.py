@@ -1,5 +1,8 @@
-"""A write on PostgreSQL is five round trips: BEGIN, lock, read the state, write the plan,
-COMMIT. So are a run, a pack's grant, and a generation's end (completed, failed, canceled).
+"""A write on PostgreSQL is five round trips at most: BEGIN, lock, read the state, write the
+plan, COMMIT. So are a pack's grant and a generation's end (completed, failed, canceled). A
+run is two where no other run of the account is in flight (its state and its plan, each in
+autocommit, tests/api/test_unlocked_runs.py), four under the lock (BEGIN and the lock in one
+simple query, the state, the plan, COMMIT).
 
 Counted in the process by ``Database.recording``: every statement sent, through SQLAlchemy's
 engine (``before_cursor_execute``) or the driver lane, plus each BEGIN and COMMIT.
@@ -21,6 +24,8 @@ from tests.api_client import Api, Worker
 from tests.conftest import JWT_SECRET
 from tests.db import Rows, sent_statements
 
+# The state and the plan, without the lock.
+UNLOCKED_RUN_ROUND_TRIPS = 2
 # BEGIN and the lock in one simple query, the state, the plan, COMMIT.
 MAX_RUN_ROUND_TRIPS = 4
 MAX_WRITE_ROUND_TRIPS = 5
@@ -57,7 +62,7 @@ def postgres_only(rows: Rows) -> None:
         pytest.skip("round trips are counted on PostgreSQL; SQLite is in the process")
 
 
-async def test_run_generator_takes_at_most_four_round_trips_on_postgres(
+async def test_a_run_with_no_other_in_flight_takes_two_round_trips_on_postgres(
     api: Api, rows: Rows, app: Any
 ) -> None:
     postgres_only(rows)
@@ -67,13 +72,38 @@ async def test_run_generator_takes_at_most_four_round_trips_on_postgres(
     # when
     with round_trips(app) as sent:
         run = await api.run(account_id, "TURBO", key="counted")
-    # then
+    # then its state and its plan, neither in a transaction
+    assert run["account"]["creditsTotal"] == 960
+    assert len(sent) == UNLOCKED_RUN_ROUND_TRIPS, shown(sent)
+    assert sent[0].startswith("SELECT") and sent[1].startswith("WITH acc AS")
+
+
+async def test_a_run_under_the_lock_takes_at_most_four_round_trips_on_postgres(
+    settings: Settings, rows: Rows, clock: FrozenClock
+) -> None:
+    postgres_only(rows)
+    # given a gateway whose runs always take the lock
+    app = create_app(settings.model_copy(update={"unlocked_runs": False}), clock)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            api = Api(http, JWT_SECRET, clock)
+            # and an account that has run once (warmed up)
+            account_id = await api.subscribed_account()
+            await api.run(account_id, "TURBO", key="warm")
+            # when
+            with round_trips(app) as sent:
+                run = await api.run(account_id, "TURBO", key="counted")
+    finally:
+        await app.state.services.payments.aclose()
+        await app.state.services.db.dispose()
+    # then BEGIN with the lock (which moves the row's version), the state, the plan, COMMIT
     assert run["account"]["creditsTotal"] == 960
     assert len(sent) <= MAX_RUN_ROUND_TRIPS, shown(sent)
-    assert begins(sent[0]) and "FOR UPDATE" in sent[0] and sent[-1] == "COMMIT"
+    assert begins(sent[0]) and "SET version = version + 1" in sent[0] and sent[-1] == "COMMIT"
 
 
-async def test_a_run_that_records_renewals_and_spends_packs_is_still_four_round_trips(
+async def test_a_run_that_records_renewals_and_spends_packs_is_still_two_round_trips(
     api: Api, rows: Rows, clock: FrozenClock, app: Any
 ) -> None:
     postgres_only(rows)
@@ -85,9 +115,9 @@ async def test_a_run_that_records_renewals_and_spends_packs_is_still_four_round_
     # when
     with round_trips(app) as sent:
         run = await api.run(account_id, "ULTRA", key="counted")
-    # then renewals and the spend were written, in at most four round trips
+    # then renewals and the spend were written, in the run's two round trips
     assert run["account"]["creditsTotal"] == 1000 - 80
-    assert len(sent) <= MAX_RUN_ROUND_TRIPS, shown(sent)
+    assert len(sent) == UNLOCKED_RUN_ROUND_TRIPS, shown(sent)
 
 
 async def test_a_packs_grant_takes_at_most_five_round_trips_on_postgres(
