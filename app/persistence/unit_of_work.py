@@ -142,11 +142,6 @@ class UnitOfWork:
             raise
         self._checkout, self._driver = checkout, driver
 
-    def _replace_connection_after(self, error: BaseException, attempt: int) -> bool:
-        """Whether a statement that failed with ``error`` before having any effect may be
-        tried again on another connection (which is then checked out)."""
-        return is_unavailable(error) and attempt < BEGIN_ATTEMPTS - 1
-
     async def _begin(self, driver: DriverConnection, opening: str = "BEGIN") -> DriverConnection:
         """The transaction begun with ``opening``: BEGIN, or BEGIN and the account's lock.
         A pooled connection may have been ended by the server while idle (a failover), so
@@ -282,7 +277,8 @@ class UnitOfWork:
                 found = await plans.read_account_state(self._driver, account_id, key, caps)
                 break
             except Exception as error:
-                if not self._replace_connection_after(error, attempt):
+                # A read has no effect: a connection the server ended is replaced once.
+                if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
                     raise
                 await self._leave_lane(None)
                 await self._check_out(self._lane)
