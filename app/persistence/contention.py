@@ -1,20 +1,22 @@
-"""Which accounts a run may be written for without the account's lock.
+"""How a process's runs of one account meet: one at a time, each without the row lock.
 
-A run read and written without the lock (two autocommit statements, plans.write_plan's
-``expected_version``) is cheaper than one under it (BEGIN with the lock, state, plan,
-COMMIT), but only while no other writer moves the account in between: a moved account costs
-the two statements again under the lock. So a run takes the lock at once where another is
-likely to move the account: an account with a run already in flight in this process (a
-burst on one account would otherwise move under most of them), and one whose unlocked write
-found it moved in the last ``cooldown`` seconds (the other writer is elsewhere: another
-process, a worker, support). A performance guess only: correctness never depends on it,
-the version check does.
+Runs of one account queue anyway, on the account row's lock; a process's own runs of an
+account queue here instead (``turn``, first come first served), before any connection is
+taken, so a burst on one account holds no connection idle behind the row lock and each run
+in turn can go without it: read and written in two autocommit statements, the write made
+only if the account's version has not moved (plans.write_plan's ``expected_version``). Other
+writers (another process, a worker, support) can still move the account between the two; a
+run that finds it moved goes again under the lock, and so do the account's runs here for
+``cooldown`` seconds after (``may_go_unlocked``), as the other writer is likely busy with it.
+A performance guess only: correctness never depends on it, the version check does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 # Accounts remembered as moved, at most; past it the oldest half is forgotten.
 MOVED_LIMIT = 10_000
@@ -26,16 +28,34 @@ class Contention:
     ) -> None:
         self._cooldown = cooldown
         self._monotonic = monotonic
-        self._in_flight: dict[str, int] = {}
+        # Each account with a run in its turn or waiting for it: its lock and their number.
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
         self._moved: dict[str, float] = {}
 
-    def enter(self, account_id: str) -> bool:
-        """A run of ``account_id`` starts; whether it may read and write without the lock.
-        Every ``enter`` is followed by one ``leave``."""
-        running = self._in_flight.get(account_id, 0)
-        self._in_flight[account_id] = running + 1
-        if running:
-            return False
+    @asynccontextmanager
+    async def turn(self, account_id: str) -> AsyncIterator[None]:
+        """The account's turn in this process: one run at a time, in arrival order."""
+        lock, queued = self._turns.get(account_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._turns[account_id] = (lock, queued + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, queued = self._turns[account_id]
+            if queued > 1:
+                self._turns[account_id] = (lock, queued - 1)
+            else:
+                del self._turns[account_id]
+
+    def queued(self, account_id: str) -> int:
+        """Runs of the account in their turn or waiting for it."""
+        return self._turns.get(account_id, (None, 0))[1]
+
+    def may_go_unlocked(self, account_id: str) -> bool:
+        """Whether a run of the account may read and write without the lock: not if an
+        unlocked write found the account moved in the last ``cooldown`` seconds."""
         moved_at = self._moved.get(account_id)
         if moved_at is None:
             return True
@@ -44,11 +64,6 @@ class Contention:
         del self._moved[account_id]
         return True
 
-    def leave(self, account_id: str) -> None:
-        running = self._in_flight.pop(account_id)
-        if running > 1:
-            self._in_flight[account_id] = running - 1
-
     def moved(self, account_id: str) -> None:
         """An unlocked write found the account moved: its next runs here take the lock."""
         self._moved.pop(account_id, None)
@@ -56,6 +71,3 @@ class Contention:
         if len(self._moved) > MOVED_LIMIT:
             for oldest in list(self._moved)[: MOVED_LIMIT // 2]:
                 del self._moved[oldest]
-
-    def in_flight(self, account_id: str) -> int:
-        return self._in_flight.get(account_id, 0)

@@ -9,7 +9,7 @@ holds, generation, tariffs, write, commit); a repository asked for fails at once
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -80,7 +80,6 @@ class UnitOfWork:
         self._lane = lane
         # Runs read and written without the lock (``run_state``): None, never.
         self._contention = contention if lane is not None else None
-        self._entered: str | None = None  # the account this run told ``_contention`` of
         self._unlocked = True  # False once the account was found moved: the lock from then
         # The account's version an unlocked read saw, for ``write`` to check (None: locked).
         self._expected_version: int | None = None
@@ -192,12 +191,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         if self._lane is not None:
-            try:
-                await self._leave_lane(exc)
-            finally:
-                if self._entered is not None and self._contention is not None:
-                    self._contention.leave(self._entered)
-                    self._entered = None
+            await self._leave_lane(exc)
             return
         if exc is not None:
             await self._close_after(exc)
@@ -262,14 +256,18 @@ class UnitOfWork:
         key: str | None = None,
         caps: Mapping[Plan | None, int] | None = None,
     ) -> tuple[plans.LockedAccount, AccountState] | None:
-        """A run's state: on the lane, where the account is not contended (contention.py),
-        read without the lock in one autocommit statement, and ``write`` then writes only if
-        the account has not moved since (else it raises ``plans.AccountMoved``, and the
-        state is read again here, under the lock); elsewhere ``locked_state``."""
-        if self._contention is not None and self._entered is None:
-            self._entered = account_id
-            self._unlocked = self._contention.enter(account_id)
-        if not (self._unlocked and self._entered == account_id) or self._begun:
+        """A run's state, in the account's turn (``Database.run_turn``): on the lane, where
+        the account was not found moved lately (contention.py), read without the lock in one
+        autocommit statement, and ``write`` then writes only if the account has not moved
+        since (else it raises ``plans.AccountMoved``, and the state is read again here,
+        under the lock); elsewhere ``locked_state``."""
+        contention = self._contention
+        if (
+            contention is None
+            or not self._unlocked
+            or self._begun
+            or not contention.may_go_unlocked(account_id)
+        ):
             return await self.locked_state(account_id, key=key, caps=caps)
         assert self._driver is not None and self._lane is not None
         for attempt in range(BEGIN_ATTEMPTS):
@@ -484,6 +482,14 @@ class Database:
                 if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def run_turn(self, account_id: str) -> AbstractAsyncContextManager[None]:
+        """A run's turn among this process's runs of the account, taken before its unit of
+        work (contention.py); where runs always take the lock, no wait: the lock is the
+        queue."""
+        if self.contention is None:
+            return nullcontext()
+        return self.contention.turn(account_id)
 
     def writing(self, *, lane: bool = False) -> UnitOfWork:
         """A write transaction; ``lane`` asks for the driver lane, where there is one (the

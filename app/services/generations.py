@@ -52,10 +52,11 @@ async def run_generator(
         generation_id=str(uuid.uuid4()),
         active_limits={plan: services.plans.active_limit(plan) for plan in Plan},
     )
-    # The driver lane on PostgreSQL: this transaction touches the account's state only. The
-    # state may be read without the lock (``run_state``); if the account moved before the
-    # plan was written, nothing was, and the state is read again under the lock.
-    async with services.db.writing(lane=True) as uow:
+    # The driver lane on PostgreSQL: this transaction touches the account's state only. In
+    # the account's turn among this process's runs, the state may be read without the lock
+    # (``run_state``); if the account moved before the plan was written, nothing was, and
+    # the state is read again under the lock.
+    async with services.db.run_turn(account_id), services.db.writing(lane=True) as uow:
         while True:
             found = await uow.run_state(account_id, key=idempotency_key, caps=request.active_limits)
             if found is None:

@@ -1,18 +1,20 @@
-"""A run on PostgreSQL may go without the account's lock, and is then written only if the
+"""A run on PostgreSQL goes without the account's lock, and is then written only if the
 account has not moved since its state was read; else it is written once, under the lock.
 
-A run of an account with no other run in flight in the process reads its state in one
-autocommit statement and writes its plan in another, which updates the account row only at
-the version it read (app/persistence/plans.py). Every holder of the account's lock moves the
-version, whatever path it takes: another run, a pack's purchase (the ORM's lock), a
-generation's end (its owner's lock). Here each of them moves the account between a run's
-read and its write, and the run must then be written exactly once, from the state as the
-other writer left it.
+A process's runs of one account take turns (app/persistence/contention.py); each reads its
+state in one autocommit statement and writes its plan in another, which updates the account
+row only at the version it read (app/persistence/plans.py). Every holder of the account's
+lock moves the version, whatever path it takes: a run in another process, a pack's purchase
+(the ORM's lock), a generation's end (its owner's lock). Here each of them moves the account
+between a run's read and its write, and the run must then be written exactly once, from the
+state as the other writer left it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -54,40 +56,60 @@ def after_the_first_state_read(
     return done
 
 
-WRITERS = ["another run", "a pack bought", "a run failed"]
+@asynccontextmanager
+async def another_process(settings: Settings, clock: FrozenClock) -> AsyncIterator[Api]:
+    """A second gateway on the same database: its runs do not take this one's turns."""
+    app = create_app(settings, clock)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as client:
+            yield Api(client, JWT_SECRET, clock)
+    finally:
+        await db_of(app).dispose()
+
+
+WRITERS = ["a run in another process", "a pack bought", "a run failed"]
 
 
 @on_postgres
 @pytest.mark.parametrize("writer", WRITERS)
 async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_the_lock(
-    api: Api, rows: Rows, app: Any, monkeypatch: pytest.MonkeyPatch, writer: str
+    api: Api,
+    rows: Rows,
+    app: Any,
+    settings: Settings,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    writer: str,
 ) -> None:
     # given an account with a claimed run of 20 (1000 - 20 = 980), warmed up
     worker = Worker(api)
     account_id = await api.subscribed_account()
     earlier = await api.run(account_id, "TURBO", key="earlier")
     await worker.claim(limit=100)
-    moves: dict[str, Callable[[], Awaitable[Any]]] = {
-        "another run": lambda: api.run(account_id, "PRO", key="other"),  # -38
-        "a pack bought": lambda: api.buy(account_id),  # +500
-        "a run failed": lambda: worker.fail(earlier["generation"]["id"]),  # +20
-    }
-    change = {"another run": -38, "a pack bought": +500, "a run failed": +20}[writer]
+    change = {"a run in another process": -38, "a pack bought": +500, "a run failed": +20}
     marker = "-- the other writer is done --"
-    with sent_statements(app, transactions=True) as sent:
+    async with another_process(settings, clock) as elsewhere:
+        await elsewhere.balances(account_id)  # (warmed up)
+        moves: dict[str, Callable[[], Awaitable[Any]]] = {
+            "a run in another process": lambda: elsewhere.run(account_id, "PRO", key="other"),
+            "a pack bought": lambda: api.buy(account_id),
+            "a run failed": lambda: worker.fail(earlier["generation"]["id"]),
+        }
+        with sent_statements(app, transactions=True) as sent:
 
-        async def meanwhile() -> None:
-            await moves[writer]()
-            sent.append(marker)
+            async def meanwhile() -> None:
+                await moves[writer]()
+                sent.append(marker)
 
-        moved = after_the_first_state_read(monkeypatch, meanwhile)
-        # when a run (80) reads the state, then the other writer moves the account
-        run = await api.run(account_id, "ULTRA", key="counted")
+            moved = after_the_first_state_read(monkeypatch, meanwhile)
+            # when a run (80) reads the state, then the other writer moves the account
+            run = await api.run(account_id, "ULTRA", key="counted")
     # then the run was written once, after the other writer, from the state it left
     assert moved == [True]
     assert run["__typename"] == "GeneratorRun"
-    assert run["account"]["creditsTotal"] == 980 + change - 80
-    assert (await api.balances(account_id))["creditsTotal"] == 980 + change - 80
+    assert run["account"]["creditsTotal"] == 980 + change[writer] - 80
+    assert (await api.balances(account_id))["creditsTotal"] == 980 + change[writer] - 80
     spent = [
         e
         for e in await rows.ledger(account_id)
@@ -98,7 +120,8 @@ async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_th
         "SELECT amount FROM holds WHERE generation_id = :g", g=run["generation"]["id"]
     )
     assert sum(h["amount"] for h in holds) == 80
-    # and the unlocked write wrote nothing; the run went again under the lock
+    # and the unlocked write wrote nothing; the run went again under the lock (the other
+    # process's statements are not in this one's record)
     after = sent[sent.index(marker) + 1 :]
     assert after[0].startswith("WITH acc AS")
     assert after[1].startswith("BEGIN; UPDATE accounts SET version"), after
@@ -112,20 +135,26 @@ async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_th
 
 @on_postgres
 async def test_a_run_with_a_key_replayed_meanwhile_answers_the_first_run(
-    api: Api, rows: Rows, app: Any, monkeypatch: pytest.MonkeyPatch
+    api: Api,
+    rows: Rows,
+    app: Any,
+    settings: Settings,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given an account, and the same run sent again while the first is between its read and
-    # its write (a client retrying at once)
+    # given an account, and the same run sent again to another process while the first is
+    # between its read and its write (a client retrying at once, elsewhere)
     account_id = await api.subscribed_account()
     await api.run(account_id, "TURBO", key="warm")
     answers: list[Any] = []
+    async with another_process(settings, clock) as elsewhere:
 
-    async def the_retry() -> None:
-        answers.append(await api.run(account_id, "ULTRA", key="twice"))
+        async def the_retry() -> None:
+            answers.append(await elsewhere.run(account_id, "ULTRA", key="twice"))
 
-    after_the_first_state_read(monkeypatch, the_retry)
-    # when the first goes on
-    first = await api.run(account_id, "ULTRA", key="twice")
+        after_the_first_state_read(monkeypatch, the_retry)
+        # when the first goes on
+        first = await api.run(account_id, "ULTRA", key="twice")
     # then one run was made: the retry made it (under the lock), the first answers with it
     (retry,) = answers
     assert first["generation"]["id"] == retry["generation"]["id"]
@@ -198,3 +227,27 @@ async def test_runs_go_unlocked_only_on_postgres_on_the_lane_and_with_the_switch
         unlocked = database_url.startswith("postgresql") and name == "default"
         assert (db_of(app).contention is not None) is unlocked, name
         assert ("COMMIT" not in sent) is unlocked, (name, sent)
+
+
+@on_postgres
+async def test_runs_of_one_account_at_once_in_one_process_each_go_unlocked_in_turn(
+    api: Api, rows: Rows, app: Any
+) -> None:
+    # given an account (warmed up)
+    account_id = await api.subscribed_account()
+    await api.run(account_id, "TURBO", key="warm")
+    # when ten runs of it arrive at once
+    with sent_statements(app, transactions=True) as sent:
+        runs = await asyncio.gather(
+            *(api.run(account_id, "TURBO", key=f"burst-{i}") for i in range(10))
+        )
+    # then all were made, one after the other, each in its two statements, none locked
+    assert all(r["__typename"] == "GeneratorRun" for r in runs)
+    assert sorted(r["account"]["creditsTotal"] for r in runs) == [
+        1000 - 20 * (n + 2) for n in reversed(range(10))
+    ]
+    assert (await api.balances(account_id))["creditsTotal"] == 1000 - 20 * 11
+    assert len(sent) == 20 and not any(s.startswith(("BEGIN", "COMMIT")) for s in sent)
+    assert [s.split(maxsplit=1)[0] for s in sent] == ["SELECT", "WITH"] * 10
+    contention = db_of(app).contention
+    assert contention is not None and contention.queued(account_id) == 0
