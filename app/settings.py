@@ -52,9 +52,9 @@ class Settings(BaseSettings):
     # Off by itself at SQLAlchemy or asyncpg versions other than the pinned ones.
     driver_lane: bool = True
     # A run on the lane read and written without the account's lock, in two autocommit
-    # statements, where no other run of the account is in flight in the process: written
-    # only if the account's version has not moved (else again under the lock). Off: always
-    # under the lock (app/persistence/contention.py, plans.py).
+    # statements, a process's runs of one account taking turns: written only if the
+    # account's version has not moved (else again under the lock). Off: always under the
+    # lock (app/persistence/contention.py, plans.py).
     unlocked_runs: bool = True
     # Slow clients: the longest a request head, then its body, may take to arrive (closed;
     # 408), and how long an idle keep-alive connection stays open.

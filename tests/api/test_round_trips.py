@@ -1,7 +1,7 @@
 """A write on PostgreSQL is five round trips at most: BEGIN, lock, read the state, write the
 plan, COMMIT. So are a pack's grant and a generation's end (completed, failed, canceled). A
-run is two where no other run of the account is in flight (its state and its plan, each in
-autocommit, tests/api/test_unlocked_runs.py), four under the lock (BEGIN and the lock in one
+run is two (its state and its plan, each in autocommit, a process's runs of one account
+taking turns: tests/api/test_unlocked_runs.py), four under the lock (BEGIN and the lock in one
 simple query, the state, the plan, COMMIT).
 
 Counted in the process by ``Database.recording``: every statement sent, through SQLAlchemy's
@@ -62,9 +62,7 @@ def postgres_only(rows: Rows) -> None:
         pytest.skip("round trips are counted on PostgreSQL; SQLite is in the process")
 
 
-async def test_a_run_with_no_other_in_flight_takes_two_round_trips_on_postgres(
-    api: Api, rows: Rows, app: Any
-) -> None:
+async def test_a_run_takes_two_round_trips_on_postgres(api: Api, rows: Rows, app: Any) -> None:
     postgres_only(rows)
     # given an account that has run once (connections and statements warmed up)
     account_id = await api.subscribed_account()
