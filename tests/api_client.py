@@ -55,10 +55,13 @@ query { me { id creditsTotal subscriptionBalance packBalance packExpiresAt nextR
 
 
 class Api:
-    def __init__(self, client: httpx.AsyncClient, secret: str, clock: FrozenClock) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, secret: str, clock: FrozenClock, app: Any = None
+    ) -> None:
         self.client = client
         self.secret = secret
         self.clock = clock
+        self.app = app  # the ASGI app the client talks to, where a test needs it
 
     def token(self, account_id: str | None = None, *, ttl: timedelta = timedelta(hours=1)) -> str:
         role: Literal["user", "service"] = "user" if account_id else "service"

@@ -297,7 +297,7 @@ async def make_api(settings: Settings, clock: FrozenClock) -> AsyncIterator[ApiF
         transport = httpx.ASGITransport(app=application, client=client)
         http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         opened.append((application, http))
-        return Api(http, JWT_SECRET, clock)
+        return Api(http, JWT_SECRET, clock, app=application)
 
     yield build
     for application, http in opened:

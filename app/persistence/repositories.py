@@ -30,16 +30,16 @@ from app.persistence.tables import (
 
 
 class AccountRepository:
-    def __init__(self, session: AsyncSession, *, row_locks: bool) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._row_locks = row_locks
 
     async def lock(self, account_id: str) -> AccountRow | None:
         """The account row, locked for this transaction.
 
         Every balance change locks exactly one account row first, so concurrent writers to
-        one account queue here and no two ever interleave. On SQLite the transaction already
-        holds the database's write lock (BEGIN IMMEDIATE).
+        one account queue here and no two ever interleave (the UPDATE's row lock on
+        PostgreSQL; on SQLite the transaction already holds the database's write lock,
+        BEGIN IMMEDIATE).
 
         The lock moves the row's version (a run written without the lock checks it,
         plans.py), as the lane's lock does: one UPDATE, its row returned.

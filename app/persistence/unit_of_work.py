@@ -110,7 +110,7 @@ class UnitOfWork:
                 raise
         s = self.session
         row_locks = self.dialect == "postgresql"
-        self.accounts = AccountRepository(s, row_locks=row_locks)
+        self.accounts = AccountRepository(s)
         self.subscriptions = SubscriptionRepository(s)
         self.catalog = CatalogRepository(s)
         self.purchases = PackPurchaseRepository(s, row_locks=row_locks)
@@ -141,26 +141,35 @@ class UnitOfWork:
             raise
         self._checkout, self._driver = checkout, driver
 
-    async def _begin(self, driver: DriverConnection, opening: str = "BEGIN") -> DriverConnection:
+    async def _begin(self, opening: str = "BEGIN") -> DriverConnection:
         """The transaction begun with ``opening``: BEGIN, or BEGIN and the account's lock.
         A pooled connection may have been ended by the server while idle (a failover), so
         another one is tried before giving up: after any loss for BEGIN alone, which does
         nothing; with the lock, only if the driver sent nothing (a lock lost while waiting
         answers try again, as a transaction broken later does)."""
-        assert self._lane is not None
+        retry = nothing_sent if opening != "BEGIN" else is_unavailable
+        await self._first_statement(lambda lane: lane.command(opening), retry)
+        self._begun = True
+        assert self._driver is not None
+        return self._driver
+
+    async def _first_statement(
+        self,
+        send: Callable[[DriverConnection], Awaitable[T]],
+        retry: Callable[[BaseException], bool],
+    ) -> T:
+        """``send`` on the checked-out connection, before anything else of this unit of
+        work: where it fails as ``retry`` allows (the connection was gone, nothing done), on
+        a second connection."""
+        assert self._lane is not None and self._driver is not None
         for attempt in range(BEGIN_ATTEMPTS):
             try:
-                await driver.command(opening)
-                self._begun = True
-                return driver
+                return await send(self._driver)
             except Exception as error:
-                retry = nothing_sent(error) if opening != "BEGIN" else is_unavailable(error)
-                if not retry or attempt == BEGIN_ATTEMPTS - 1:
+                if not retry(error) or attempt == BEGIN_ATTEMPTS - 1:
                     raise
                 await self._leave_lane(None)
                 await self._check_out(self._lane)
-                assert self._driver is not None
-                driver = self._driver
         raise AssertionError("unreachable")
 
     async def _leave_lane(self, error: BaseException | None) -> None:
@@ -220,7 +229,7 @@ class UnitOfWork:
         if self._driver is not None:
             if self._begun or self._expected_version is not None:
                 return self._driver  # in the transaction, or outside any (an unlocked run)
-            return await self._begin(self._driver)
+            return await self._begin()
         if self._connection is None:
             self._connection = await self.session.connection()
         return self._connection
@@ -246,7 +255,7 @@ class UnitOfWork:
             if account is None:
                 return None
             return account, await self.account_state(account, key=key, caps=caps)
-        connection = await self._begin(driver, opening)
+        connection = await self._begin(opening)
         return await plans.read_account_state(connection, account_id, key, caps)
 
     async def run_state(
@@ -269,18 +278,10 @@ class UnitOfWork:
             or not contention.may_go_unlocked(account_id)
         ):
             return await self.locked_state(account_id, key=key, caps=caps)
-        assert self._driver is not None and self._lane is not None
-        for attempt in range(BEGIN_ATTEMPTS):
-            try:
-                found = await plans.read_account_state(self._driver, account_id, key, caps)
-                break
-            except Exception as error:
-                # A read has no effect: a connection the server ended is replaced once.
-                if not is_unavailable(error) or attempt == BEGIN_ATTEMPTS - 1:
-                    raise
-                await self._leave_lane(None)
-                await self._check_out(self._lane)
-                assert self._driver is not None
+        # A read has no effect: a connection the server ended is replaced once.
+        found = await self._first_statement(
+            lambda lane: plans.read_account_state(lane, account_id, key, caps), is_unavailable
+        )
         if found is not None:
             self._expected_version = found[0].version
         return found
@@ -388,7 +389,7 @@ class UnitOfWork:
         notify = self._bus.notifications(events) if events and self._bus is not None else None
         if notify is not None:
             if not self._begun:
-                driver = await self._begin(driver)
+                driver = await self._begin()
             await plans.notify(driver, *notify)
         if self._begun:  # else nothing was sent: nothing to commit
             await driver.command("COMMIT")
@@ -419,8 +420,9 @@ class Database:
         self.events = events
         # The driver lane (PostgreSQL only): the account reads, and the writes that ask.
         self.lane = lane if self.dialect == "postgresql" else None
-        # Runs written without the lock where the account is not contended: on the lane, in
-        # autocommit (behind a transaction pooler every statement keeps its transaction).
+        # Runs written without the lock, a process's runs of one account taking turns: on the
+        # lane, in autocommit (behind a transaction pooler every statement keeps its
+        # transaction, so runs take the lock there).
         self.contention = (
             Contention()
             if unlocked_runs and self.lane is not None and not self.lane.reads_in_transaction

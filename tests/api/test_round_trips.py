@@ -21,7 +21,7 @@ from app.clock import FrozenClock
 from app.main import create_app
 from app.settings import Settings
 from tests.api_client import Api, Worker
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, ApiFactory
 from tests.db import Rows, sent_statements
 
 # The state and the plan, without the lock.
@@ -77,24 +77,17 @@ async def test_a_run_takes_two_round_trips_on_postgres(api: Api, rows: Rows, app
 
 
 async def test_a_run_under_the_lock_takes_at_most_four_round_trips_on_postgres(
-    settings: Settings, rows: Rows, clock: FrozenClock
+    rows: Rows, make_api: ApiFactory
 ) -> None:
     postgres_only(rows)
     # given a gateway whose runs always take the lock
-    app = create_app(settings.model_copy(update={"unlocked_runs": False}), clock)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            api = Api(http, JWT_SECRET, clock)
-            # and an account that has run once (warmed up)
-            account_id = await api.subscribed_account()
-            await api.run(account_id, "TURBO", key="warm")
-            # when
-            with round_trips(app) as sent:
-                run = await api.run(account_id, "TURBO", key="counted")
-    finally:
-        await app.state.services.payments.aclose()
-        await app.state.services.db.dispose()
+    api = await make_api(unlocked_runs=False)
+    # and an account that has run once (warmed up)
+    account_id = await api.subscribed_account()
+    await api.run(account_id, "TURBO", key="warm")
+    # when
+    with round_trips(api.app) as sent:
+        run = await api.run(account_id, "TURBO", key="counted")
     # then BEGIN with the lock (which moves the row's version), the state, the plan, COMMIT
     assert run["account"]["creditsTotal"] == 960
     assert len(sent) <= MAX_RUN_ROUND_TRIPS, shown(sent)

@@ -13,20 +13,15 @@ state as the other writer left it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from app.clock import FrozenClock
-from app.main import create_app
 from app.persistence import plans
 from app.persistence.unit_of_work import Database
-from app.settings import Settings
 from tests.api_client import Api, Worker
-from tests.conftest import JWT_SECRET
+from tests.conftest import ApiFactory
 from tests.db import Rows, sent_statements
 
 on_postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -56,18 +51,6 @@ def after_the_first_state_read(
     return done
 
 
-@asynccontextmanager
-async def another_process(settings: Settings, clock: FrozenClock) -> AsyncIterator[Api]:
-    """A second gateway on the same database: its runs do not take this one's turns."""
-    app = create_app(settings, clock)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://other") as client:
-            yield Api(client, JWT_SECRET, clock)
-    finally:
-        await db_of(app).dispose()
-
-
 WRITERS = ["a run in another process", "a pack bought", "a run failed"]
 
 
@@ -77,8 +60,7 @@ async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_th
     api: Api,
     rows: Rows,
     app: Any,
-    settings: Settings,
-    clock: FrozenClock,
+    make_api: ApiFactory,
     monkeypatch: pytest.MonkeyPatch,
     writer: str,
 ) -> None:
@@ -89,22 +71,23 @@ async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_th
     await worker.claim(limit=100)
     change = {"a run in another process": -38, "a pack bought": +500, "a run failed": +20}
     marker = "-- the other writer is done --"
-    async with another_process(settings, clock) as elsewhere:
-        await elsewhere.balances(account_id)  # (warmed up)
-        moves: dict[str, Callable[[], Awaitable[Any]]] = {
-            "a run in another process": lambda: elsewhere.run(account_id, "PRO", key="other"),
-            "a pack bought": lambda: api.buy(account_id),
-            "a run failed": lambda: worker.fail(earlier["generation"]["id"]),
-        }
-        with sent_statements(app, transactions=True) as sent:
+    # (a second gateway on the same database: its runs do not take this one's turns)
+    elsewhere = await make_api()
+    await elsewhere.balances(account_id)  # (warmed up)
+    moves: dict[str, Callable[[], Awaitable[Any]]] = {
+        "a run in another process": lambda: elsewhere.run(account_id, "PRO", key="other"),
+        "a pack bought": lambda: api.buy(account_id),
+        "a run failed": lambda: worker.fail(earlier["generation"]["id"]),
+    }
+    with sent_statements(app, transactions=True) as sent:
 
-            async def meanwhile() -> None:
-                await moves[writer]()
-                sent.append(marker)
+        async def meanwhile() -> None:
+            await moves[writer]()
+            sent.append(marker)
 
-            moved = after_the_first_state_read(monkeypatch, meanwhile)
-            # when a run (80) reads the state, then the other writer moves the account
-            run = await api.run(account_id, "ULTRA", key="counted")
+        moved = after_the_first_state_read(monkeypatch, meanwhile)
+        # when a run (80) reads the state, then the other writer moves the account
+        run = await api.run(account_id, "ULTRA", key="counted")
     # then the run was written once, after the other writer, from the state it left
     assert moved == [True]
     assert run["__typename"] == "GeneratorRun"
@@ -135,26 +118,21 @@ async def test_a_run_whose_account_moved_after_its_read_is_written_once_under_th
 
 @on_postgres
 async def test_a_run_with_a_key_replayed_meanwhile_answers_the_first_run(
-    api: Api,
-    rows: Rows,
-    app: Any,
-    settings: Settings,
-    clock: FrozenClock,
-    monkeypatch: pytest.MonkeyPatch,
+    api: Api, rows: Rows, make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given an account, and the same run sent again to another process while the first is
     # between its read and its write (a client retrying at once, elsewhere)
     account_id = await api.subscribed_account()
     await api.run(account_id, "TURBO", key="warm")
     answers: list[Any] = []
-    async with another_process(settings, clock) as elsewhere:
+    elsewhere = await make_api()
 
-        async def the_retry() -> None:
-            answers.append(await elsewhere.run(account_id, "ULTRA", key="twice"))
+    async def the_retry() -> None:
+        answers.append(await elsewhere.run(account_id, "ULTRA", key="twice"))
 
-        after_the_first_state_read(monkeypatch, the_retry)
-        # when the first goes on
-        first = await api.run(account_id, "ULTRA", key="twice")
+    after_the_first_state_read(monkeypatch, the_retry)
+    # when the first goes on
+    first = await api.run(account_id, "ULTRA", key="twice")
     # then one run was made: the retry made it (under the lock), the first answers with it
     (retry,) = answers
     assert first["generation"]["id"] == retry["generation"]["id"]
@@ -201,31 +179,25 @@ async def test_a_refused_run_reads_without_a_transaction_and_changes_nothing(
 
 @pytest.mark.parametrize("database_url", ["postgres", "sqlite"], indirect=True)
 async def test_runs_go_unlocked_only_on_postgres_on_the_lane_and_with_the_switch_on(
-    settings: Settings, clock: FrozenClock, database_url: str
+    make_api: ApiFactory, database_url: str
 ) -> None:
     # given the default gateway, and one with the switch off or without the lane
-    cases = {
-        "default": settings,
-        "switch off": settings.model_copy(update={"unlocked_runs": False}),
-        "no lane": settings.model_copy(update={"driver_lane": False}),
+    cases: dict[str, dict[str, Any]] = {
+        "default": {},
+        "switch off": {"unlocked_runs": False},
+        "no lane": {"driver_lane": False},
     }
-    for name, case in cases.items():
-        app = create_app(case, clock)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                api = Api(client, JWT_SECRET, clock)
-                account_id = await api.subscribed_account()
-                await api.run(account_id, "TURBO", key="warm")
-                # when a run is made
-                with sent_statements(app, transactions=True) as sent:
-                    run = await api.run(account_id, "TURBO", key="counted")
-        finally:
-            await db_of(app).dispose()
+    for name, changes in cases.items():
+        api = await make_api(**changes)
+        account_id = await api.subscribed_account()
+        await api.run(account_id, "TURBO", key="warm")
+        # when a run is made
+        with sent_statements(api.app, transactions=True) as sent:
+            run = await api.run(account_id, "TURBO", key="counted")
         # then only the default gateway on PostgreSQL made it without a transaction
         assert run["account"]["creditsTotal"] == 960
         unlocked = database_url.startswith("postgresql") and name == "default"
-        assert (db_of(app).contention is not None) is unlocked, name
+        assert (db_of(api.app).contention is not None) is unlocked, name
         assert ("COMMIT" not in sent) is unlocked, (name, sent)
 
 

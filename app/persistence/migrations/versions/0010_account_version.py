@@ -6,7 +6,7 @@ Create Date: 2026-12-01
 
 A run on PostgreSQL may read the account's state without the lock and write its plan in one
 autocommit statement that updates the account row only if its version is still the one read
-(app/persistence/plans.py, "Writing without the lock"). That is sound only if no write to the
+(app/persistence/plans.py, the comment above ``_PG_WRITE``). That is sound only if no write to the
 account's state can happen without the version moving: so every statement that takes the
 account's lock moves it (the lock is ``UPDATE accounts SET version = version + 1``), and so
 does every plan written.
